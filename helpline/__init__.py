@@ -1,0 +1,39 @@
+"""Helpline: an SMS and phone triage service for people who use opioids."""
+
+from __future__ import annotations
+
+from flask import Flask, Response
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from helpline.config import Settings, load_settings
+from helpline.constants import MAX_WEBHOOK_BYTES
+from helpline.logs import configure_logging
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the web app: webhooks now, the counsellor console later."""
+    from helpline import services, webhooks
+
+    settings = settings or load_settings()
+    configure_logging()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=MAX_WEBHOOK_BYTES,
+        HELPLINE_SETTINGS=settings,
+    )
+    # Behind a proxy or tunnel, trust one hop of X-Forwarded-* so request.url matches
+    # the URL Twilio signed (PUBLIC_URL, when set, takes precedence).
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
+    services.init_app(app, settings)
+    app.register_blueprint(webhooks.bp)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        ok = services.helpline().store.attempt("health", lambda c: bool(c.ping()), False)
+        return Response("ok\n" if ok else "redis unavailable\n", 200 if ok else 503,
+                        mimetype="text/plain")
+
+    return app

@@ -1,0 +1,239 @@
+"""The `helpline` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from helpline import embedded
+from helpline.config import Settings, load_settings
+from helpline.errors import HelplineError
+
+DEFAULT_FROM = "+447700900123"  # an Ofcom drama number: never a real subscriber
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except HelplineError as exc:
+        print(f"helpline: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="helpline", description=__doc__)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="web + worker + embedded Redis, for development")
+    serve.add_argument("--port", type=int, help="web port (default: $PORT or 5000)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.set_defaults(handler=_serve)
+
+    web = commands.add_parser("web", help="the web process (gunicorn)")
+    web.add_argument("--port", type=int, help="web port (default: $PORT or 5000)")
+    web.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    web.add_argument("--workers", type=int, default=None, help="gunicorn worker processes")
+    web.set_defaults(handler=_web)
+
+    worker = commands.add_parser("worker", help="the RQ worker process")
+    worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    worker.set_defaults(handler=_worker)
+
+    simulate = commands.add_parser("simulate", help="play the helpline through its webhooks")
+    sim = simulate.add_subparsers(title="channels", metavar="CHANNEL")
+    sms = sim.add_parser("sms", help="send one text and print the reply")
+    sms.add_argument("text", nargs="+", help="the text to send")
+    call = sim.add_parser("call", help="play the voice menu (interactive without inputs)")
+    call.add_argument("--digits", help="key presses in order, e.g. 1,3 (* for star)")
+    call.add_argument("--say", action="append", default=[], help="speech, in order (repeatable)")
+    for sub in (sms, call):
+        sub.add_argument("--from", dest="sender", default=DEFAULT_FROM, help="caller's number")
+        sub.add_argument("--url", help="a running server's base URL (default: in-process)")
+    sms.set_defaults(handler=_simulate_sms)
+    call.set_defaults(handler=_simulate_call)
+
+    flows = commands.add_parser("flows", help="content and menus")
+    flow_commands = flows.add_subparsers(title="actions", metavar="ACTION")
+    check = flow_commands.add_parser("check", help="lint flows/; non-zero exit on any problem")
+    check.add_argument("--dir", type=Path, help="flows directory (default: the project's)")
+    check.set_defaults(handler=_flows_check)
+    return parser
+
+
+# -- processes --------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    port = args.port or settings.port
+    env = dict(os.environ)
+    if not settings.redis_url:
+        env["REDIS_URL"] = embedded.ensure_running(settings.data_dir)[0]
+    python = sys.executable
+    children = [
+        subprocess.Popen(
+            [python, "-m", "helpline", "web", "--host", args.host, "--port", str(port)], env=env
+        ),
+        subprocess.Popen([python, "-m", "helpline", "worker"], env=env),
+    ]
+    base = f"http://{'localhost' if args.host in ('127.0.0.1', '0.0.0.0') else args.host}:{port}"
+    print(
+        f"\nHelpline is running at {base}\n"
+        f"  webhooks: {base}/twilio/voice and {base}/twilio/sms (signed requests only)\n"
+        f"  health:   {base}/healthz\n"
+        f"  Redis:    {'embedded, data in ' + str(settings.data_dir) if not settings.redis_url else 'REDIS_URL'}\n"
+        "Try it from another terminal:\n"
+        f"  .venv/bin/helpline simulate call --url {base}\n"
+        f"  .venv/bin/helpline simulate sms --url {base} SAFE\n"
+        "Press Ctrl-C to stop.\n",
+        flush=True,
+    )
+
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if not settings.redis_url:
+            embedded.stop(settings.data_dir)
+    failed = [c.returncode for c in children if c.returncode not in (0, -signal.SIGTERM)]
+    return 0 if stopping or not failed else 1
+
+
+def _web(args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from helpline import create_app
+
+    settings = load_settings()
+    port = args.port or settings.port
+    workers = args.workers or max(2, (os.cpu_count() or 1) * 2)
+    app = create_app(settings)  # fail here, loudly, before forking workers
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{args.host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", 4)
+            self.cfg.set("graceful_timeout", 20)
+            self.cfg.set("accesslog", None)  # access logs would show numbers in URLs
+
+        def load(self):  # type: ignore[no-untyped-def]
+            return app
+
+    Server().run()
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from workers.main import run
+
+    run(load_settings(), burst=args.burst)
+    return 0
+
+
+# -- simulator --------------------------------------------------------------------------
+
+
+def _simulation(settings: Settings, url: str | None):  # type: ignore[no-untyped-def]
+    from helpline import simulate
+
+    if url:
+        return simulate.over_http(url, settings.twilio_auth_token), False
+    started = False
+    if not settings.redis_url:
+        redis_url, started = embedded.ensure_running(settings.data_dir)
+        settings = settings.with_overrides(redis_url=redis_url)
+    return simulate.in_process(settings), started
+
+
+def _simulate_sms(args: argparse.Namespace) -> int:
+    from helpline import simulate
+
+    settings = load_settings()
+    transport, started = _simulation(settings, args.url)
+    try:
+        with transport as post:
+            print(simulate.sms(post, args.sender, settings.phone_number, " ".join(args.text)))
+    finally:
+        if started:
+            embedded.stop(settings.data_dir)
+    return 0
+
+
+def _simulate_call(args: argparse.Namespace) -> int:
+    from helpline import simulate
+
+    settings = load_settings()
+    scripted = [d.strip() for d in (args.digits or "").split(",") if d.strip()] + list(args.say)
+    interactive = not scripted
+
+    def next_input() -> str | None:
+        if not interactive:
+            return scripted.pop(0) if scripted else None
+        try:
+            line = input("  keys or words (Enter for silence, q to hang up)> ")
+        except EOFError:
+            return None
+        return None if line.strip().lower() in {"q", "quit"} else line
+
+    transport, started = _simulation(settings, args.url)
+    try:
+        with transport as post:
+            simulate.call(post, args.sender, settings.phone_number, next_input, print)
+    finally:
+        if started:
+            embedded.stop(settings.data_dir)
+    return 0
+
+
+# -- flows ------------------------------------------------------------------------------
+
+
+def _flows_check(args: argparse.Namespace) -> int:
+    from helpline.flows.lint import check_flows, load_flows
+
+    flows_dir = args.dir or Settings().flows_dir
+    if not flows_dir.is_dir():
+        print(f"helpline: {flows_dir} is not a directory of flows", file=sys.stderr)
+        return 2
+    problems = check_flows(flows_dir)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) in {flows_dir}", file=sys.stderr)
+        return 1
+    library = load_flows(flows_dir)
+    nodes = sum(len(f.nodes) for f in library.flows.values())
+    languages = ", ".join(library.content.languages)
+    print(f"flows OK: {len(library.flows)} flows, {nodes} nodes, languages {languages}")
+    return 0

@@ -1,0 +1,163 @@
+"""Settings read from the environment, once, by the app factory or the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from helpline.errors import ConfigError
+
+DEFAULT_TWILIO_API_URL = "https://api.twilio.com"
+
+
+@dataclass(frozen=True)
+class Region:
+    """What a deployment tells callers about local emergency and crisis services."""
+
+    code: str
+    emergency_number: str
+    crisis_line: str  # spoken/read after the emergency number: another way to reach help
+    voice_language: dict[str, str]  # helpline language -> Twilio speech/voice locale
+
+    def variables(self) -> dict[str, str]:
+        """Return the placeholders the content may use."""
+        return {"emergency": self.emergency_number, "crisis_line": self.crisis_line}
+
+
+REGIONS: dict[str, Region] = {
+    "GB": Region(
+        code="GB",
+        emergency_number="999",
+        crisis_line="Samaritans, free, on 116 123",
+        voice_language={"en": "en-GB", "es": "es-ES"},
+    ),
+    "US": Region(
+        code="US",
+        emergency_number="911",
+        crisis_line="the 988 crisis line, by call or text",
+        voice_language={"en": "en-US", "es": "es-US"},
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment."""
+
+    env: str = "development"
+    data_dir: Path = Path("var")
+    redis_url: str | None = None
+    twilio_account_sid: str = "AC" + "0" * 32
+    twilio_auth_token: str = ""
+    twilio_api_url: str = DEFAULT_TWILIO_API_URL
+    phone_number: str = "+15005550006"
+    public_url: str | None = None
+    secret_key: str = ""
+    encryption_key: str | None = None
+    port: int = 5000
+    region: Region = field(default_factory=lambda: REGIONS["GB"])
+    flows_dir: Path = Path(__file__).resolve().parent.parent / "flows"
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """Return a copy with some values changed (used by tests and the CLI)."""
+        return replace(self, **changes)
+
+
+# Variables production refuses to run without, and why each matters.
+_REQUIRED_IN_PRODUCTION = {
+    "TWILIO_ACCOUNT_SID": "the Twilio account the helpline sends from",
+    "TWILIO_AUTH_TOKEN": "checks that webhooks really come from Twilio",
+    "SECRET_KEY": "signs sessions and encrypts phone numbers at rest",
+    "HELPLINE_PHONE_NUMBER": "caller ID for outbound calls and texts",
+    "PUBLIC_URL": "the address Twilio signs webhooks for",
+    "REDIS_URL": "where callback requests are kept durably",
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from the environment; in development, fill secrets from the data dir."""
+    env = dict(os.environ if environ is None else environ)
+    mode = env.get("HELPLINE_ENV", "development").strip().lower() or "development"
+    if mode not in {"development", "production"}:
+        raise ConfigError(f"HELPLINE_ENV must be 'development' or 'production', not {mode!r}")
+
+    if mode == "production":
+        missing = [
+            f"{name} ({why})" for name, why in _REQUIRED_IN_PRODUCTION.items() if not env.get(name)
+        ]
+        if missing:
+            raise ConfigError(
+                "production refuses to start without real secrets; set: " + ", ".join(missing)
+            )
+        if len(env["SECRET_KEY"]) < 32:
+            raise ConfigError("SECRET_KEY must be at least 32 characters in production")
+
+    region_code = env.get("HELPLINE_REGION", "GB").strip().upper()
+    if region_code not in REGIONS:
+        raise ConfigError(
+            f"HELPLINE_REGION {region_code!r} is not known; use one of {', '.join(REGIONS)}"
+        )
+
+    port_text = env.get("PORT", "5000")
+    try:
+        port = int(port_text)
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"PORT must be a number from 1 to 65535, not {port_text!r}") from None
+
+    data_dir = Path(env.get("HELPLINE_DATA_DIR") or "var")
+    settings = Settings(
+        env=mode,
+        data_dir=data_dir,
+        redis_url=env.get("REDIS_URL") or None,
+        twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or Settings.twilio_account_sid,
+        twilio_auth_token=env.get("TWILIO_AUTH_TOKEN", ""),
+        twilio_api_url=(env.get("TWILIO_API_URL") or DEFAULT_TWILIO_API_URL).rstrip("/"),
+        phone_number=env.get("HELPLINE_PHONE_NUMBER") or Settings.phone_number,
+        public_url=(env.get("PUBLIC_URL") or "").rstrip("/") or None,
+        secret_key=env.get("SECRET_KEY", ""),
+        encryption_key=env.get("HELPLINE_ENCRYPTION_KEY") or None,
+        port=port,
+        region=REGIONS[region_code],
+    )
+    if not settings.production:
+        settings = _fill_dev_secrets(settings)
+    return settings
+
+
+def _fill_dev_secrets(settings: Settings) -> Settings:
+    """Generate the development auth token and secret key once, into the data dir."""
+    if settings.twilio_auth_token and settings.secret_key:
+        return settings
+    path = settings.data_dir / "dev-secrets.json"
+    try:
+        stored = json.loads(path.read_text())
+    except FileNotFoundError:
+        stored = {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}; delete it to start afresh") from exc
+    changed = False
+    for name in ("twilio_auth_token", "secret_key"):
+        if not stored.get(name):
+            stored[name] = secrets.token_hex(32 if name == "secret_key" else 16)
+            changed = True
+    if changed:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(stored, indent=2))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return settings.with_overrides(
+        twilio_auth_token=settings.twilio_auth_token or stored["twilio_auth_token"],
+        secret_key=settings.secret_key or stored["secret_key"],
+    )

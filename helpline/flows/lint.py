@@ -1,0 +1,121 @@
+"""Load and validate every flow and its content: the loader and the linter are one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from helpline.config import REGIONS, Region
+from helpline.constants import SMS_MAX_SEGMENTS
+from helpline.errors import FlowError
+from helpline.flows.engine import Engine, Say, language_offer_key
+from helpline.flows.gsm import fold_to_gsm, non_gsm_characters, segments
+from helpline.flows.model import Channel, Content, Flow, parse_content, parse_flow
+
+
+@dataclass(frozen=True)
+class Library:
+    """Every flow, by id, sharing one body of content."""
+
+    content: Content
+    flows: dict[str, Flow]
+
+    def flow_for(self, channel: Channel) -> Flow:
+        return next(f for f in self.flows.values() if f.channel is channel)
+
+
+# Messages the service says outside any flow: the fail-safe answers.
+REQUIRED_MESSAGES = ("voice.failsafe", "sms.failsafe")
+
+
+def check_flows(flows_dir: Path, regions: Iterable[Region] = REGIONS.values()) -> list[str]:
+    """Return every problem found in flows_dir; an empty list means it is fit to serve."""
+    problems: list[str] = []
+    _load(flows_dir, list(regions), problems)
+    return problems
+
+
+def load_flows(flows_dir: Path, regions: Iterable[Region] = REGIONS.values()) -> Library:
+    """Load flows_dir, or raise FlowError listing every problem."""
+    problems: list[str] = []
+    library = _load(flows_dir, list(regions), problems)
+    if problems:
+        raise FlowError(problems)
+    return library
+
+
+def _load(flows_dir: Path, regions: list[Region], problems: list[str]) -> Library:
+    content = parse_content(flows_dir / "content", problems)
+    flows: dict[str, Flow] = {}
+    for path in sorted(flows_dir.glob("*.yaml")):
+        flow = parse_flow(path, content, problems)
+        if flow is None:
+            continue
+        if flow.id in flows:
+            problems.append(f"{path.name}: flow id {flow.id!r} is used twice")
+        flows[flow.id] = flow
+    for channel in Channel:
+        if sum(f.channel is channel for f in flows.values()) != 1:
+            problems.append(f"{flows_dir}: needs exactly one {channel.value} flow")
+    for flow in flows.values():
+        if any(n.offer_languages for n in flow.nodes.values()):
+            key = language_offer_key(flow)
+            for code, messages in content.messages.items():
+                if key not in messages:
+                    problems.append(f"content/{code}.yaml: message {key!r} is missing")
+    for code, messages in content.messages.items():
+        for key in REQUIRED_MESSAGES:
+            if key not in messages:
+                problems.append(f"content/{code}.yaml: message {key!r} is missing")
+    if not problems:
+        _check_failsafe_sizes(content, regions, problems)
+        for flow in flows.values():
+            if flow.channel is Channel.SMS:
+                _check_sms_sizes(flow, regions, problems)
+    return Library(content=content, flows=flows)
+
+
+def sms_text(events: Iterable[object], gsm: bool) -> str:
+    """Join what a step says into the one SMS that carries it."""
+    text = "\n".join(e.text for e in events if isinstance(e, Say))
+    return fold_to_gsm(text) if gsm else text
+
+
+def _check_failsafe_sizes(content: Content, regions: list[Region], problems: list[str]) -> None:
+    for region in regions:
+        for lang in content.languages.values():
+            text = content.text("sms.failsafe", lang.code, region.variables())
+            _check_sms_text(text, lang.gsm, f"{lang.code}: sms.failsafe ({region.code})", problems)
+
+
+def _check_sms_text(text: str, gsm: bool, where: str, problems: list[str]) -> None:
+    text = fold_to_gsm(text) if gsm else text
+    count = segments(text)
+    if count > SMS_MAX_SEGMENTS:
+        problems.append(
+            f"{where}: {count} SMS segments, over {SMS_MAX_SEGMENTS} ({len(text)} characters)"
+        )
+    bad = non_gsm_characters(text) if gsm else []
+    if bad:
+        problems.append(f"{where}: {''.join(bad)!r} would force UCS-2 encoding")
+
+
+def _check_sms_sizes(flow: Flow, regions: list[Region], problems: list[str]) -> None:
+    """Every reply the flow can send must fit the segment budget, in every language/region."""
+    for region in regions:
+        engine = Engine(flow, region.variables())
+        for lang in flow.content.languages.values():
+            for node_id, node in flow.nodes.items():
+                replies = {"arriving at": engine.enter(node_id, lang.code)[1]}
+                if node.waits:
+                    state = engine.enter(node_id, lang.code)[0]
+                    replies["reprompting at"] = engine.reprompt(state)[1]
+                if flow.other:
+                    replies["sending 'other' to"] = [
+                        engine._say(flow.reprompt, lang.code),
+                        *engine.enter(flow.other, lang.code)[1],
+                    ]
+                for what, events in replies.items():
+                    where = f"{flow.id}: {lang.code}: {what} {node_id!r} ({region.code})"
+                    _check_sms_text(sms_text(events, False), lang.gsm, where, problems)

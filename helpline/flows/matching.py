@@ -1,0 +1,113 @@
+"""Forgiving text matching for keywords, menu choices, speech and crisis phrases."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+from helpline.constants import MAX_INPUT_CHARS
+
+_NON_WORD = re.compile(r"[^0-9A-Z]+")
+
+# Spoken or typed number words, so "one" or "uno" picks option 1 like a key press.
+_NUMBER_WORDS = {
+    "ZERO": "0", "CERO": "0", "NOUGHT": "0",
+    "ONE": "1", "UNO": "1", "UN": "1", "UNA": "1",
+    "TWO": "2", "TO": "2", "TOO": "2", "DOS": "2",
+    "THREE": "3", "TRES": "3",
+    "FOUR": "4", "FOR": "4", "CUATRO": "4",
+    "FIVE": "5", "CINCO": "5",
+    "SIX": "6", "SEIS": "6",
+    "SEVEN": "7", "SIETE": "7",
+    "EIGHT": "8", "OCHO": "8",
+    "NINE": "9", "NUEVE": "9",
+    "STAR": "*", "ASTERISK": "*", "ASTERISCO": "*", "ESTRELLA": "*",
+}
+
+
+def tokens(text: str) -> tuple[str, ...]:
+    """Fold case, accents, punctuation and spacing into a tuple of plain A-Z0-9 words."""
+    text = text[:MAX_INPUT_CHARS]
+    # Drop apostrophes inside words so "won't" and "wont" agree.
+    text = text.replace("'", "").replace("\u2019", "")
+    folded = unicodedata.normalize("NFKD", text)
+    ascii_only = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    return tuple(t for t in _NON_WORD.split(ascii_only.upper()) if t)
+
+
+def as_choice(text: str) -> str | None:
+    """Return the menu key a short reply stands for ("2", "2.", "two", "*"), if any."""
+    stripped = text.strip()[:20]
+    if stripped in {"*", "#"}:
+        return stripped
+    words = tokens(stripped)
+    if len(words) != 1:
+        return None
+    word = words[0]
+    if word.isdigit() and len(word) <= 2:
+        return word
+    return _NUMBER_WORDS.get(word)
+
+
+def edit_distance_at_most_one(a: str, b: str) -> bool:
+    """Return True if a and b differ by at most one insertion, deletion, substitution or swap."""
+    if a == b:
+        return True
+    la, lb = len(a), len(b)
+    if abs(la - lb) > 1:
+        return False
+    if la == lb:
+        diffs = [i for i in range(la) if a[i] != b[i]]
+        if len(diffs) == 1:
+            return True
+        i, j = diffs[0], diffs[-1]
+        return len(diffs) == 2 and j == i + 1 and a[i] == b[j] and a[j] == b[i]
+    if la > lb:
+        a, b = b, a
+    # b is one longer: find the single insertion.
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    return a[i:] == b[i + 1 :]
+
+
+def _word_matches(word: str, wanted: str, typo_from: int | None) -> bool:
+    # Short words must be exact ("OD" must not match "OK"); longer ones forgive one slip
+    # of the thumb. typo_from=None asks for exact words only.
+    if word == wanted:
+        return True
+    return typo_from is not None and len(wanted) >= typo_from and (
+        edit_distance_at_most_one(word, wanted)
+    )
+
+
+def _phrase_at(
+    words: Sequence[str], phrase: Sequence[str], start: int, typo_from: int | None
+) -> bool:
+    return all(_word_matches(words[start + k], phrase[k], typo_from) for k in range(len(phrase)))
+
+
+def contains_phrase(
+    words: Sequence[str], phrases: Iterable[Sequence[str]], *, fuzzy: bool = False
+) -> bool:
+    """Return True if any phrase appears, word for word, anywhere in the words."""
+    typo_from = 5 if fuzzy else None
+    for phrase in phrases:
+        n = len(phrase)
+        if n and any(_phrase_at(words, phrase, i, typo_from) for i in range(len(words) - n + 1)):
+            return True
+    return False
+
+
+def is_keyword(
+    words: Sequence[str], phrases: Iterable[Sequence[str]], *, fuzzy: bool = False
+) -> bool:
+    """Return True if the message is the phrase, give or take one trailing word."""
+    typo_from = 4 if fuzzy else None
+    for phrase in phrases:
+        n = len(phrase)
+        # "SAFE", "safe please", "menu pls": the keyword leads a message of at most n+1 words.
+        if n and n <= len(words) <= n + 1 and _phrase_at(words, phrase, 0, typo_from):
+            return True
+    return False

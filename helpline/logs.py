@@ -1,0 +1,42 @@
+"""Structured (JSON lines) logging that masks phone numbers wherever they appear."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+from helpline.privacy import mask_text
+
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class MaskingJsonFormatter(logging.Formatter):
+    """Render a record as one JSON object; mask phone-like numbers in every field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": mask_text(record.getMessage()),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = mask_text(value) if isinstance(value, str) else value
+        if record.exc_info:
+            # Exception messages can carry input; the type and traceback lines are enough.
+            entry["exc"] = mask_text(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Send JSON lines to stderr; idempotent, so app factories can call it freely."""
+    root = logging.getLogger()
+    if any(isinstance(h.formatter, MaskingJsonFormatter) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(MaskingJsonFormatter())
+    root.addHandler(handler)
+    root.setLevel(level)

@@ -1,0 +1,88 @@
+"""The helpline's resources, built once per app and kept in app.extensions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+from twilio.request_validator import RequestValidator
+
+from helpline import embedded, twiml
+from helpline.config import Settings
+from helpline.flows.engine import Engine
+from helpline.flows.lint import Library, load_flows
+from helpline.flows.model import Channel
+from helpline.privacy import derive_key
+from helpline.sms import SmsConversations
+from helpline.store import Store, connect
+
+EXTENSION = "helpline"
+
+
+def speakable(text: str) -> str:
+    """Spell numbers digit by digit for text-to-speech: '116 123' -> '1 1 6, 1 2 3'."""
+    return re.sub(
+        r"\d+(?: \d+)*", lambda m: ", ".join(" ".join(group) for group in m.group().split()), text
+    )
+
+
+@dataclass
+class Helpline:
+    settings: Settings
+    library: Library
+    voice: Engine
+    sms: SmsConversations
+    store: Store
+    validator: RequestValidator
+    voice_failsafe: dict[str, str]  # language -> TwiML, rendered once at start-up
+    sms_failsafe: dict[str, str]
+
+    @property
+    def default_language(self) -> str:
+        return self.library.content.default_language
+
+
+def init_app(app: Flask, settings: Settings) -> Helpline:
+    """Load flows, connect to Redis (embedded unless REDIS_URL) and register the services."""
+    library = load_flows(settings.flows_dir)
+    content = library.content
+    region = settings.region
+    spoken = {name: speakable(value) for name, value in region.variables().items()}
+    voice_engine = Engine(library.flow_for(Channel.VOICE), spoken)
+    sms_engine = Engine(library.flow_for(Channel.SMS), region.variables())
+
+    redis_url = embedded.resolve_redis_url(settings.redis_url, settings.data_dir)
+    store = Store(connect(redis_url))
+    gsm = {code: lang.gsm for code, lang in content.languages.items()}
+    services = Helpline(
+        settings=settings,
+        library=library,
+        voice=voice_engine,
+        sms=SmsConversations(
+            sms_engine, store, derive_key(settings.secret_key, "phone-lookup"), gsm
+        ),
+        store=store,
+        validator=RequestValidator(settings.twilio_auth_token),
+        voice_failsafe={
+            code: twiml.voice_failsafe(
+                content.text("voice.failsafe", code, spoken), region.voice_language[code]
+            )
+            for code in content.languages
+        },
+        sms_failsafe={
+            code: twiml.sms_failsafe(
+                twiml.sms_text_for(content.text("sms.failsafe", code, region.variables()), gsm[code])
+            )
+            for code in content.languages
+        },
+    )
+    app.extensions[EXTENSION] = services
+    app.extensions["redis"] = store.client
+    return services
+
+
+def helpline() -> Helpline:
+    """Return the running app's services."""
+    services: Helpline = current_app.extensions[EXTENSION]
+    return services

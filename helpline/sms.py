@@ -1,0 +1,139 @@
+"""The SMS conversation: opt-out, per-number state in Redis, one engine step per text."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+
+from helpline import twiml
+from helpline.constants import KEY_PREFIX, SMS_STATE_TTL
+from helpline.flows.engine import Engine, Reply, State
+from helpline.flows.matching import tokens
+from helpline.privacy import mask_phone, phone_digest
+from helpline.store import Store
+
+log = logging.getLogger(__name__)
+
+# Carrier-standard opt-out and opt-in words; matched only as the whole message.
+OPT_OUT_WORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
+OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP", "ALTA"})
+
+OPT_OUT_KEY = f"{KEY_PREFIX}:sms:optout"  # set of keyed hashes of opted-out numbers
+_MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
+# A retried webhook (same MessageSid) gets the same reply for this long, in seconds.
+REPLY_CACHE_TTL = 60 * 60
+
+
+def _state_key(who: str) -> str:
+    return f"{KEY_PREFIX}:sms:conv:{who}"
+
+
+def _reply_key(message_sid: str) -> str:
+    return f"{KEY_PREFIX}:sms:reply:{message_sid}"
+
+
+@dataclass(frozen=True)
+class Incoming:
+    sender: str
+    body: str
+    message_sid: str
+
+
+class SmsConversations:
+    """Answers one incoming text with TwiML, keeping state per number (by keyed hash)."""
+
+    def __init__(self, engine: Engine, store: Store, phone_key: bytes, gsm: dict[str, bool]):
+        self.engine = engine
+        self.store = store
+        self.phone_key = phone_key
+        self.gsm = gsm
+
+    def answer(self, text: Incoming) -> str:
+        who = phone_digest(self.phone_key, text.sender) if text.sender else ""
+        sid = text.message_sid if _MESSAGE_SID.match(text.message_sid) else ""
+        opted_out, raw_state, cached = self._read(who, sid)
+        if cached is not None:
+            return cached  # Twilio retried this very message: say the same again, once
+
+        words = tokens(text.body)
+        if len(words) == 1 and words[0] in OPT_OUT_WORDS:
+            self._opt_out(who)
+            return twiml.empty_messaging()
+
+        state = self._restore(raw_state)
+        if opted_out:
+            if len(words) == 1 and words[0] in OPT_IN_WORDS:
+                self._opt_in(who)
+                lang = state.lang if state else None
+                new_state, events = self.engine.enter("resubscribed", self.engine.language(lang))
+                return self._reply(who, sid, new_state, events)
+            if not self.engine.is_crisis(text.body):
+                return twiml.empty_messaging()
+            # Someone in danger gets the emergency advice even after opting out.
+
+        fresh = state is None
+        if state is None:
+            state = State(flow=self.engine.flow.id, node=self.engine.flow.start,
+                          lang=self.engine.content.default_language)
+        new_state, events = self.engine.resume(state, Reply(text=text.body), fresh=fresh)
+        log.info(
+            "sms answered",
+            extra={"node": new_state.node, "lang": new_state.lang, "from": mask_phone(text.sender)},
+        )
+        return self._reply(who, sid, new_state, events)
+
+    # -- Redis, each call fail-soft ------------------------------------------------------
+
+    def _read(self, who: str, sid: str) -> tuple[bool, bytes | None, str | None]:
+        def read(client):  # type: ignore[no-untyped-def]
+            pipe = client.pipeline(transaction=False)
+            pipe.sismember(OPT_OUT_KEY, who)
+            pipe.get(_state_key(who))
+            pipe.get(_reply_key(sid)) if sid else pipe.echo("")
+            opted, raw, cached = pipe.execute()
+            return bool(opted), raw, (cached.decode() if cached else None)
+
+        if not who:
+            return False, None, None
+        return self.store.attempt("sms read", read, (False, None, None))
+
+    def _restore(self, raw: bytes | None) -> State | None:
+        if not raw:
+            return None
+        try:
+            return self.engine.restore(json.loads(raw))
+        except ValueError:
+            return None
+
+    def _reply(self, who: str, sid: str, state: State, events: list) -> str:  # type: ignore[type-arg]
+        answer = twiml.sms(events, self.gsm[state.lang])
+
+        def write(client):  # type: ignore[no-untyped-def]
+            pipe = client.pipeline(transaction=False)
+            pipe.set(_state_key(who), json.dumps(state.to_dict()), ex=SMS_STATE_TTL)
+            if sid:
+                pipe.set(_reply_key(sid), answer, ex=REPLY_CACHE_TTL)
+            pipe.execute()
+
+        if who:
+            self.store.attempt("sms write", write, None)
+        return answer
+
+    def _opt_out(self, who: str) -> None:
+        def write(client):  # type: ignore[no-untyped-def]
+            pipe = client.pipeline(transaction=True)
+            pipe.sadd(OPT_OUT_KEY, who)
+            pipe.delete(_state_key(who))
+            pipe.execute()
+
+        if who:
+            self.store.attempt("sms opt-out", write, None)
+            log.info("sms opt-out recorded")
+
+    def _opt_in(self, who: str) -> None:
+        self.store.attempt("sms opt-in", lambda client: client.srem(OPT_OUT_KEY, who), None)
+        log.info("sms opt-in recorded")

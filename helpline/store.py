@@ -1,0 +1,64 @@
+"""The Redis connection used by the web process, with a breaker for when Redis is down."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from helpline.constants import REDIS_CONNECT_TIMEOUT, REDIS_SOCKET_TIMEOUT
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# After a failure, webhooks skip Redis for this long instead of waiting on it again.
+BREAKER_SECONDS = 5.0
+
+
+def connect(url: str, *, fast_fail: bool = True) -> redis.Redis:
+    """Return a client for url; fast_fail keeps a webhook from waiting on a sick Redis."""
+    if not fast_fail:
+        return redis.Redis.from_url(url)
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=30,
+    )
+
+
+class Store:
+    """Runs Redis calls for webhooks; failures open a short breaker and return a default."""
+
+    def __init__(self, client: redis.Redis):
+        self.client = client
+        self._open_until = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._open_until
+
+    def attempt(self, what: str, call: Callable[[redis.Redis], T], default: T) -> T:
+        """Return call(client), or default if Redis is down, slow or the breaker is open."""
+        if not self.available:
+            return default
+        try:
+            return call(self.client)
+        except (redis.RedisError, OSError) as exc:
+            with self._lock:
+                self._open_until = time.monotonic() + BREAKER_SECONDS
+            log.error(
+                "redis unavailable during %s; answering without it for %ss",
+                what,
+                BREAKER_SECONDS,
+                extra={"error": type(exc).__name__},
+            )
+            return default

@@ -1,0 +1,1 @@
+"""RQ workers: everything slow or failure-prone (outbound texts and calls, retries)."""
