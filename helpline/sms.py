@@ -32,8 +32,9 @@ def _state_key(who: str) -> str:
     return f"{KEY_PREFIX}:sms:conv:{who}"
 
 
-def _reply_key(message_sid: str) -> str:
-    return f"{KEY_PREFIX}:sms:reply:{message_sid}"
+def _reply_key(who: str, message_sid: str) -> str:
+    # Keyed by sender too: a reply is only ever replayed to the number it was for.
+    return f"{KEY_PREFIX}:sms:reply:{who}:{message_sid}"
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class SmsConversations:
             pipe = client.pipeline(transaction=False)
             pipe.sismember(OPT_OUT_KEY, who)
             pipe.get(_state_key(who))
-            pipe.get(_reply_key(sid)) if sid else pipe.echo("")
+            pipe.get(_reply_key(who, sid)) if sid else pipe.echo("")
             opted, raw, cached = pipe.execute()
             return bool(opted), raw, (cached.decode() if cached else None)
 
@@ -116,7 +117,7 @@ class SmsConversations:
             pipe = client.pipeline(transaction=False)
             pipe.set(_state_key(who), json.dumps(state.to_dict()), ex=SMS_STATE_TTL)
             if sid:
-                pipe.set(_reply_key(sid), answer, ex=REPLY_CACHE_TTL)
+                pipe.set(_reply_key(who, sid), answer, ex=REPLY_CACHE_TTL)
             pipe.execute()
 
         if who:

@@ -1,0 +1,87 @@
+"""Golden transcripts: every exit of every node, in every language, through the webhooks.
+
+Run `pytest --update-transcripts` to rewrite them after a deliberate content change,
+then review the diff like any other change.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from helpline.config import REGIONS, Settings
+from helpline.flows.engine import Engine
+from helpline.flows.lint import load_flows
+from helpline.flows.model import Channel
+from helpline.services import speakable
+from tests import transcripts
+from tests.factories import CALLER, HELPLINE_NUMBER, sign
+
+GOLDEN = Path(__file__).parent / "golden"
+LIBRARY = load_flows(Settings().flows_dir)
+
+
+def _engine(channel: Channel) -> Engine:
+    flow = LIBRARY.flow_for(channel)
+    variables = REGIONS["GB"].variables()
+    if channel is Channel.VOICE:
+        variables = {k: speakable(v) for k, v in variables.items()}
+    return Engine(flow, variables)
+
+
+CASES = [
+    (channel, lang, node_id)
+    for channel in Channel
+    for lang in LIBRARY.content.languages
+    for node_id in transcripts.walks(LIBRARY.flow_for(channel), _engine(channel), lang)
+]
+
+
+def _transcript(client, channel: Channel, lang: str, node_id: str) -> str:  # type: ignore[no-untyped-def]
+    def post(path: str, form: dict[str, str]) -> str:
+        response = client.post(
+            path, data=form, headers={"X-Twilio-Signature": sign("http://localhost" + path, form)}
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.get_data(as_text=True)
+
+    engine = _engine(channel)
+    sections = []
+    for walk in transcripts.walks(engine.flow, engine, lang)[node_id]:
+        # A new number per walk, so each starts a fresh conversation.
+        sender = CALLER[:-4] + f"{secrets.randbelow(10000):04d}"
+        if channel is Channel.VOICE:
+            base = {"CallSid": "CA" + "0" * 32, "From": sender, "To": HELPLINE_NUMBER}
+            lines = transcripts.play_voice(post, walk, base)
+        else:
+            base = {"From": sender, "To": HELPLINE_NUMBER}
+            lines = transcripts.play_sms(post, walk, base)
+        inputs = ", ".join(step.describe() for step in walk) or "(none)"
+        sections.append(f"== {inputs}\n" + "\n".join(lines))
+    header = f"# {channel.value} / {lang} / {node_id}: the way here, then every way out\n"
+    return header + "\n\n".join(sections) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("channel", "lang", "node_id"), CASES, ids=[f"{c.value}-{l}-{n}" for c, l, n in CASES]
+)
+def test_transcript_matches_golden(client, request, channel, lang, node_id):
+    path = GOLDEN / channel.value / lang / f"{node_id}.txt"
+    actual = _transcript(client, channel, lang, node_id)
+    if request.config.getoption("--update-transcripts"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(actual, encoding="utf-8")
+    assert path.exists(), f"no golden transcript {path}; run pytest --update-transcripts"
+    assert actual == path.read_text(encoding="utf-8")
+
+
+def test_golden_transcripts_cover_every_node_in_every_language():
+    for channel in Channel:
+        flow = LIBRARY.flow_for(channel)
+        for lang in LIBRARY.content.languages:
+            written = {p.stem for p in (GOLDEN / channel.value / lang).glob("*.txt")}
+            # Nodes that only pass through ("greeting") appear inside the others.
+            resting = {node_id for node_id, node in flow.nodes.items() if node.next is None}
+            assert written == resting, (channel, lang, resting ^ written)
