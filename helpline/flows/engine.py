@@ -92,7 +92,10 @@ class Engine:
     def is_crisis(self, text: str) -> bool:
         """Return True if the text holds any crisis phrase (forgiving one typo in long words)."""
         words = tokens(text)
-        return bool(self._crisis and words and contains_phrase(words, self._crisis, fuzzy=True))
+        # Typos are forgiven in texts; speech recognition returns real words, where
+        # forgiving "overdose" as "overdosed" would skip the menu the caller asked for.
+        fuzzy = self.flow.channel is Channel.SMS
+        return bool(self._crisis and words and contains_phrase(words, self._crisis, fuzzy=fuzzy))
 
     def resume(self, state: State, reply: Reply, *, fresh: bool = False) -> Step:
         """Advance the conversation by one input.

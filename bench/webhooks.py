@@ -1,0 +1,592 @@
+"""Benchmark the voice and SMS webhooks under gunicorn against a bare Flask app, on this machine.
+
+Run: .venv/bin/python bench/webhooks.py [--workers N] [--threads T] [--worker-class K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import redis
+from twilio.request_validator import RequestValidator
+
+from helpline import embedded
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+HOST = "127.0.0.1"
+
+# Fixed test values: never real credentials.
+AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
+SECRET_KEY = "bench-secret-key-" + "k" * 48
+HELPLINE_NUMBER = "+447700900999"
+# Ofcom's drama range (07700 900000-900999): never a real subscriber.
+CALLERS = tuple(f"+447700900{n:03d}" for n in range(1000))
+SMS_BODIES = ("SAFE", "1", "menu")
+ACCOUNT_SID = "AC" + "0" * 32
+
+CONNECTIONS = 16
+GOAL_RATIO = 0.6
+GOAL_P99_MS = 15.0
+SOCKET_TIMEOUT = 10.0
+BOOT_SECONDS = 30.0
+# Environment variables that would change what the helpline under test does.
+SCRUBBED_ENV = ("PUBLIC_URL", "HELPLINE_ENV", "HELPLINE_REGION", "HELPLINE_ENCRYPTION_KEY",
+                "TWILIO_API_URL", "HELPLINE_PHONE_NUMBER", "PORT")
+
+
+# -- requests ---------------------------------------------------------------------------
+
+
+def signed_request(validator: RequestValidator, port: int, path: str, params: dict[str, str]) -> bytes:
+    """Return the raw bytes of a form POST signed the way Twilio signs it."""
+    body = urllib.parse.urlencode(params).encode()
+    signature = validator.compute_signature(f"http://{HOST}:{port}{path}", params)
+    head = (
+        f"POST {path} HTTP/1.1\r\n"
+        f"Host: {HOST}:{port}\r\n"
+        "User-Agent: TwilioProxy/1.1\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"X-Twilio-Signature: {signature}\r\n"
+        "\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+def call_form(index: int, **extra: str) -> dict[str, str]:
+    """Return the form of one voice webhook, for the call numbered index."""
+    form = {
+        "CallSid": f"CA{index:032x}",
+        "AccountSid": ACCOUNT_SID,
+        "From": CALLERS[index % len(CALLERS)],
+        "To": HELPLINE_NUMBER,
+        "CallStatus": "in-progress",
+        "Direction": "inbound",
+    }
+    form.update(extra)
+    return form
+
+
+def sms_form(index: int) -> dict[str, str]:
+    """Return the form of one incoming text: callers and bodies cycle, every MessageSid is new."""
+    return {
+        "MessageSid": f"SM{index:032x}",
+        "AccountSid": ACCOUNT_SID,
+        "From": CALLERS[index % len(CALLERS)],
+        "To": HELPLINE_NUMBER,
+        "Body": SMS_BODIES[index % len(SMS_BODIES)],
+        "NumMedia": "0",
+    }
+
+
+def voice_requests(port: int, path: str, count: int, **extra: str) -> list[bytes]:
+    """Return count signed voice requests to path, one CallSid each."""
+    validator = RequestValidator(AUTH_TOKEN)
+    return [signed_request(validator, port, path, call_form(i, **extra)) for i in range(count)]
+
+
+def sms_requests(port: int, count: int) -> list[bytes]:
+    """Return count signed SMS requests, each with its own MessageSid."""
+    validator = RequestValidator(AUTH_TOKEN)
+    return [signed_request(validator, port, "/twilio/sms", sms_form(i)) for i in range(count)]
+
+
+# -- a minimal keep-alive HTTP/1.1 client -----------------------------------------------
+
+
+class Connection:
+    """One persistent connection that sends pre-built requests and reads whole responses."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sock: socket.socket | None = None
+
+    def close(self) -> None:
+        """Close the socket, if open."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def exchange(self, request: bytes) -> tuple[int, bytes]:
+        """Send one request and return (status, body); status 0 means the exchange failed."""
+        reused = self.sock is not None
+        try:
+            return self._exchange(request)
+        except (OSError, ValueError):
+            self.close()
+            if not reused:
+                return 0, b""
+        # The server closed an idle keep-alive connection: retry once on a fresh one.
+        try:
+            return self._exchange(request)
+        except (OSError, ValueError):
+            self.close()
+            return 0, b""
+
+    def _exchange(self, request: bytes) -> tuple[int, bytes]:
+        if self.sock is None:
+            self.sock = socket.create_connection((HOST, self.port), timeout=SOCKET_TIMEOUT)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = self.sock
+        sock.sendall(request)
+        buffer = b""
+        while (end := buffer.find(b"\r\n\r\n")) < 0:
+            buffer += self._recv(sock)
+        lines = buffer[:end].decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        length: int | None = None
+        close = False
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "connection":
+                close = value.strip().lower() == "close"
+            elif name == "transfer-encoding":
+                raise ValueError("chunked responses are not expected here")
+        body = buffer[end + 4 :]
+        if length is None:
+            close = True
+            while chunk := sock.recv(65536):
+                body += chunk
+        else:
+            while len(body) < length:
+                body += self._recv(sock)
+        if close:
+            self.close()
+        return status, body
+
+    @staticmethod
+    def _recv(sock: socket.socket) -> bytes:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionResetError("the server closed the connection")
+        return chunk
+
+
+# -- servers ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GunicornConfig:
+    """The gunicorn settings shared by the bare app and the helpline."""
+
+    worker_class: str
+    workers: int
+    threads: int
+
+    def describe(self) -> str:
+        """Return the settings in a few words."""
+        if self.worker_class == "sync":
+            return f"sync, {self.workers} workers"
+        return f"{self.worker_class}, {self.workers} workers x {self.threads} threads"
+
+
+@dataclass
+class Server:
+    """A gunicorn master (in its own process group) and where its output goes."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_tail(self, lines: int = 20) -> str:
+        """Return the last lines the server wrote."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def worker_pids(self) -> list[int]:
+        """Return the pids of the master's children (its workers), via /proc."""
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            return [int(pid) for pid in path.read_text().split()]
+        except (OSError, ValueError):
+            return []
+
+
+def free_port() -> int:
+    """Return a TCP port on HOST that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def start_gunicorn(
+    name: str, app: Sequence[str], config: GunicornConfig, env: dict[str, str], log_dir: Path
+) -> Server:
+    """Start gunicorn serving app with config, in its own session so it can be killed whole."""
+    port = free_port()
+    log_path = log_dir / f"{name}.log"
+    command = [
+        sys.executable, "-m", "gunicorn",
+        "--bind", f"{HOST}:{port}",
+        "--worker-class", config.worker_class,
+        "--workers", str(config.workers),
+        "--threads", str(config.threads),
+        "--graceful-timeout", "5",
+        "--log-level", "warning",
+        *app,
+    ]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True,
+        )
+    return Server(name=name, port=port, process=process, log_path=log_path)
+
+
+def wait_until_accepting(server: Server) -> None:
+    """Block until the server's port accepts connections; fail if gunicorn exits first."""
+    deadline = time.monotonic() + BOOT_SECONDS
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} gunicorn exited:\n{server.log_tail()}")
+        try:
+            with socket.create_connection((HOST, server.port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{server.name} gunicorn did not accept within {BOOT_SECONDS:.0f}s")
+
+
+def stop_server(server: Server) -> None:
+    """Stop gunicorn gracefully, then kill its whole process group if it lingers."""
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(server.process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if server.process.poll() is None:
+        server.process.wait(timeout=5)
+
+
+def helpline_env(data_dir: Path, redis_url: str) -> dict[str, str]:
+    """Return the environment for the helpline under test: development mode, test secrets."""
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    env.update(
+        HELPLINE_ENV="development",
+        HELPLINE_DATA_DIR=str(data_dir),
+        REDIS_URL=redis_url,
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        SECRET_KEY=SECRET_KEY,
+    )
+    return env
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """Return the user+system CPU seconds the given processes have used, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def own_cpu_seconds() -> float:
+    """Return the user+system CPU seconds this process has used."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# -- load -------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """What one endpoint did during the measured window."""
+
+    name: str
+    latencies_ns: list[int]
+    errors: int
+    seconds: float
+    issued: int
+    pool: int
+    server_cpu: float
+    client_cpu: float
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies_ns)
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    def percentile_ms(self, q: int) -> float:
+        """Return the q-th percentile latency in milliseconds."""
+        if len(self.latencies_ns) < 2:
+            return float(self.latencies_ns[0]) / 1e6 if self.latencies_ns else float("nan")
+        return statistics.quantiles(self.latencies_ns, n=100, method="inclusive")[q - 1] / 1e6
+
+
+def run_load(
+    name: str,
+    port: int,
+    pool: Sequence[bytes],
+    *,
+    connections: int,
+    warmup: float,
+    duration: float,
+    server_pids: Callable[[], list[int]],
+) -> Result:
+    """Drive port from `connections` threads, warm up, then measure for `duration` seconds."""
+    counter = itertools.count()
+    barrier = threading.Barrier(connections + 1)
+    window: dict[str, int] = {}
+    latencies: list[list[int]] = [[] for _ in range(connections)]
+    errors = [0] * connections
+    finished = [0] * connections
+
+    def drive(slot: int) -> None:
+        connection = Connection(port)
+        mine = latencies[slot]
+        barrier.wait()
+        measure_from, stop_at = window["from"], window["stop"]
+        try:
+            while (began := time.perf_counter_ns()) < stop_at:
+                status, _ = connection.exchange(pool[next(counter) % len(pool)])
+                ended = time.perf_counter_ns()
+                if began >= measure_from:
+                    mine.append(ended - began)
+                    if status != 200:
+                        errors[slot] += 1
+                    finished[slot] = ended
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=drive, args=(i,), daemon=True) for i in range(connections)]
+    for thread in threads:
+        thread.start()
+    start = time.perf_counter_ns()
+    window["from"] = start + int(warmup * 1e9)
+    window["stop"] = window["from"] + int(duration * 1e9)
+    barrier.wait()
+    time.sleep(max(0.0, (window["from"] - time.perf_counter_ns()) / 1e9))
+    server_before, client_before = cpu_seconds(server_pids()), own_cpu_seconds()
+    for thread in threads:
+        thread.join()
+    server_after, client_after = cpu_seconds(server_pids()), own_cpu_seconds()
+    elapsed = (max(finished) - window["from"]) / 1e9 if any(finished) else 0.0
+    return Result(
+        name=name,
+        latencies_ns=[value for mine in latencies for value in mine],
+        errors=sum(errors),
+        seconds=elapsed,
+        issued=next(counter),
+        pool=len(pool),
+        server_cpu=(server_after - server_before) / elapsed if elapsed else 0.0,
+        client_cpu=(client_after - client_before) / elapsed if elapsed else 0.0,
+    )
+
+
+def check_answer(port: int, request: bytes, marker: bytes, what: str) -> None:
+    """Send one request and insist on a 200 whose TwiML holds marker (so not the fail-safe)."""
+    connection = Connection(port)
+    try:
+        status, body = connection.exchange(request)
+    finally:
+        connection.close()
+    if status != 200 or marker not in body:
+        raise RuntimeError(f"{what}: expected 200 with {marker!r}, got {status}: {body[:300]!r}")
+
+
+# -- report -----------------------------------------------------------------------------
+
+
+def print_report(
+    results: list[Result], bare: list[Result], config: GunicornConfig, args: argparse.Namespace
+) -> bool:
+    """Print the table and the verdict; return True if every helpline endpoint met the goal."""
+    bare_rps = statistics.fmean(r.throughput for r in bare)
+    cores = os.cpu_count() or 1
+    print()
+    print(f"gunicorn {config.describe()}, same settings for the bare app and the helpline")
+    print(
+        f"{args.connections} concurrent keep-alive connections, {args.warmup:g} s warm-up then "
+        f"{args.duration:g} s measured per endpoint"
+    )
+    print(
+        f"Note: the load generator (this Python process, {args.connections} threads) shares the "
+        f"machine's {cores} CPU cores with gunicorn and redis-server, so absolute figures are "
+        "lower than a separate client machine would see; compare the ratios."
+    )
+    print()
+    header = (
+        f"{'endpoint':<40} {'requests':>8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'errors':>6} {'vs bare':>7} {'srv cpu':>7} {'gen cpu':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for result in results:
+        ratio = result.throughput / bare_rps if bare_rps else 0.0
+        print(
+            f"{result.name:<40} {result.requests:>8} {result.throughput:>8.0f} "
+            f"{result.percentile_ms(50):>7.2f} {result.percentile_ms(99):>7.2f} "
+            f"{result.errors:>6} {ratio:>7.2f} {result.server_cpu:>7.2f} {result.client_cpu:>7.2f}"
+        )
+    print()
+    print(
+        "srv cpu / gen cpu: cores used on average by gunicorn workers (+ redis-server for the "
+        "helpline) / by the load generator"
+    )
+    print(f"bare throughput used for the ratio: {bare_rps:.0f} req/s (mean of the two bare runs)")
+    for result in results:
+        if result.issued > result.pool:
+            print(f"note: {result.name} reused requests ({result.issued} sent, pool {result.pool})")
+    print()
+    all_met = True
+    for result in results:
+        if result in bare:
+            continue
+        ratio = result.throughput / bare_rps if bare_rps else 0.0
+        p99 = result.percentile_ms(99)
+        met = ratio >= GOAL_RATIO and p99 < GOAL_P99_MS and result.errors == 0
+        all_met = all_met and met
+        print(
+            f"goal (>= {GOAL_RATIO:.1f} of bare, p99 < {GOAL_P99_MS:g} ms, no errors) "
+            f"{result.name}: {'met' if met else 'NOT met'} (ratio {ratio:.2f}, p99 {p99:.2f} ms)"
+        )
+    return all_met
+
+
+def log_problems(server: Server) -> list[str]:
+    """Return the error and warning lines the server logged."""
+    try:
+        lines = server.log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    markers = ('"level": "error"', '"level": "warning"', "[ERROR]", "[CRITICAL]", "Traceback")
+    return [line for line in lines if any(marker in line for marker in markers)]
+
+
+# -- main -------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Read the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker-class", default="gthread", choices=("gthread", "sync"))
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=2, help="threads per gthread worker")
+    parser.add_argument("--connections", type=int, default=CONNECTIONS)
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per endpoint")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start redis and both gunicorns, load each endpoint in turn, print the figures."""
+    args = parse_args(argv)
+    config = GunicornConfig(args.worker_class, args.workers, args.threads)
+
+    def terminate(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    began = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="helpline-bench-"))
+    servers: list[Server] = []
+    redis_started = False
+    try:
+        redis_url, redis_started = embedded.ensure_running(tmp)
+        env = helpline_env(tmp, redis_url)
+        bare = start_gunicorn(
+            "bare", ["--pythonpath", str(BENCH_DIR), "bare_app:create_app()"], config, env, tmp
+        )
+        servers.append(bare)
+        app = start_gunicorn("helpline", ["helpline:create_app()"], config, env, tmp)
+        servers.append(app)
+
+        # Built while gunicorn boots; enough distinct texts that no MessageSid repeats.
+        sms_pool_size = max(1000, int(6000 * (args.warmup + args.duration)))
+        bare_pool = voice_requests(bare.port, "/twilio/voice", 1000)
+        voice_pool = voice_requests(app.port, "/twilio/voice", 1000)
+        step_path = "/twilio/voice/step?node=main&lang=en&r=0"
+        step_pool = voice_requests(app.port, step_path, 1000, Digits="1")
+        sms_pool = sms_requests(app.port, sms_pool_size)
+
+        for server in servers:
+            wait_until_accepting(server)
+        check_answer(bare.port, bare_pool[0], b"<Response>", "bare app")
+        check_answer(app.port, voice_pool[0], b"<Gather", "/twilio/voice")
+        check_answer(app.port, step_pool[0], b"<Gather", "/twilio/voice/step")
+        validator = RequestValidator(AUTH_TOKEN)
+        probe = dict(sms_form(0), MessageSid="SM" + "f" * 32, Body="menu")
+        check_answer(app.port, signed_request(validator, app.port, "/twilio/sms", probe),
+                     b"<Message>", "/twilio/sms")
+        redis_pid = embedded.server_pid(tmp)
+
+        def bare_pids() -> list[int]:
+            return bare.worker_pids()
+
+        def app_pids() -> list[int]:
+            return app.worker_pids() + ([redis_pid] if redis_pid else [])
+
+        plan: list[tuple[str, int, list[bytes], Callable[[], list[int]]]] = [
+            ("bare Flask, fixed TwiML (before)", bare.port, bare_pool, bare_pids),
+            ("POST /twilio/voice", app.port, voice_pool, app_pids),
+            ("POST /twilio/voice/step (Digits=1)", app.port, step_pool, app_pids),
+            ("POST /twilio/sms (SAFE / 1 / menu)", app.port, sms_pool, app_pids),
+            ("bare Flask, fixed TwiML (after)", bare.port, bare_pool, bare_pids),
+        ]
+        results: list[Result] = []
+        for name, port, pool, pids in plan:
+            print(f"measuring {name} ...", flush=True)
+            results.append(
+                run_load(name, port, pool, connections=args.connections, warmup=args.warmup,
+                         duration=args.duration, server_pids=pids)
+            )
+        bare_results = [results[0], results[-1]]
+        met = print_report(results, bare_results, config, args)
+        client = redis.Redis.from_url(redis_url)
+        conversations = sum(1 for _ in client.scan_iter("helpline:sms:conv:*", count=1000))
+        client.close()
+        print(f"redis: {conversations} SMS conversations stored (from {len(CALLERS)} numbers)")
+        for server in servers:
+            problems = log_problems(server)
+            print(f"{server.name} log: {len(problems)} warning/error lines")
+            for line in problems[:5]:
+                print(f"  {line[:200]}")
+        print(f"bench took {time.monotonic() - began:.1f} s")
+        return 0 if met else 1
+    finally:
+        for server in servers:
+            stop_server(server)
+        if redis_started:
+            embedded.stop(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Text conversations: keywords, numbered menus, crisis first, opt-out, retries."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpline.constants import SMS_STATE_TTL
+from helpline.flows.gsm import segments
+from tests.factories import CALLER, sms_params, sms_replies, twilio_post
+
+
+def text(client, body: str, sender: str = CALLER, **extra: str) -> list[str]:  # type: ignore[no-untyped-def]
+    response = twilio_post(client, "/twilio/sms", sms_params(body, sender, **extra))
+    assert response.status_code == 200
+    assert response.mimetype == "text/xml"
+    return sms_replies(response.get_data(as_text=True))
+
+
+@pytest.mark.parametrize("body", ["SAFE", "safe", " Safe! ", "SAEF", "safety", "SAFE please"])
+def test_safe_keyword_is_matched_forgivingly(client, body):
+    (reply,) = text(client, body)
+    assert reply.startswith("After any break")
+
+
+@pytest.mark.parametrize(
+    ("body", "start"),
+    [("RECOVERY", "Dependence is a medical problem"), ("family", "Pick a calm, private time"),
+     ("HELP", "Helpline: general info"), ("info", "Helpline: general info"),
+     ("Naloxone", "Naloxone reverses"), ("menu", "Helpline: confidential info")],
+)
+def test_each_keyword_leads_to_its_topic(client, body, start):
+    (reply,) = text(client, body)
+    assert reply.startswith(start)
+
+
+def test_numbered_replies_walk_the_menu_with_state_per_number(client):
+    assert text(client, "hi")[0].startswith("Helpline: confidential info")
+    assert text(client, "2")[0].startswith("Dependence is a medical problem")
+    assert text(client, "2")[0].startswith("Treatment first helps you stabilise")
+    # Another number is at the start of its own conversation: "2" is recovery there.
+    assert text(client, "2", sender="+447700900456")[0].startswith("Dependence")
+
+
+def test_unrecognised_text_gets_the_menu_never_an_error(client):
+    (first,) = text(client, "what is this")
+    assert first.startswith("Helpline: confidential info")
+    (again,) = text(client, "asdfgh")
+    assert again.startswith("Sorry, I didn't understand that.\nHelpline: confidential info")
+
+
+@pytest.mark.parametrize(
+    "body", ["my friend took too much i think its an overdose", "he's not breathing", "OD", "she is unconscious", "his lips are blue"]
+)
+def test_crisis_phrases_get_the_emergency_reply_whatever_the_state(client, body):
+    text(client, "2")  # mid-way through the recovery menu
+    (reply,) = text(client, body)
+    assert reply.startswith("If someone has overdosed, isn't breathing or won't wake up: call 999 NOW.")
+
+
+def test_spanish_is_chosen_by_keyword_and_kept(client):
+    (reply,) = text(client, "español")
+    assert reply.startswith("Linea de ayuda")
+    assert "For English, reply ENGLISH." in reply
+    (reply,) = text(client, "1")
+    assert reply.startswith("Tras cualquier descanso")
+    (reply,) = text(client, "ENGLISH")
+    assert reply.startswith("Helpline: confidential info")
+
+
+def test_every_reply_fits_two_segments(client):
+    for body in ["hi", "1", "2", "3", "4", "0", "ESPANOL", "2", "3", "1", "HELP", "OD", "zzz"]:
+        for reply in text(client, body):
+            assert segments(reply) <= 2, reply
+
+
+@pytest.mark.parametrize("word", ["STOP", "stop", "StopAll", "UNSUBSCRIBE", "cancel", "END", "quit", "REVOKE", "OPTOUT"])
+def test_opt_out_words_record_the_number_and_reply_with_nothing(client, redis, word):
+    assert text(client, word) == []
+    assert text(client, "SAFE") == []  # opted out: no more replies
+    members = redis.smembers("helpline:sms:optout")
+    assert len(members) == 1
+    assert CALLER.encode() not in next(iter(members))
+    assert b"7700900123" not in next(iter(members))
+
+
+def test_opt_out_needs_the_word_alone(client, redis):
+    (reply,) = text(client, "I want to stop using")
+    assert reply  # a conversation, not an opt-out
+    assert redis.scard("helpline:sms:optout") == 0
+
+
+@pytest.mark.parametrize("word", ["START", "yes", "UNSTOP"])
+def test_opt_in_words_clear_the_opt_out(client, redis, word):
+    text(client, "STOP")
+    (reply,) = text(client, word)
+    assert reply.startswith("Welcome back. You'll get our replies again.")
+    assert redis.scard("helpline:sms:optout") == 0
+    assert text(client, "SAFE")[0].startswith("After any break")
+
+
+def test_someone_who_opted_out_still_gets_the_emergency_reply(client):
+    text(client, "STOP")
+    (reply,) = text(client, "my mate is not breathing")
+    assert "call 999 NOW" in reply
+
+
+def test_twilio_retry_of_the_same_message_gets_the_same_reply_and_does_not_advance(client):
+    text(client, "hi")
+    params = sms_params("2")
+    first = twilio_post(client, "/twilio/sms", params).get_data(as_text=True)
+    retry = twilio_post(client, "/twilio/sms", params).get_data(as_text=True)
+    assert first == retry
+    assert sms_replies(first)[0].startswith("Dependence")
+    # The conversation moved once: "1" now picks from the recovery menu.
+    assert text(client, "1")[0].startswith("Regular opioid use changes the brain")
+
+
+def test_conversation_state_expires_and_holds_no_number(client, redis):
+    text(client, "2")
+    keys = [k for k in redis.keys("helpline:sms:conv:*")]
+    assert len(keys) == 1
+    assert 0 < redis.ttl(keys[0]) <= SMS_STATE_TTL
+    assert b"7700900123" not in keys[0] and b"7700900123" not in redis.get(keys[0])
+
+
+def test_status_callbacks_are_accepted_and_counted(client, redis):
+    for status in ["delivered", "delivered", "failed", "made-up"]:
+        response = twilio_post(client, "/twilio/sms/status", {"MessageSid": "SM" + "1" * 32, "MessageStatus": status})
+        assert response.status_code == 200
+    for status in ["completed", "no-answer"]:
+        twilio_post(client, "/twilio/voice/status", {"CallSid": "CA" + "1" * 32, "CallStatus": status})
+    assert redis.hgetall("helpline:stats:sms") == {b"delivered": b"2", b"failed": b"1", b"other": b"1"}
+    assert redis.hgetall("helpline:stats:voice") == {b"completed": b"1", b"no-answer": b"1"}
