@@ -204,7 +204,8 @@ def test_signed_sms_gets_the_flow_reply_and_its_state_is_kept(client, redis):
 
 def test_signed_status_callback_is_counted(client, redis):
     params = _sms_status_params()
-    response = post(client, "/twilio/sms/status", params, sign(LOCAL + "/twilio/sms/status", params))
+    signature = sign(LOCAL + "/twilio/sms/status", params)
+    response = post(client, "/twilio/sms/status", params, signature)
     assert_answered(response)
     assert redis.hgetall("helpline:stats:sms") == {b"delivered": b"1"}
 

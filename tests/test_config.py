@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+
+from helpline.config import load_settings
+from helpline.errors import ConfigError
+from helpline.logs import MaskingJsonFormatter
+from helpline.privacy import mask_phone, mask_text
+
+PRODUCTION = {
+    "HELPLINE_ENV": "production",
+    "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
+    "TWILIO_AUTH_TOKEN": "t" * 32,
+    "SECRET_KEY": "s" * 48,
+    "HELPLINE_PHONE_NUMBER": "+447700900999",
+    "PUBLIC_URL": "https://helpline.example.org/",
+    "REDIS_URL": "redis://redis.internal:6379/0",
+}
+
+
+def test_production_refuses_to_start_without_secrets_and_names_each_missing_one():
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"HELPLINE_ENV": "production", "TWILIO_ACCOUNT_SID": "AC" + "1" * 32})
+    message = str(caught.value)
+    for name in ["TWILIO_AUTH_TOKEN", "SECRET_KEY", "HELPLINE_PHONE_NUMBER", "PUBLIC_URL", "REDIS_URL"]:
+        assert name in message
+    assert "TWILIO_ACCOUNT_SID (" not in message
+
+
+def test_production_with_everything_set_loads_and_strips_the_public_url_slash():
+    settings = load_settings(PRODUCTION)
+    assert settings.production and settings.public_url == "https://helpline.example.org"
+
+
+def test_production_rejects_a_short_secret_key():
+    with pytest.raises(ConfigError, match="SECRET_KEY must be at least 32"):
+        load_settings(dict(PRODUCTION, SECRET_KEY="short"))
+
+
+def test_development_generates_secrets_once_into_the_data_dir(tmp_path):
+    first = load_settings({"HELPLINE_DATA_DIR": str(tmp_path)})
+    second = load_settings({"HELPLINE_DATA_DIR": str(tmp_path)})
+    assert first.twilio_auth_token and first.twilio_auth_token == second.twilio_auth_token
+    assert first.secret_key == second.secret_key
+    path = tmp_path / "dev-secrets.json"
+    assert json.loads(path.read_text())["secret_key"] == first.secret_key
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [({"PORT": "http"}, "PORT must be a number"), ({"HELPLINE_REGION": "XX"}, "HELPLINE_REGION 'XX'"),
+     ({"HELPLINE_ENV": "staging"}, "HELPLINE_ENV must be")],
+)
+def test_bad_values_are_explained(tmp_path, env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(dict(env, HELPLINE_DATA_DIR=str(tmp_path)))
+
+
+def test_us_region_says_911_and_988(tmp_path):
+    settings = load_settings({"HELPLINE_REGION": "us", "HELPLINE_DATA_DIR": str(tmp_path)})
+    assert settings.region.variables()["emergency"] == "911"
+    assert "988" in settings.region.variables()["crisis_line"]
+
+
+def test_numbers_are_masked_to_the_last_three_digits():
+    assert mask_phone("+447700900123") == "***123"
+    assert mask_text("call me on +44 7700 900123 or 07700-900-456") == "call me on ***123 or ***456"
+
+
+def test_log_lines_are_json_and_never_carry_a_number():
+    import logging
+
+    record = logging.makeLogRecord(
+        {"msg": "from %s", "args": ("+447700900123",), "levelname": "INFO", "name": "x", "caller": "07700 900123"}
+    )
+    line = json.loads(MaskingJsonFormatter().format(record))
+    assert line["msg"] == "from ***123" and line["caller"] == "***123"
+    assert "7700900123" not in json.dumps(line)

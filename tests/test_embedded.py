@@ -1,0 +1,107 @@
+"""The embedded Redis default and `helpline serve`: one server, shared, persistent."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import redis as redis_py
+
+from helpline import embedded
+from tests.factories import AUTH_TOKEN, SECRET_KEY, sign
+
+def test_embedded_redis_keeps_data_across_a_restart_with_aof(tmp_path):
+    url, started = embedded.ensure_running(tmp_path)
+    assert started
+    redis_py.Redis.from_url(url).set("helpline:test", "kept")
+    assert redis_py.Redis.from_url(url).config_get("appendonly") == {"appendonly": "yes"}
+    embedded.stop(tmp_path)
+    assert not embedded.is_running(tmp_path)
+    url, started = embedded.ensure_running(tmp_path)
+    try:
+        assert started
+        assert redis_py.Redis.from_url(url).get("helpline:test") == b"kept"
+    finally:
+        embedded.stop(tmp_path)
+
+def test_second_caller_finds_the_running_server_instead_of_starting_another(tmp_path):
+    first, started = embedded.ensure_running(tmp_path)
+    try:
+        second, started_again = embedded.ensure_running(tmp_path)
+        assert started and not started_again and first == second
+    finally:
+        embedded.stop(tmp_path)
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+def _serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(HELPLINE_DATA_DIR=str(data_dir), TWILIO_AUTH_TOKEN=AUTH_TOKEN, SECRET_KEY=SECRET_KEY)
+    return subprocess.Popen(
+        [sys.executable, "-m", "helpline", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+
+def _post_sms(port: int, body: str) -> str:
+    url = f"http://127.0.0.1:{port}/twilio/sms"
+    form = {"From": "+447700900123", "To": "+447700900999", "Body": body, "MessageSid": "SM" + secrets.token_hex(16)}
+    request = urllib.request.Request(
+        url, data=urllib.parse.urlencode(form).encode(), headers={"X-Twilio-Signature": sign(url, form)}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.read().decode()
+
+def _wait_until_up(port: int, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "helpline serve exited early"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("helpline serve did not come up within 30 s")
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+    if process.stdout:
+        process.stdout.close()
+
+def test_serve_runs_web_worker_and_redis_and_conversations_survive_a_restart(tmp_path):
+
+    port = _free_port()
+    process = _serve(tmp_path, port)
+    try:
+        _wait_until_up(port, process)
+        assert "Helpline is running at" in process.stdout.readline() + process.stdout.readline()
+        assert "Dependence is a medical problem" in _post_sms(port, "2")
+        client = redis_py.Redis.from_url(embedded.url_for(tmp_path))
+        deadline = time.monotonic() + 20
+        while not client.smembers("rq:workers") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert client.smembers("rq:workers"), "the worker registered itself in the shared Redis"
+        client.close()
+    finally:
+        _stop(process)
+    assert not embedded.is_running(tmp_path), "serve stops the embedded Redis on exit"
+
+    process = _serve(tmp_path, port)
+    try:
+        _wait_until_up(port, process)
+        # The conversation state survived: "1" picks from the recovery menu.
+        assert "Regular opioid use changes the brain" in _post_sms(port, "1")
+    finally:
+        _stop(process)
