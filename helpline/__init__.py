@@ -33,7 +33,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.get("/healthz")
     def healthz() -> Response:
         ok = services.helpline().store.attempt("health", lambda c: bool(c.ping()), False)
-        return Response("ok\n" if ok else "redis unavailable\n", 200 if ok else 503,
-                        mimetype="text/plain")
+        return Response(
+            "ok\n" if ok else "redis unavailable\n", 200 if ok else 503, mimetype="text/plain"
+        )
 
     return app

@@ -89,12 +89,13 @@ def _serve(args: argparse.Namespace) -> int:
         ),
         subprocess.Popen([python, "-m", "helpline", "worker"], env=env),
     ]
+    where = "REDIS_URL" if settings.redis_url else f"embedded, data in {settings.data_dir}"
     base = f"http://{'localhost' if args.host in ('127.0.0.1', '0.0.0.0') else args.host}:{port}"
     print(
         f"\nHelpline is running at {base}\n"
         f"  webhooks: {base}/twilio/voice and {base}/twilio/sms (signed requests only)\n"
         f"  health:   {base}/healthz\n"
-        f"  Redis:    {'embedded, data in ' + str(settings.data_dir) if not settings.redis_url else 'REDIS_URL'}\n"
+        f"  Redis:    {where}\n"
         "Try it from another terminal:\n"
         f"  .venv/bin/helpline simulate call --url {base}\n"
         f"  .venv/bin/helpline simulate sms --url {base} SAFE\n"
@@ -138,7 +139,7 @@ def _web(args: argparse.Namespace) -> int:
     workers = args.workers or max(2, (os.cpu_count() or 1) * 2)
     app = create_app(settings)  # fail here, loudly, before forking workers
 
-    class Server(BaseApplication):  # type: ignore[misc]
+    class Server(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{args.host}:{port}")
             self.cfg.set("workers", workers)
@@ -147,7 +148,7 @@ def _web(args: argparse.Namespace) -> int:
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", None)  # access logs would show numbers in URLs
 
-        def load(self):  # type: ignore[no-untyped-def]
+        def load(self):
             return app
 
     Server().run()
@@ -164,7 +165,7 @@ def _worker(args: argparse.Namespace) -> int:
 # -- simulator --------------------------------------------------------------------------
 
 
-def _simulation(settings: Settings, url: str | None):  # type: ignore[no-untyped-def]
+def _simulation(settings: Settings, url: str | None):
     from helpline import simulate
 
     if url:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import fcntl
 import logging
-
 import subprocess
 import time
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -78,18 +77,28 @@ def ensure_running(data_dir: Path) -> tuple[str, bool]:
         path.unlink(missing_ok=True)
         args = [
             redis_server_binary(),
-            "--daemonize", "yes",
-            "--port", "0",
-            "--unixsocket", str(path),
-            "--unixsocketperm", "700",
-            "--dir", str(redis_dir),
-            "--pidfile", str(redis_dir / "redis.pid"),
-            "--logfile", str(redis_dir / "redis.log"),
-            "--appendonly", "yes",
+            "--daemonize",
+            "yes",
+            "--port",
+            "0",
+            "--unixsocket",
+            str(path),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(redis_dir),
+            "--pidfile",
+            str(redis_dir / "redis.pid"),
+            "--logfile",
+            str(redis_dir / "redis.log"),
+            "--appendonly",
+            "yes",
             # fsync on every write: a callback request is on disk before the caller
             # is told it is queued.
-            "--appendfsync", "always",
-            "--save", "",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
         ]
         try:
             subprocess.run(args, check=True, capture_output=True, timeout=STARTUP_SECONDS)
@@ -134,5 +143,3 @@ def server_pid(data_dir: Path) -> int | None:
         return int((data_dir.resolve() / "redis" / "redis.pid").read_text().strip())
     except (OSError, ValueError):
         return None
-
-

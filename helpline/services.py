@@ -72,7 +72,9 @@ def init_app(app: Flask, settings: Settings) -> Helpline:
         },
         sms_failsafe={
             code: twiml.sms_failsafe(
-                twiml.sms_text_for(content.text("sms.failsafe", code, region.variables()), gsm[code])
+                twiml.sms_text_for(
+                    content.text("sms.failsafe", code, region.variables()), gsm[code]
+                )
             )
             for code in content.languages
         },

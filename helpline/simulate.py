@@ -59,7 +59,9 @@ def over_http(base_url: str, auth_token: str) -> Iterator[Post]:
         except urllib.error.HTTPError as exc:
             raise SystemExit(f"the server answered {exc.code} for {path}: {exc.reason}") from None
         except urllib.error.URLError as exc:
-            raise SystemExit(f"cannot reach {base}: {exc.reason}; is `helpline serve` running?")
+            raise SystemExit(
+                f"cannot reach {base}: {exc.reason}; is `helpline serve` running?"
+            ) from None
 
     yield post
 
@@ -73,7 +75,11 @@ def sms(post: Post, sender: str, to: str, text: str) -> str:
 
 
 def call(
-    post: Post, sender: str, to: str, next_input: Callable[[], str | None], out: Callable[[str], None]
+    post: Post,
+    sender: str,
+    to: str,
+    next_input: Callable[[], str | None],
+    out: Callable[[str], None],
 ) -> None:
     """Play a call: print what the caller hears, answer each gather with next_input()."""
     call_sid = _sid("CA")

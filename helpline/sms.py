@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from helpline import twiml
 from helpline.constants import KEY_PREFIX, SMS_STATE_TTL
-from helpline.flows.engine import Engine, Reply, State
+from helpline.flows.engine import Engine, Event, Reply, State
 from helpline.flows.matching import tokens
 from helpline.privacy import mask_phone, phone_digest
 from helpline.store import Store
@@ -78,8 +78,11 @@ class SmsConversations:
 
         fresh = state is None
         if state is None:
-            state = State(flow=self.engine.flow.id, node=self.engine.flow.start,
-                          lang=self.engine.content.default_language)
+            state = State(
+                flow=self.engine.flow.id,
+                node=self.engine.flow.start,
+                lang=self.engine.content.default_language,
+            )
         new_state, events = self.engine.resume(state, Reply(text=text.body), fresh=fresh)
         log.info(
             "sms answered",
@@ -90,7 +93,7 @@ class SmsConversations:
     # -- Redis, each call fail-soft ------------------------------------------------------
 
     def _read(self, who: str, sid: str) -> tuple[bool, bytes | None, str | None]:
-        def read(client):  # type: ignore[no-untyped-def]
+        def read(client):
             pipe = client.pipeline(transaction=False)
             pipe.sismember(OPT_OUT_KEY, who)
             pipe.get(_state_key(who))
@@ -110,10 +113,10 @@ class SmsConversations:
         except ValueError:
             return None
 
-    def _reply(self, who: str, sid: str, state: State, events: list) -> str:  # type: ignore[type-arg]
+    def _reply(self, who: str, sid: str, state: State, events: list[Event]) -> str:
         answer = twiml.sms(events, self.gsm[state.lang])
 
-        def write(client):  # type: ignore[no-untyped-def]
+        def write(client):
             pipe = client.pipeline(transaction=False)
             pipe.set(_state_key(who), json.dumps(state.to_dict()), ex=SMS_STATE_TTL)
             if sid:
@@ -125,7 +128,7 @@ class SmsConversations:
         return answer
 
     def _opt_out(self, who: str) -> None:
-        def write(client):  # type: ignore[no-untyped-def]
+        def write(client):
             pipe = client.pipeline(transaction=True)
             pipe.sadd(OPT_OUT_KEY, who)
             pipe.delete(_state_key(who))

@@ -25,12 +25,34 @@ TWIML = "text/xml"
 # Status values Twilio sends; anything else is counted as "other" so input cannot
 # create unbounded Redis fields.
 CALL_STATUSES = frozenset(
-    {"queued", "initiated", "ringing", "in-progress", "completed", "busy", "failed",
-     "no-answer", "canceled"}
+    {
+        "queued",
+        "initiated",
+        "ringing",
+        "in-progress",
+        "completed",
+        "busy",
+        "failed",
+        "no-answer",
+        "canceled",
+    }
 )
 MESSAGE_STATUSES = frozenset(
-    {"accepted", "scheduled", "queued", "sending", "sent", "delivered", "undelivered",
-     "failed", "receiving", "received", "read", "canceled", "partially_delivered"}
+    {
+        "accepted",
+        "scheduled",
+        "queued",
+        "sending",
+        "sent",
+        "delivered",
+        "undelivered",
+        "failed",
+        "receiving",
+        "received",
+        "read",
+        "canceled",
+        "partially_delivered",
+    }
 )
 
 
@@ -72,7 +94,9 @@ def require_twilio_signature() -> Response | None:
         request.environ["helpline.started"] = time.perf_counter()
         return None
     log.warning("rejected webhook without a valid signature", extra={"path": request.path})
-    return Response("Forbidden: missing or invalid X-Twilio-Signature\n", 403, mimetype="text/plain")
+    return Response(
+        "Forbidden: missing or invalid X-Twilio-Signature\n", 403, mimetype="text/plain"
+    )
 
 
 @bp.errorhandler(Exception)

@@ -25,7 +25,13 @@ def test_production_refuses_to_start_without_secrets_and_names_each_missing_one(
     with pytest.raises(ConfigError) as caught:
         load_settings({"HELPLINE_ENV": "production", "TWILIO_ACCOUNT_SID": "AC" + "1" * 32})
     message = str(caught.value)
-    for name in ["TWILIO_AUTH_TOKEN", "SECRET_KEY", "HELPLINE_PHONE_NUMBER", "PUBLIC_URL", "REDIS_URL"]:
+    for name in [
+        "TWILIO_AUTH_TOKEN",
+        "SECRET_KEY",
+        "HELPLINE_PHONE_NUMBER",
+        "PUBLIC_URL",
+        "REDIS_URL",
+    ]:
         assert name in message
     assert "TWILIO_ACCOUNT_SID (" not in message
 
@@ -52,8 +58,11 @@ def test_development_generates_secrets_once_into_the_data_dir(tmp_path):
 
 @pytest.mark.parametrize(
     ("env", "message"),
-    [({"PORT": "http"}, "PORT must be a number"), ({"HELPLINE_REGION": "XX"}, "HELPLINE_REGION 'XX'"),
-     ({"HELPLINE_ENV": "staging"}, "HELPLINE_ENV must be")],
+    [
+        ({"PORT": "http"}, "PORT must be a number"),
+        ({"HELPLINE_REGION": "XX"}, "HELPLINE_REGION 'XX'"),
+        ({"HELPLINE_ENV": "staging"}, "HELPLINE_ENV must be"),
+    ],
 )
 def test_bad_values_are_explained(tmp_path, env, message):
     with pytest.raises(ConfigError, match=message):
@@ -75,7 +84,13 @@ def test_log_lines_are_json_and_never_carry_a_number():
     import logging
 
     record = logging.makeLogRecord(
-        {"msg": "from %s", "args": ("+447700900123",), "levelname": "INFO", "name": "x", "caller": "07700 900123"}
+        {
+            "msg": "from %s",
+            "args": ("+447700900123",),
+            "levelname": "INFO",
+            "name": "x",
+            "caller": "07700 900123",
+        }
     )
     line = json.loads(MaskingJsonFormatter().format(record))
     assert line["msg"] == "from ***123" and line["caller"] == "***123"

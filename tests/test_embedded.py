@@ -18,6 +18,7 @@ import redis as redis_py
 from helpline import embedded
 from tests.factories import AUTH_TOKEN, SECRET_KEY, sign
 
+
 def test_embedded_redis_keeps_data_across_a_restart_with_aof(tmp_path):
     url, started = embedded.ensure_running(tmp_path)
     assert started
@@ -32,6 +33,7 @@ def test_embedded_redis_keeps_data_across_a_restart_with_aof(tmp_path):
     finally:
         embedded.stop(tmp_path)
 
+
 def test_second_caller_finds_the_running_server_instead_of_starting_another(tmp_path):
     first, started = embedded.ensure_running(tmp_path)
     try:
@@ -40,27 +42,41 @@ def test_second_caller_finds_the_running_server_instead_of_starting_another(tmp_
     finally:
         embedded.stop(tmp_path)
 
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
 
 def _serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(HELPLINE_DATA_DIR=str(data_dir), TWILIO_AUTH_TOKEN=AUTH_TOKEN, SECRET_KEY=SECRET_KEY)
     return subprocess.Popen(
         [sys.executable, "-m", "helpline", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
+
 
 def _post_sms(port: int, body: str) -> str:
     url = f"http://127.0.0.1:{port}/twilio/sms"
-    form = {"From": "+447700900123", "To": "+447700900999", "Body": body, "MessageSid": "SM" + secrets.token_hex(16)}
+    form = {
+        "From": "+447700900123",
+        "To": "+447700900999",
+        "Body": body,
+        "MessageSid": "SM" + secrets.token_hex(16),
+    }
     request = urllib.request.Request(
-        url, data=urllib.parse.urlencode(form).encode(), headers={"X-Twilio-Signature": sign(url, form)}
+        url,
+        data=urllib.parse.urlencode(form).encode(),
+        headers={"X-Twilio-Signature": sign(url, form)},
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         return response.read().decode()
+
 
 def _wait_until_up(port: int, process: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 30
@@ -74,11 +90,13 @@ def _wait_until_up(port: int, process: subprocess.Popen[str]) -> None:
             time.sleep(0.2)
     raise AssertionError("helpline serve did not come up within 30 s")
 
+
 def _stop(process: subprocess.Popen[str]) -> None:
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=30)
     if process.stdout:
         process.stdout.close()
+
 
 def test_serve_runs_web_worker_and_redis_and_conversations_survive_a_restart(tmp_path):
 

@@ -40,7 +40,9 @@ def test_dangling_exit_is_reported(flows):
 
 
 def test_duplicate_node_id_is_reported(flows):
-    edit(flows / "sms.yaml", "  info:\n", "  family:\n    say: [sms.info]\n    end: true\n  info:\n")
+    edit(
+        flows / "sms.yaml", "  info:\n", "  family:\n    say: [sms.info]\n    end: true\n  info:\n"
+    )
     assert any("duplicate key 'family'" in p for p in check_flows(flows))
 
 
@@ -51,18 +53,30 @@ def test_missing_translation_is_reported(flows):
 
 
 def test_unreachable_node_is_reported(flows):
-    edit(flows / "voice.yaml", "  goodbye:\n", "  orphan:\n    say: [voice.goodbye]\n    end: true\n\n  goodbye:\n")
+    edit(
+        flows / "voice.yaml",
+        "  goodbye:\n",
+        "  orphan:\n    say: [voice.goodbye]\n    end: true\n\n  goodbye:\n",
+    )
     assert "voice.yaml: node 'orphan' is unreachable" in check_flows(flows)
 
 
 def test_sms_over_two_segments_is_reported(flows):
-    edit(flows / "content" / "en.yaml", "sms.crisis_options: Reply 1", "sms.crisis_options: " + "Reply well " * 20 + "1")
+    edit(
+        flows / "content" / "en.yaml",
+        "sms.crisis_options: Reply 1",
+        "sms.crisis_options: " + "Reply well " * 20 + "1",
+    )
     problems = check_flows(flows)
     assert any("arriving at 'crisis'" in p and "3 SMS segments" in p for p in problems)
 
 
 def test_character_that_forces_ucs2_is_reported(flows):
-    edit(flows / "content" / "en.yaml", "sms.not_understood: Sorry,", "sms.not_understood: Sorry \u2764,")
+    edit(
+        flows / "content" / "en.yaml",
+        "sms.not_understood: Sorry,",
+        "sms.not_understood: Sorry \u2764,",
+    )
     assert any("would force UCS-2" in p for p in check_flows(flows))
 
 
@@ -72,8 +86,14 @@ def test_unknown_placeholder_is_reported(flows):
 
 
 def test_waiting_node_without_cases_is_reported(flows):
-    edit(flows / "sms.yaml", "  info:\n    prompt: [sms.info]\n    cases:\n      - {digits: \"0\", goto: main}\n", "  info:\n    prompt: [sms.info]\n")
-    assert any("'info' waits for input, so it needs 'prompt' and 'cases'" in p for p in check_flows(flows))
+    edit(
+        flows / "sms.yaml",
+        '  info:\n    prompt: [sms.info]\n    cases:\n      - {digits: "0", goto: main}\n',
+        "  info:\n    prompt: [sms.info]\n",
+    )
+    assert any(
+        "'info' waits for input, so it needs 'prompt' and 'cases'" in p for p in check_flows(flows)
+    )
 
 
 def test_load_refuses_broken_flows_listing_every_problem(flows):
@@ -88,7 +108,9 @@ def test_flows_check_command_exits_non_zero_and_names_the_problem(flows):
     edit(flows / "voice.yaml", "goto: safety_break}", "goto: nowhere}")
     result = subprocess.run(
         [sys.executable, "-m", "helpline", "flows", "check", "--dir", str(flows)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert "'nowhere', which is not a node" in result.stdout
@@ -96,7 +118,10 @@ def test_flows_check_command_exits_non_zero_and_names_the_problem(flows):
 
 def test_flows_check_command_passes_on_shipped_flows():
     result = subprocess.run(
-        [sys.executable, "-m", "helpline", "flows", "check"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "helpline", "flows", "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "flows OK" in result.stdout
@@ -104,12 +129,24 @@ def test_flows_check_command_passes_on_shipped_flows():
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("a" * 160, 1), ("a" * 161, 2), ("a" * 306, 2), ("a" * 307, 3), ("€" * 80, 1), ("€" * 81, 2),
-     ("á" * 70, 1), ("á" * 71, 2), ("ñ" * 160, 1)],
+    [
+        ("a" * 160, 1),
+        ("a" * 161, 2),
+        ("a" * 306, 2),
+        ("a" * 307, 3),
+        ("€" * 80, 1),
+        ("€" * 81, 2),
+        ("á" * 70, 1),
+        ("á" * 71, 2),
+        ("ñ" * 160, 1),
+    ],
 )
 def test_segment_counts_follow_gsm7_and_ucs2_rules(text, expected):
     assert segments(text) == expected
 
 
 def test_spanish_accents_fold_to_gsm7_but_keep_letters_gsm7_has():
-    assert fold_to_gsm("Recuperación, señales, ¿Peligro? “sí”") == 'Recuperacion, señales, ¿Peligro? "si"'
+    assert (
+        fold_to_gsm("Recuperación, señales, ¿Peligro? “sí”")
+        == 'Recuperacion, señales, ¿Peligro? "si"'
+    )

@@ -24,9 +24,14 @@ def test_safe_keyword_is_matched_forgivingly(client, body):
 
 @pytest.mark.parametrize(
     ("body", "start"),
-    [("RECOVERY", "Dependence is a medical problem"), ("family", "Pick a calm, private time"),
-     ("HELP", "Helpline: general info"), ("info", "Helpline: general info"),
-     ("Naloxone", "Naloxone reverses"), ("menu", "Helpline: confidential info")],
+    [
+        ("RECOVERY", "Dependence is a medical problem"),
+        ("family", "Pick a calm, private time"),
+        ("HELP", "Helpline: general info"),
+        ("info", "Helpline: general info"),
+        ("Naloxone", "Naloxone reverses"),
+        ("menu", "Helpline: confidential info"),
+    ],
 )
 def test_each_keyword_leads_to_its_topic(client, body, start):
     (reply,) = text(client, body)
@@ -49,12 +54,21 @@ def test_unrecognised_text_gets_the_menu_never_an_error(client):
 
 
 @pytest.mark.parametrize(
-    "body", ["my friend took too much i think its an overdose", "he's not breathing", "OD", "she is unconscious", "his lips are blue"]
+    "body",
+    [
+        "my friend took too much i think its an overdose",
+        "he's not breathing",
+        "OD",
+        "she is unconscious",
+        "his lips are blue",
+    ],
 )
 def test_crisis_phrases_get_the_emergency_reply_whatever_the_state(client, body):
     text(client, "2")  # mid-way through the recovery menu
     (reply,) = text(client, body)
-    assert reply.startswith("If someone has overdosed, isn't breathing or won't wake up: call 999 NOW.")
+    assert reply.startswith(
+        "If someone has overdosed, isn't breathing or won't wake up: call 999 NOW."
+    )
 
 
 def test_spanish_is_chosen_by_keyword_and_kept(client):
@@ -73,7 +87,9 @@ def test_every_reply_fits_two_segments(client):
             assert segments(reply) <= 2, reply
 
 
-@pytest.mark.parametrize("word", ["STOP", "stop", "StopAll", "UNSUBSCRIBE", "cancel", "END", "quit", "REVOKE", "OPTOUT"])
+@pytest.mark.parametrize(
+    "word", ["STOP", "stop", "StopAll", "UNSUBSCRIBE", "cancel", "END", "quit", "REVOKE", "OPTOUT"]
+)
 def test_opt_out_words_record_the_number_and_reply_with_nothing(client, redis, word):
     assert text(client, word) == []
     assert text(client, "SAFE") == []  # opted out: no more replies
@@ -125,9 +141,17 @@ def test_conversation_state_expires_and_holds_no_number(client, redis):
 
 def test_status_callbacks_are_accepted_and_counted(client, redis):
     for status in ["delivered", "delivered", "failed", "made-up"]:
-        response = twilio_post(client, "/twilio/sms/status", {"MessageSid": "SM" + "1" * 32, "MessageStatus": status})
+        response = twilio_post(
+            client, "/twilio/sms/status", {"MessageSid": "SM" + "1" * 32, "MessageStatus": status}
+        )
         assert response.status_code == 200
     for status in ["completed", "no-answer"]:
-        twilio_post(client, "/twilio/voice/status", {"CallSid": "CA" + "1" * 32, "CallStatus": status})
-    assert redis.hgetall("helpline:stats:sms") == {b"delivered": b"2", b"failed": b"1", b"other": b"1"}
+        twilio_post(
+            client, "/twilio/voice/status", {"CallSid": "CA" + "1" * 32, "CallStatus": status}
+        )
+    assert redis.hgetall("helpline:stats:sms") == {
+        b"delivered": b"2",
+        b"failed": b"1",
+        b"other": b"1",
+    }
     assert redis.hgetall("helpline:stats:voice") == {b"completed": b"1", b"no-answer": b"1"}

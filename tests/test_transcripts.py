@@ -65,7 +65,9 @@ def _transcript(client, channel: Channel, lang: str, node_id: str) -> str:  # ty
 
 
 @pytest.mark.parametrize(
-    ("channel", "lang", "node_id"), CASES, ids=[f"{c.value}-{l}-{n}" for c, l, n in CASES]
+    ("channel", "lang", "node_id"),
+    CASES,
+    ids=[f"{channel.value}-{lang}-{node}" for channel, lang, node in CASES],
 )
 def test_transcript_matches_golden(client, request, channel, lang, node_id):
     path = GOLDEN / channel.value / lang / f"{node_id}.txt"

@@ -33,10 +33,13 @@ def test_greeting_offers_keypad_and_speech_with_hints_and_spanish(client):
 
 @pytest.mark.parametrize(
     ("speech", "start"),
-    [("overdose", "Overdose safety."), ("naloxone please", "Overdose safety."),
-     ("I'm worried about my son", "Worried about someone else."),
-     ("treatment", "Dependence, treatment and recovery."),
-     ("my friend is not breathing", "If someone has overdosed")],
+    [
+        ("overdose", "Overdose safety."),
+        ("naloxone please", "Overdose safety."),
+        ("I'm worried about my son", "Worried about someone else."),
+        ("treatment", "Dependence, treatment and recovery."),
+        ("my friend is not breathing", "If someone has overdosed"),
+    ],
 )
 def test_speech_routes_to_the_right_branch(client, speech, start):
     step = answer(client, call(client), speech=speech)

@@ -56,10 +56,14 @@ def exits(engine: Engine, state: State) -> list[tuple[str, Input]]:
                 if voice:
                     ways.append((f"language {lang.code}", Input("keys", lang.digit)))
                 phrase = content.phrases(lang.words, lang.code)[0]
-                ways.append((f"language word {lang.code}", Input("say" if voice else "text", phrase)))
+                ways.append(
+                    (f"language word {lang.code}", Input("say" if voice else "text", phrase))
+                )
     if not voice:
         for kw in flow.keywords:
-            ways.append((f"keyword {kw.words}", Input("text", content.phrases(kw.words, state.lang)[0])))
+            ways.append(
+                (f"keyword {kw.words}", Input("text", content.phrases(kw.words, state.lang)[0]))
+            )
     if flow.crisis_words:
         phrase = content.phrases(flow.crisis_words, state.lang)[-1]
         ways.append(("crisis", Input("say" if voice else "text", phrase)))

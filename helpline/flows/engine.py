@@ -18,7 +18,6 @@ from helpline.flows.matching import as_choice, contains_phrase, is_keyword, toke
 from helpline.flows.model import Channel, Flow, Node
 
 
-
 @dataclass(frozen=True)
 class State:
     """Where a conversation is; small and JSON-serialisable."""
@@ -185,7 +184,9 @@ class Engine:
             return self.enter(self.flow.exhausted, state.lang)
         node = self.flow.nodes[state.node]
         events: list[Event] = [self._say(self.flow.reprompt, state.lang)]
-        return replace(state, reprompts=state.reprompts + 1), events + self._prompt(node, state.lang)
+        return replace(state, reprompts=state.reprompts + 1), events + self._prompt(
+            node, state.lang
+        )
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -229,8 +230,6 @@ class Engine:
                 if is_keyword(words, self._phrases[kw.words], fuzzy=fuzzy):
                     return kw.goto
             for case in node.cases:
-                if case.words and contains_phrase(
-                    words, self._phrases[case.words], fuzzy=fuzzy
-                ):
+                if case.words and contains_phrase(words, self._phrases[case.words], fuzzy=fuzzy):
                     return case.goto
         return None

@@ -15,10 +15,22 @@ GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
 # Characters outside GSM-7 that have a faithful GSM-7 spelling, applied before sending
 # (the same idea as Twilio's "smart encoding"), so Spanish accents do not force UCS-2.
 _FOLD = {
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'",
-    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u00ab": '"', "\u00bb": '"',
-    "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u2026": "...", "\u00a0": " ",
-    "\u2022": "-", "\u00b7": "-",
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201a": "'",
+    "\u201b": "'",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u201e": '"',
+    "\u00ab": '"',
+    "\u00bb": '"',
+    "\u2013": "-",
+    "\u2014": "-",
+    "\u2212": "-",
+    "\u2026": "...",
+    "\u00a0": " ",
+    "\u2022": "-",
+    "\u00b7": "-",
 }
 
 SINGLE_GSM, MULTI_GSM = 160, 153

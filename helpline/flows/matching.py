@@ -12,17 +12,36 @@ _NON_WORD = re.compile(r"[^0-9A-Z]+")
 
 # Spoken or typed number words, so "one" or "uno" picks option 1 like a key press.
 _NUMBER_WORDS = {
-    "ZERO": "0", "CERO": "0", "NOUGHT": "0",
-    "ONE": "1", "UNO": "1", "UN": "1", "UNA": "1",
-    "TWO": "2", "TO": "2", "TOO": "2", "DOS": "2",
-    "THREE": "3", "TRES": "3",
-    "FOUR": "4", "FOR": "4", "CUATRO": "4",
-    "FIVE": "5", "CINCO": "5",
-    "SIX": "6", "SEIS": "6",
-    "SEVEN": "7", "SIETE": "7",
-    "EIGHT": "8", "OCHO": "8",
-    "NINE": "9", "NUEVE": "9",
-    "STAR": "*", "ASTERISK": "*", "ASTERISCO": "*", "ESTRELLA": "*",
+    "ZERO": "0",
+    "CERO": "0",
+    "NOUGHT": "0",
+    "ONE": "1",
+    "UNO": "1",
+    "UN": "1",
+    "UNA": "1",
+    "TWO": "2",
+    "TO": "2",
+    "TOO": "2",
+    "DOS": "2",
+    "THREE": "3",
+    "TRES": "3",
+    "FOUR": "4",
+    "FOR": "4",
+    "CUATRO": "4",
+    "FIVE": "5",
+    "CINCO": "5",
+    "SIX": "6",
+    "SEIS": "6",
+    "SEVEN": "7",
+    "SIETE": "7",
+    "EIGHT": "8",
+    "OCHO": "8",
+    "NINE": "9",
+    "NUEVE": "9",
+    "STAR": "*",
+    "ASTERISK": "*",
+    "ASTERISCO": "*",
+    "ESTRELLA": "*",
 }
 
 
@@ -77,8 +96,10 @@ def _word_matches(word: str, wanted: str, typo_from: int | None) -> bool:
     # of the thumb. typo_from=None asks for exact words only.
     if word == wanted:
         return True
-    return typo_from is not None and len(wanted) >= typo_from and (
-        edit_distance_at_most_one(word, wanted)
+    return (
+        typo_from is not None
+        and len(wanted) >= typo_from
+        and (edit_distance_at_most_one(word, wanted))
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ KNOWN_PLACEHOLDERS = frozenset({"emergency", "crisis_line"})
 DIGIT_KEYS = re.compile(r"^[0-9*#]{1,2}$")
 
 
-class Channel(str, Enum):
+class Channel(StrEnum):
     VOICE = "voice"
     SMS = "sms"
 
@@ -139,7 +139,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
 
 _UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
+    _construct_mapping,
 )
 
 
@@ -248,13 +248,22 @@ def parse_flow(path: Path, content: Content, problems: list[str]) -> Flow | None
         return None
     name = path.name
     known = {
-        "id", "channel", "start", "nodes", "reprompt", "keywords", "crisis", "crisis_words",
-        "other", "exhausted", "language_start",
+        "id",
+        "channel",
+        "start",
+        "nodes",
+        "reprompt",
+        "keywords",
+        "crisis",
+        "crisis_words",
+        "other",
+        "exhausted",
+        "language_start",
     }
     for key in sorted(set(data) - known):
         problems.append(f"{name}: unknown setting {key!r}")
     try:
-        channel = Channel(data.get("channel"))
+        channel = Channel(str(data.get("channel")))
     except ValueError:
         problems.append(f"{name}: channel must be 'voice' or 'sms'")
         return None
