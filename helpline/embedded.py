@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from helpline.errors import EmbeddedRedisError
 
@@ -40,12 +42,22 @@ def url_for(data_dir: Path) -> str:
     return f"unix://{socket_path(data_dir)}"
 
 
+def _client(data_dir: Path, timeout: float) -> redis.Redis:
+    # No retries: a refused connection or the close that SHUTDOWN causes is an answer.
+    return redis.Redis(
+        unix_socket_path=str(socket_path(data_dir)),
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
 def is_running(data_dir: Path) -> bool:
     path = socket_path(data_dir)
     if not path.exists():
         return False
     try:
-        return bool(redis.Redis(unix_socket_path=str(path), socket_timeout=1).ping())
+        with _client(data_dir, timeout=1) as client:
+            return bool(client.ping())
     except (redis.RedisError, OSError):
         return False
 
@@ -119,11 +131,11 @@ def stop(data_dir: Path) -> None:
     """Shut the embedded server down cleanly (it flushes the AOF first)."""
     if not is_running(data_dir):
         return
-    client = redis.Redis(unix_socket_path=str(socket_path(data_dir)), socket_timeout=5)
-    try:
-        client.shutdown()
-    except redis.ConnectionError:
-        pass  # the server closes the connection as it exits
+    with _client(data_dir, timeout=5) as client:
+        try:
+            client.shutdown()
+        except redis.ConnectionError:
+            pass  # the server closes the connection as it exits
     pid_file = data_dir.resolve() / "redis" / "redis.pid"
     deadline = time.monotonic() + STARTUP_SECONDS
     while is_running(data_dir) and time.monotonic() < deadline:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
+from types import TracebackType
 from typing import Any
 
 from helpline.privacy import mask_text
@@ -25,10 +27,18 @@ class MaskingJsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = mask_text(value) if isinstance(value, str) else value
-        if record.exc_info:
+        if record.exc_info and record.exc_info[0] is not None:
             # Exception messages can carry input; the type and traceback lines are enough.
-            entry["exc"] = mask_text(self.formatException(record.exc_info))
+            entry["exc"] = mask_text(_traceback_without_message(*record.exc_info))
         return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def _traceback_without_message(
+    exc_type: type[BaseException], _exc: BaseException | None, tb: TracebackType | None
+) -> str:
+    """Format an exception as the standard traceback does, minus str(exc)."""
+    name = f"{exc_type.__module__}.{exc_type.__qualname__}".removeprefix("builtins.")
+    return "Traceback (most recent call last):\n" + "".join(traceback.format_tb(tb)) + name
 
 
 def configure_logging(level: str = "INFO") -> None:

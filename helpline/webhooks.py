@@ -65,12 +65,14 @@ def _form(name: str) -> str:
 
 
 def signed_url() -> str:
-    """The URL Twilio signed: PUBLIC_URL plus the path when set, else the request's own."""
-    public = helpline().settings.public_url
-    if not public:
-        return request.url
+    """The URL Twilio signed: PUBLIC_URL (else the request's own root), path and query.
+
+    The query is taken as sent: request.url decodes %-escapes (%7B, %2F, UTF-8...), and
+    a URL that differs from the signed one by a single character never validates.
+    """
+    base = helpline().settings.public_url or request.root_url.rstrip("/")
     query = request.query_string.decode("latin-1")
-    return public + request.path + (f"?{query}" if query else "")
+    return base + request.path + (f"?{query}" if query else "")
 
 
 def _language_hint() -> str:

@@ -194,6 +194,21 @@ def test_signature_for_the_url_with_explicit_default_port_is_accepted(client, ro
     assert_answered(post(client, route.path, params, signature))
 
 
+# Percent-escapes Twilio keeps as configured: "{", "/", UTF-8 and a space.
+ESCAPED_QUERY = "ref=caf%C3%A9%2F%7B1%7D%20x"
+
+
+def _with_escaped_query(path: str) -> str:
+    return path + ("&" if "?" in path else "?") + ESCAPED_QUERY
+
+
+@routes
+def test_request_signed_for_a_url_with_percent_escapes_is_accepted(client, route):
+    path = _with_escaped_query(route.path)
+    params = route.params()
+    assert_answered(post(client, path, params, sign(LOCAL + path, params)))
+
+
 def test_signed_sms_gets_the_flow_reply_and_its_state_is_kept(client, redis):
     params = sms_params("SAFE")
     response = post(client, "/twilio/sms", params, sign(LOCAL + "/twilio/sms", params))
@@ -233,6 +248,13 @@ def test_with_public_url_a_request_signed_for_the_local_url_is_refused(
     params = route.params()
     signature = sign(LOCAL + route.path, params)
     assert_refused(post(public_client, route.path, params, signature), redis)
+
+
+@routes
+def test_with_public_url_a_url_with_percent_escapes_is_accepted(public_client, route):
+    path = _with_escaped_query(route.path)
+    params = route.params()
+    assert_answered(post(public_client, path, params, sign(PUBLIC + path, params)))
 
 
 def test_with_public_url_forwarded_headers_cannot_redirect_the_check(public_client, redis):
