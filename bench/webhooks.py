@@ -1,6 +1,6 @@
 """Benchmark the voice and SMS webhooks under gunicorn against a bare Flask app, on this machine.
 
-Run: .venv/bin/python bench/webhooks.py [--workers N] [--threads T] [--worker-class K]
+Run: .venv/bin/python bench/webhooks.py [--workers N] [--threads T] [--worker-class gthread|sync]
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -43,6 +43,9 @@ SMS_BODIES = ("SAFE", "1", "menu")
 ACCOUNT_SID = "AC" + "0" * 32
 
 CONNECTIONS = 16
+STEP_PATH = "/twilio/voice/step?node=main&lang=en&r=0"
+# Upper bound on req/s this machine reaches, to size the pool of distinct texts.
+MAX_RATE = 6000
 GOAL_RATIO = 0.6
 GOAL_P99_MS = 15.0
 SOCKET_TIMEOUT = 10.0
@@ -55,7 +58,9 @@ SCRUBBED_ENV = ("PUBLIC_URL", "HELPLINE_ENV", "HELPLINE_REGION", "HELPLINE_ENCRY
 # -- requests ---------------------------------------------------------------------------
 
 
-def signed_request(validator: RequestValidator, port: int, path: str, params: dict[str, str]) -> bytes:
+def signed_request(
+    validator: RequestValidator, port: int, path: str, params: dict[str, str]
+) -> bytes:
     """Return the raw bytes of a form POST signed the way Twilio signs it."""
     body = urllib.parse.urlencode(params).encode()
     signature = validator.compute_signature(f"http://{HOST}:{port}{path}", params)
@@ -209,6 +214,8 @@ class Server:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    ready_dir: Path
+    workers: int
 
     def log_tail(self, lines: int = 20) -> str:
         """Return the last lines the server wrote."""
@@ -239,8 +246,11 @@ def start_gunicorn(
     """Start gunicorn serving app with config, in its own session so it can be killed whole."""
     port = free_port()
     log_path = log_dir / f"{name}.log"
+    ready_dir = log_dir / f"{name}-ready"
+    ready_dir.mkdir()
     command = [
         sys.executable, "-m", "gunicorn",
+        "--config", str(BENCH_DIR / "gunicorn_ready.py"),
         "--bind", f"{HOST}:{port}",
         "--worker-class", config.worker_class,
         "--workers", str(config.workers),
@@ -251,24 +261,27 @@ def start_gunicorn(
     ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            start_new_session=True,
+            command, cwd=ROOT, env=dict(env, BENCH_READY_DIR=str(ready_dir)),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
         )
-    return Server(name=name, port=port, process=process, log_path=log_path)
+    return Server(name=name, port=port, process=process, log_path=log_path,
+                  ready_dir=ready_dir, workers=config.workers)
 
 
-def wait_until_accepting(server: Server) -> None:
-    """Block until the server's port accepts connections; fail if gunicorn exits first."""
+def wait_until_ready(server: Server) -> None:
+    """Block until every worker has loaded its app and the port accepts; fail if gunicorn exits."""
     deadline = time.monotonic() + BOOT_SECONDS
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"{server.name} gunicorn exited:\n{server.log_tail()}")
-        try:
-            with socket.create_connection((HOST, server.port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{server.name} gunicorn did not accept within {BOOT_SECONDS:.0f}s")
+        if sum(1 for _ in server.ready_dir.iterdir()) >= server.workers:
+            try:
+                with socket.create_connection((HOST, server.port), timeout=1):
+                    return
+            except OSError:
+                pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{server.name} gunicorn was not ready within {BOOT_SECONDS:.0f}s")
 
 
 def stop_server(server: Server) -> None:
@@ -313,6 +326,17 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total
 
 
+def machine_busy_seconds() -> float:
+    """Return the CPU seconds all cores have spent busy (not idle or waiting on I/O)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return 0.0
+    ticks = [int(value) for value in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def own_cpu_seconds() -> float:
     """Return the user+system CPU seconds this process has used."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -323,60 +347,90 @@ def own_cpu_seconds() -> float:
 
 
 @dataclass
-class Result:
-    """What one endpoint did during the measured window."""
+class Sample:
+    """What one endpoint did during one measured slice."""
 
-    name: str
     latencies_ns: list[int]
     errors: int
-    seconds: float
     issued: int
-    pool: int
+    seconds: float
     server_cpu: float
     client_cpu: float
+    machine_cpu: float
+
+
+@dataclass
+class Endpoint:
+    """One URL under load, its pre-signed requests, and everything measured on it so far."""
+
+    name: str
+    port: int
+    pool: list[bytes]
+    pids: Callable[[], list[int]]
+    samples: list[Sample] = field(default_factory=list)
+    counter: Iterator[int] = field(default_factory=itertools.count)
+
+    def next_request(self) -> bytes:
+        """Return the next request from the pool (thread-safe: next() on a count is atomic)."""
+        return self.pool[next(self.counter) % len(self.pool)]
+
+    @property
+    def latencies_ns(self) -> list[int]:
+        return [value for sample in self.samples for value in sample.latencies_ns]
 
     @property
     def requests(self) -> int:
-        return len(self.latencies_ns)
+        return sum(len(sample.latencies_ns) for sample in self.samples)
+
+    @property
+    def errors(self) -> int:
+        return sum(sample.errors for sample in self.samples)
+
+    @property
+    def issued(self) -> int:
+        return sum(sample.issued for sample in self.samples)
+
+    @property
+    def seconds(self) -> float:
+        return sum(sample.seconds for sample in self.samples)
 
     @property
     def throughput(self) -> float:
         return self.requests / self.seconds if self.seconds > 0 else 0.0
 
+    def cores(self, kind: str) -> float:
+        """Return the average cores used during measurement: server, client or machine."""
+        if self.seconds <= 0:
+            return 0.0
+        return sum(getattr(s, f"{kind}_cpu") for s in self.samples) / self.seconds
+
     def percentile_ms(self, q: int) -> float:
         """Return the q-th percentile latency in milliseconds."""
-        if len(self.latencies_ns) < 2:
-            return float(self.latencies_ns[0]) / 1e6 if self.latencies_ns else float("nan")
-        return statistics.quantiles(self.latencies_ns, n=100, method="inclusive")[q - 1] / 1e6
+        values = self.latencies_ns
+        if len(values) < 2:
+            return values[0] / 1e6 if values else float("nan")
+        return statistics.quantiles(values, n=100, method="inclusive")[q - 1] / 1e6
 
 
-def run_load(
-    name: str,
-    port: int,
-    pool: Sequence[bytes],
-    *,
-    connections: int,
-    warmup: float,
-    duration: float,
-    server_pids: Callable[[], list[int]],
-) -> Result:
-    """Drive port from `connections` threads, warm up, then measure for `duration` seconds."""
-    counter = itertools.count()
+def load_slice(endpoint: Endpoint, connections: int, warmup: float, duration: float) -> Sample:
+    """Drive the endpoint from `connections` threads on fresh connections; measure after warmup."""
     barrier = threading.Barrier(connections + 1)
     window: dict[str, int] = {}
     latencies: list[list[int]] = [[] for _ in range(connections)]
     errors = [0] * connections
+    issued = [0] * connections
     finished = [0] * connections
 
     def drive(slot: int) -> None:
-        connection = Connection(port)
+        connection = Connection(endpoint.port)
         mine = latencies[slot]
         barrier.wait()
         measure_from, stop_at = window["from"], window["stop"]
         try:
             while (began := time.perf_counter_ns()) < stop_at:
-                status, _ = connection.exchange(pool[next(counter) % len(pool)])
+                status, _ = connection.exchange(endpoint.next_request())
                 ended = time.perf_counter_ns()
+                issued[slot] += 1
                 if began >= measure_from:
                     mine.append(ended - began)
                     if status != 200:
@@ -388,25 +442,24 @@ def run_load(
     threads = [threading.Thread(target=drive, args=(i,), daemon=True) for i in range(connections)]
     for thread in threads:
         thread.start()
-    start = time.perf_counter_ns()
-    window["from"] = start + int(warmup * 1e9)
+    window["from"] = time.perf_counter_ns() + int(warmup * 1e9)
     window["stop"] = window["from"] + int(duration * 1e9)
     barrier.wait()
     time.sleep(max(0.0, (window["from"] - time.perf_counter_ns()) / 1e9))
-    server_before, client_before = cpu_seconds(server_pids()), own_cpu_seconds()
+    server_before, client_before = cpu_seconds(endpoint.pids()), own_cpu_seconds()
+    machine_before = machine_busy_seconds()
     for thread in threads:
         thread.join()
-    server_after, client_after = cpu_seconds(server_pids()), own_cpu_seconds()
-    elapsed = (max(finished) - window["from"]) / 1e9 if any(finished) else 0.0
-    return Result(
-        name=name,
+    server_after, client_after = cpu_seconds(endpoint.pids()), own_cpu_seconds()
+    machine_after = machine_busy_seconds()
+    return Sample(
         latencies_ns=[value for mine in latencies for value in mine],
         errors=sum(errors),
-        seconds=elapsed,
-        issued=next(counter),
-        pool=len(pool),
-        server_cpu=(server_after - server_before) / elapsed if elapsed else 0.0,
-        client_cpu=(client_after - client_before) / elapsed if elapsed else 0.0,
+        issued=sum(issued),
+        seconds=(max(finished) - window["from"]) / 1e9 if any(finished) else 0.0,
+        server_cpu=server_after - server_before,
+        client_cpu=client_after - client_before,
+        machine_cpu=machine_after - machine_before,
     )
 
 
@@ -424,58 +477,85 @@ def check_answer(port: int, request: bytes, marker: bytes, what: str) -> None:
 # -- report -----------------------------------------------------------------------------
 
 
+def round_ratios(endpoint: Endpoint, bare: Endpoint) -> list[float]:
+    """Return, round by round, the endpoint's throughput over the bare app's."""
+    ratios = []
+    for mine, base in zip(endpoint.samples, bare.samples, strict=True):
+        if mine.seconds > 0 and base.seconds > 0 and base.latencies_ns:
+            ratios.append(
+                (len(mine.latencies_ns) / mine.seconds) / (len(base.latencies_ns) / base.seconds)
+            )
+    return ratios
+
+
 def print_report(
-    results: list[Result], bare: list[Result], config: GunicornConfig, args: argparse.Namespace
+    endpoints: list[Endpoint], bare: Endpoint, config: GunicornConfig, args: argparse.Namespace
 ) -> bool:
     """Print the table and the verdict; return True if every helpline endpoint met the goal."""
-    bare_rps = statistics.fmean(r.throughput for r in bare)
     cores = os.cpu_count() or 1
     print()
-    print(f"gunicorn {config.describe()}, same settings for the bare app and the helpline")
+    print(f"gunicorn {config.describe()}; the same settings serve the bare app and the helpline")
     print(
-        f"{args.connections} concurrent keep-alive connections, {args.warmup:g} s warm-up then "
-        f"{args.duration:g} s measured per endpoint"
+        f"{args.connections} concurrent keep-alive connections; {args.rounds} rounds, each "
+        f"loading every endpoint in turn for {args.slice:g} s (after {args.slice_warmup:g} s "
+        "warm-up on fresh connections), after one unmeasured warm-up round"
     )
     print(
-        f"Note: the load generator (this Python process, {args.connections} threads) shares the "
-        f"machine's {cores} CPU cores with gunicorn and redis-server, so absolute figures are "
-        "lower than a separate client machine would see; compare the ratios."
+        f"Note: the load generator (this Python process, {args.connections} threads) shares this "
+        f"machine's {cores} CPU cores with gunicorn and redis-server: absolute figures are lower "
+        "than with a separate client machine; the ratios to the bare app are what to compare."
     )
     print()
     header = (
-        f"{'endpoint':<40} {'requests':>8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'errors':>6} {'vs bare':>7} {'srv cpu':>7} {'gen cpu':>7}"
+        f"{'endpoint':<36} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'errors':>6} {'vs bare':>7} {'(rounds)':>11}  {'srv':>4} {'gen':>4} {'other':>5}"
     )
     print(header)
     print("-" * len(header))
-    for result in results:
-        ratio = result.throughput / bare_rps if bare_rps else 0.0
+    for endpoint in endpoints:
+        ratio = endpoint.throughput / bare.throughput if bare.throughput else 0.0
+        ratios = round_ratios(endpoint, bare)
+        spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+        other = max(0.0, endpoint.cores("machine") - endpoint.cores("server")
+                    - endpoint.cores("client"))
         print(
-            f"{result.name:<40} {result.requests:>8} {result.throughput:>8.0f} "
-            f"{result.percentile_ms(50):>7.2f} {result.percentile_ms(99):>7.2f} "
-            f"{result.errors:>6} {ratio:>7.2f} {result.server_cpu:>7.2f} {result.client_cpu:>7.2f}"
+            f"{endpoint.name:<36} {endpoint.requests:>8} {endpoint.throughput:>7.0f} "
+            f"{endpoint.percentile_ms(50):>7.2f} {endpoint.percentile_ms(99):>7.2f} "
+            f"{endpoint.errors:>6} {ratio:>7.2f} {spread:>11}  {endpoint.cores('server'):>4.2f} "
+            f"{endpoint.cores('client'):>4.2f} {other:>5.2f}"
         )
     print()
     print(
-        "srv cpu / gen cpu: cores used on average by gunicorn workers (+ redis-server for the "
-        "helpline) / by the load generator"
+        f"vs bare: throughput over the bare app's; (rounds): the lowest and highest round. "
+        f"CPU in cores (of {cores}): srv = gunicorn workers (+ redis-server for the helpline), "
+        "gen = the load generator, other = everything else on the machine, kernel included."
     )
-    print(f"bare throughput used for the ratio: {bare_rps:.0f} req/s (mean of the two bare runs)")
-    for result in results:
-        if result.issued > result.pool:
-            print(f"note: {result.name} reused requests ({result.issued} sent, pool {result.pool})")
+    noisy = max(
+        e.cores("machine") - e.cores("server") - e.cores("client") for e in endpoints
+    )
+    if noisy > 0.25:
+        print(
+            f"Warning: other processes used up to {noisy:.2f} cores during measurement; "
+            "figures are noisier than usual (interleaved rounds keep the ratios comparable)."
+        )
+    for endpoint in endpoints:
+        if endpoint.issued > len(endpoint.pool) and endpoint.name.startswith("POST /twilio/sms"):
+            print(
+                f"Note: {endpoint.name} reused requests ({endpoint.issued} sent, "
+                f"{len(endpoint.pool)} distinct): repeats hit the retry cache"
+            )
     print()
     all_met = True
-    for result in results:
-        if result in bare:
+    for endpoint in endpoints:
+        if endpoint is bare:
             continue
-        ratio = result.throughput / bare_rps if bare_rps else 0.0
-        p99 = result.percentile_ms(99)
-        met = ratio >= GOAL_RATIO and p99 < GOAL_P99_MS and result.errors == 0
+        ratio = endpoint.throughput / bare.throughput if bare.throughput else 0.0
+        p99 = endpoint.percentile_ms(99)
+        met = ratio >= GOAL_RATIO and p99 < GOAL_P99_MS and endpoint.errors == 0
         all_met = all_met and met
         print(
-            f"goal (>= {GOAL_RATIO:.1f} of bare, p99 < {GOAL_P99_MS:g} ms, no errors) "
-            f"{result.name}: {'met' if met else 'NOT met'} (ratio {ratio:.2f}, p99 {p99:.2f} ms)"
+            f"goal (>= {GOAL_RATIO:.1f} x bare req/s, p99 < {GOAL_P99_MS:g} ms, no errors) "
+            f"{endpoint.name}: {'met' if met else 'NOT met'}"
         )
     return all_met
 
@@ -495,18 +575,20 @@ def log_problems(server: Server) -> list[str]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Read the command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--worker-class", default="gthread", choices=("gthread", "sync"))
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=2, help="threads per gthread worker")
     parser.add_argument("--connections", type=int, default=CONNECTIONS)
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per endpoint")
+    parser.add_argument("--rounds", type=int, default=5, help="measured rounds")
+    parser.add_argument("--slice", type=float, default=1.0, help="seconds measured per slice")
+    parser.add_argument("--slice-warmup", type=float, default=0.25,
+                        help="seconds of unmeasured load at the start of each slice")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Start redis and both gunicorns, load each endpoint in turn, print the figures."""
+    """Start redis and both gunicorns, load the endpoints in interleaved rounds, print figures."""
     args = parse_args(argv)
     config = GunicornConfig(args.worker_class, args.workers, args.threads)
 
@@ -521,61 +603,64 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         redis_url, redis_started = embedded.ensure_running(tmp)
         env = helpline_env(tmp, redis_url)
-        bare = start_gunicorn(
+        bare_server = start_gunicorn(
             "bare", ["--pythonpath", str(BENCH_DIR), "bare_app:create_app()"], config, env, tmp
         )
-        servers.append(bare)
-        app = start_gunicorn("helpline", ["helpline:create_app()"], config, env, tmp)
-        servers.append(app)
+        servers.append(bare_server)
+        app_server = start_gunicorn("helpline", ["helpline:create_app()"], config, env, tmp)
+        servers.append(app_server)
 
-        # Built while gunicorn boots; enough distinct texts that no MessageSid repeats.
-        sms_pool_size = max(1000, int(6000 * (args.warmup + args.duration)))
-        bare_pool = voice_requests(bare.port, "/twilio/voice", 1000)
-        voice_pool = voice_requests(app.port, "/twilio/voice", 1000)
-        step_path = "/twilio/voice/step?node=main&lang=en&r=0"
-        step_pool = voice_requests(app.port, step_path, 1000, Digits="1")
-        sms_pool = sms_requests(app.port, sms_pool_size)
+        # Built while gunicorn boots: enough distinct texts that no MessageSid repeats.
+        sms_seconds = (args.rounds + 1) * (args.slice + args.slice_warmup)
+        sms_pool = sms_requests(app_server.port, max(1000, int(MAX_RATE * sms_seconds)))
+        bare_pool = voice_requests(bare_server.port, "/twilio/voice", 1000)
+        voice_pool = voice_requests(app_server.port, "/twilio/voice", 1000)
+        step_pool = voice_requests(app_server.port, STEP_PATH, 1000, Digits="1")
 
         for server in servers:
-            wait_until_accepting(server)
-        check_answer(bare.port, bare_pool[0], b"<Response>", "bare app")
-        check_answer(app.port, voice_pool[0], b"<Gather", "/twilio/voice")
-        check_answer(app.port, step_pool[0], b"<Gather", "/twilio/voice/step")
-        validator = RequestValidator(AUTH_TOKEN)
+            wait_until_ready(server)
+        check_answer(bare_server.port, bare_pool[0], b"<Response>", "bare app")
+        check_answer(app_server.port, voice_pool[0], b"<Gather", "/twilio/voice")
+        check_answer(app_server.port, step_pool[0], b"<Gather", "/twilio/voice/step")
         probe = dict(sms_form(0), MessageSid="SM" + "f" * 32, Body="menu")
-        check_answer(app.port, signed_request(validator, app.port, "/twilio/sms", probe),
-                     b"<Message>", "/twilio/sms")
+        probe_request = signed_request(
+            RequestValidator(AUTH_TOKEN), app_server.port, "/twilio/sms", probe
+        )
+        check_answer(app_server.port, probe_request, b"<Message>", "/twilio/sms")
         redis_pid = embedded.server_pid(tmp)
 
-        def bare_pids() -> list[int]:
-            return bare.worker_pids()
-
         def app_pids() -> list[int]:
-            return app.worker_pids() + ([redis_pid] if redis_pid else [])
+            return app_server.worker_pids() + ([redis_pid] if redis_pid else [])
 
-        plan: list[tuple[str, int, list[bytes], Callable[[], list[int]]]] = [
-            ("bare Flask, fixed TwiML (before)", bare.port, bare_pool, bare_pids),
-            ("POST /twilio/voice", app.port, voice_pool, app_pids),
-            ("POST /twilio/voice/step (Digits=1)", app.port, step_pool, app_pids),
-            ("POST /twilio/sms (SAFE / 1 / menu)", app.port, sms_pool, app_pids),
-            ("bare Flask, fixed TwiML (after)", bare.port, bare_pool, bare_pids),
+        bare = Endpoint("bare Flask, fixed TwiML", bare_server.port, bare_pool,
+                        bare_server.worker_pids)
+        endpoints = [
+            bare,
+            Endpoint("POST /twilio/voice", app_server.port, voice_pool, app_pids),
+            Endpoint("POST /twilio/voice/step Digits=1", app_server.port, step_pool, app_pids),
+            Endpoint("POST /twilio/sms SAFE/1/menu", app_server.port, sms_pool, app_pids),
         ]
-        results: list[Result] = []
-        for name, port, pool, pids in plan:
-            print(f"measuring {name} ...", flush=True)
-            results.append(
-                run_load(name, port, pool, connections=args.connections, warmup=args.warmup,
-                         duration=args.duration, server_pids=pids)
-            )
-        bare_results = [results[0], results[-1]]
-        met = print_report(results, bare_results, config, args)
+        print(f"gunicorn {config.describe()} ready; warming up, then {args.rounds} rounds",
+              flush=True)
+        for endpoint in endpoints:
+            load_slice(endpoint, args.connections, args.slice_warmup, args.slice)
+        for number in range(args.rounds):
+            order = endpoints[number % len(endpoints):] + endpoints[: number % len(endpoints)]
+            for endpoint in order:
+                endpoint.samples.append(
+                    load_slice(endpoint, args.connections, args.slice_warmup, args.slice)
+                )
+            print(f"  round {number + 1}/{args.rounds} done", flush=True)
+        met = print_report(endpoints, bare, config, args)
+
         client = redis.Redis.from_url(redis_url)
         conversations = sum(1 for _ in client.scan_iter("helpline:sms:conv:*", count=1000))
         client.close()
-        print(f"redis: {conversations} SMS conversations stored (from {len(CALLERS)} numbers)")
+        print(f"redis: {conversations} SMS conversations stored (texts came from "
+              f"{len(CALLERS)} numbers)")
         for server in servers:
             problems = log_problems(server)
-            print(f"{server.name} log: {len(problems)} warning/error lines")
+            print(f"{server.name} gunicorn log: {len(problems)} warning/error lines")
             for line in problems[:5]:
                 print(f"  {line[:200]}")
         print(f"bench took {time.monotonic() - began:.1f} s")

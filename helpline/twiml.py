@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from twilio.twiml.messaging_response import MessagingResponse
@@ -15,10 +16,30 @@ from helpline.flows.lint import sms_text
 
 # Twilio ignores hints past a few hundred phrases; ours stay far below this.
 MAX_HINTS = 100
+# Distinct rendered answers kept; far more than the flows can produce.
+RENDER_CACHE_SIZE = 1024
 
 
 def voice(events: Sequence[Event], action_url: str, region: Region) -> str:
     """Render one voice step: says inside a Gather (so callers can barge in), or a hangup."""
+    locales = tuple(region.voice_language.items())
+    try:
+        return _voice_cached(tuple(events), action_url, locales)
+    except TypeError:  # an unhashable event: render without the cache
+        return _render_voice(events, action_url, dict(locales))
+
+
+# Events come from the flows' content, never from caller input, so the distinct answers
+# are bounded by nodes x languages x reprompts; rendering each once saves the XML work
+# on every webhook.
+@functools.lru_cache(maxsize=RENDER_CACHE_SIZE)
+def _voice_cached(
+    events: tuple[Event, ...], action_url: str, locales: tuple[tuple[str, str], ...]
+) -> str:
+    return _render_voice(events, action_url, dict(locales))
+
+
+def _render_voice(events: Sequence[Event], action_url: str, locale: dict[str, str]) -> str:
     response = VoiceResponse()
     ask = next((e for e in events if isinstance(e, Ask)), None)
     target = response
@@ -31,12 +52,12 @@ def voice(events: Sequence[Event], action_url: str, region: Region) -> str:
             timeout=GATHER_TIMEOUT,
             speech_timeout="auto",
             hints=", ".join(ask.hints[:MAX_HINTS]) or None,
-            language=region.voice_language[ask.lang],
+            language=locale[ask.lang],
             action_on_empty_result=True,
         )
     for event in events:
         if isinstance(event, Say):
-            target.say(event.text, language=region.voice_language[event.lang])
+            target.say(event.text, language=locale[event.lang])
     if any(isinstance(e, Hangup) for e in events):
         response.hangup()
     return str(response.to_xml())
@@ -44,6 +65,18 @@ def voice(events: Sequence[Event], action_url: str, region: Region) -> str:
 
 def sms(events: Sequence[Event], gsm: bool) -> str:
     """Render one SMS step as a single reply message (or none, if it says nothing)."""
+    try:
+        return _sms_cached(tuple(events), gsm)
+    except TypeError:  # an unhashable event: render without the cache
+        return _render_sms(events, gsm)
+
+
+@functools.lru_cache(maxsize=RENDER_CACHE_SIZE)
+def _sms_cached(events: tuple[Event, ...], gsm: bool) -> str:
+    return _render_sms(events, gsm)
+
+
+def _render_sms(events: Sequence[Event], gsm: bool) -> str:
     response = MessagingResponse()
     text = sms_text(events, gsm)
     if text:
