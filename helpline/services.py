@@ -11,6 +11,7 @@ from twilio.request_validator import RequestValidator
 from helpline import embedded, twiml
 from helpline.config import Settings
 from helpline.flows.engine import Engine
+from helpline.flows.gsm import as_sent
 from helpline.flows.lint import Library, load_flows
 from helpline.flows.model import Channel
 from helpline.privacy import derive_key
@@ -72,9 +73,7 @@ def init_app(app: Flask, settings: Settings) -> Helpline:
         },
         sms_failsafe={
             code: twiml.sms_failsafe(
-                twiml.sms_text_for(
-                    content.text("sms.failsafe", code, region.variables()), gsm[code]
-                )
+                as_sent(content.text("sms.failsafe", code, region.variables()), gsm[code])
             )
             for code in content.languages
         },

@@ -11,7 +11,6 @@ from twilio.twiml.voice_response import VoiceResponse
 from helpline.config import Region
 from helpline.constants import GATHER_TIMEOUT
 from helpline.flows.engine import Ask, Event, Hangup, Say
-from helpline.flows.gsm import fold_to_gsm
 from helpline.flows.lint import sms_text
 
 # Twilio ignores hints past a few hundred phrases; ours stay far below this.
@@ -23,10 +22,7 @@ RENDER_CACHE_SIZE = 1024
 def voice(events: Sequence[Event], action_url: str, region: Region) -> str:
     """Render one voice step: says inside a Gather (so callers can barge in), or a hangup."""
     locales = tuple(region.voice_language.items())
-    try:
-        return _voice_cached(tuple(events), action_url, locales)
-    except TypeError:  # an unhashable event: render without the cache
-        return _render_voice(events, action_url, dict(locales))
+    return _voice_cached(tuple(events), action_url, locales)
 
 
 # Events come from the flows' content, never from caller input, so the distinct answers
@@ -65,10 +61,7 @@ def _render_voice(events: Sequence[Event], action_url: str, locale: dict[str, st
 
 def sms(events: Sequence[Event], gsm: bool) -> str:
     """Render one SMS step as a single reply message (or none, if it says nothing)."""
-    try:
-        return _sms_cached(tuple(events), gsm)
-    except TypeError:  # an unhashable event: render without the cache
-        return _render_sms(events, gsm)
+    return _sms_cached(tuple(events), gsm)
 
 
 @functools.lru_cache(maxsize=RENDER_CACHE_SIZE)
@@ -100,8 +93,3 @@ def sms_failsafe(text: str) -> str:
     response = MessagingResponse()
     response.message(text)
     return str(response.to_xml())
-
-
-def sms_text_for(text: str, gsm: bool) -> str:
-    """Prepare one message for sending (GSM-7 folding in GSM languages)."""
-    return fold_to_gsm(text) if gsm else text

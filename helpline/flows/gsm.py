@@ -52,6 +52,11 @@ def fold_to_gsm(text: str) -> str:
     return "".join(out)
 
 
+def as_sent(text: str, gsm: bool) -> str:
+    """Return the text as it goes out: folded to GSM-7 spellings in a GSM-7 language."""
+    return fold_to_gsm(text) if gsm else text
+
+
 def non_gsm_characters(text: str) -> list[str]:
     """Return the characters that would force the whole message into UCS-2."""
     return sorted({ch for ch in text if ch not in GSM7_BASIC and ch not in GSM7_EXTENDED})

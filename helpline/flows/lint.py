@@ -10,7 +10,7 @@ from helpline.config import REGIONS, Region
 from helpline.constants import SMS_MAX_SEGMENTS
 from helpline.errors import FlowError
 from helpline.flows.engine import Engine, Say, language_offer_key
-from helpline.flows.gsm import fold_to_gsm, non_gsm_characters, segments
+from helpline.flows.gsm import as_sent, non_gsm_characters, segments
 from helpline.flows.model import Channel, Content, Flow, parse_content, parse_flow
 
 
@@ -78,8 +78,7 @@ def _load(flows_dir: Path, regions: list[Region], problems: list[str]) -> Librar
 
 def sms_text(events: Iterable[object], gsm: bool) -> str:
     """Join what a step says into the one SMS that carries it."""
-    text = "\n".join(e.text for e in events if isinstance(e, Say))
-    return fold_to_gsm(text) if gsm else text
+    return as_sent("\n".join(e.text for e in events if isinstance(e, Say)), gsm)
 
 
 def _check_failsafe_sizes(content: Content, regions: list[Region], problems: list[str]) -> None:
@@ -90,7 +89,7 @@ def _check_failsafe_sizes(content: Content, regions: list[Region], problems: lis
 
 
 def _check_sms_text(text: str, gsm: bool, where: str, problems: list[str]) -> None:
-    text = fold_to_gsm(text) if gsm else text
+    text = as_sent(text, gsm)
     count = segments(text)
     if count > SMS_MAX_SEGMENTS:
         problems.append(
@@ -106,16 +105,19 @@ def _check_sms_sizes(flow: Flow, regions: list[Region], problems: list[str]) -> 
     for region in regions:
         engine = Engine(flow, region.variables())
         for lang in flow.content.languages.values():
+            if flow.other:
+                # Unrecognised text gets the same reply from every node: check it once.
+                events = [
+                    engine._say(flow.reprompt, lang.code),
+                    *engine.enter(flow.other, lang.code)[1],
+                ]
+                where = f"{flow.id}: {lang.code}: sending 'other' to {flow.other!r} ({region.code})"
+                _check_sms_text(sms_text(events, False), lang.gsm, where, problems)
             for node_id, node in flow.nodes.items():
-                replies = {"arriving at": engine.enter(node_id, lang.code)[1]}
+                state, arriving = engine.enter(node_id, lang.code)
+                replies = {"arriving at": arriving}
                 if node.waits:
-                    state = engine.enter(node_id, lang.code)[0]
                     replies["reprompting at"] = engine.reprompt(state)[1]
-                if flow.other:
-                    replies["sending 'other' to"] = [
-                        engine._say(flow.reprompt, lang.code),
-                        *engine.enter(flow.other, lang.code)[1],
-                    ]
                 for what, events in replies.items():
                     where = f"{flow.id}: {lang.code}: {what} {node_id!r} ({region.code})"
                     _check_sms_text(sms_text(events, False), lang.gsm, where, problems)
