@@ -29,3 +29,16 @@ MAX_INPUT_CHARS = 1600
 
 # Status callback counters live under this key, one hash per channel.
 STATS_KEY = f"{KEY_PREFIX}:stats"
+
+# A counsellor's claim on a callback lasts this long (seconds) unless extended; then the
+# request goes back to the queue.
+CALLBACK_LEASE_SECONDS = 15 * 60
+
+# Attempts to reach a caller before a request is closed as "no answer".
+CALLBACK_MAX_ATTEMPTS = 3
+
+# After a missed call, the request rejoins the queue after this many seconds.
+CALLBACK_RETRY_SECONDS = 30 * 60
+
+# Completed callbacks looked at to estimate how long a caller will wait.
+WAIT_SAMPLE = 20

@@ -21,3 +21,19 @@ class FlowError(HelplineError):
 
 class EmbeddedRedisError(HelplineError):
     """The embedded redis-server could not be started."""
+
+
+class SealError(HelplineError):
+    """An encrypted value could not be opened (wrong key, or altered)."""
+
+
+class QueueError(HelplineError):
+    """A callback-queue operation could not be done as asked."""
+
+
+class QueueUnavailable(QueueError):
+    """Redis could not be reached, so the queue could not be read or changed."""
+
+
+class NotYours(QueueError):
+    """The request is not (or no longer) claimed by this counsellor."""

@@ -107,3 +107,61 @@ def sms_replies(xml: str) -> list[str]:
     root = ET.fromstring(xml)
     assert root.tag == "Response"
     return ["".join(message.itertext()) for message in root.iter("Message")]
+
+
+class FakeClock:
+    """A clock tests move by hand: time.time()'s shape, no sleeping."""
+
+    def __init__(self, start: float):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def callback_number(n: int) -> str:
+    """Return the n-th (0-99) of the US numbers reserved for fiction, valid to phonenumbers."""
+    return f"+1202555{100 + n:04d}"
+
+
+def _values(client: Any, key: bytes) -> list[bytes]:
+    kind = client.type(key).decode()
+    if kind == "string":
+        return [client.get(key)]
+    if kind == "hash":
+        return [part for pair in client.hgetall(key).items() for part in pair]
+    if kind == "set":
+        return list(client.smembers(key))
+    if kind == "zset":
+        return [member for member, _ in client.zrange(key, 0, -1, withscores=True)]
+    if kind == "list":
+        return list(client.lrange(key, 0, -1))
+    if kind == "stream":
+        return [
+            part
+            for _, fields in client.xrange(key)
+            for pair in fields.items()
+            for part in pair
+        ]
+    return []
+
+
+def scan_for_numbers(client: Any, numbers: list[str]) -> list[str]:
+    """Return every Redis key whose name or value holds one of numbers in plain text.
+
+    A number counts as present in any common form: E.164, without the plus, or its
+    national significant digits (the last nine).
+    """
+    needles = set()
+    for number in numbers:
+        digits = number.lstrip("+")
+        needles.update({number.encode(), digits.encode(), digits[-9:].encode()})
+    found = []
+    for key in client.scan_iter(count=1000):
+        haystack = [key, *(value for value in _values(client, key) if value)]
+        if any(needle in item for item in haystack for needle in needles):
+            found.append(key.decode(errors="replace"))
+    return found
