@@ -141,10 +141,7 @@ def _values(client: Any, key: bytes) -> list[bytes]:
         return list(client.lrange(key, 0, -1))
     if kind == "stream":
         return [
-            part
-            for _, fields in client.xrange(key)
-            for pair in fields.items()
-            for part in pair
+            part for _, fields in client.xrange(key) for pair in fields.items() for part in pair
         ]
     return []
 

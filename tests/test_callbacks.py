@@ -13,6 +13,7 @@ from helpline.constants import CALLBACK_LEASE_SECONDS, CALLBACK_RETRY_SECONDS
 from helpline.crypto import Sealer
 from helpline.errors import NotYours, QueueError, QueueUnavailable
 from helpline.privacy import derive_key
+from helpline.store import connect
 from tests.factories import SECRET_KEY, FakeClock, callback_number, scan_for_numbers
 
 START = 1_790_000_000.0
@@ -292,7 +293,7 @@ def test_no_phone_number_is_stored_in_plain_text(
 
 
 def test_an_unreachable_redis_is_reported_without_the_number() -> None:
-    client = redis_py.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    client = connect("redis://127.0.0.1:1")
     queue = CallbackQueue(client, Sealer(SECRET_KEY), derive_key(SECRET_KEY, "phone-lookup"))
     with pytest.raises(QueueUnavailable) as caught:
         add(queue, 1)
