@@ -42,3 +42,6 @@ CALLBACK_RETRY_SECONDS = 30 * 60
 
 # Completed callbacks looked at to estimate how long a caller will wait.
 WAIT_SAMPLE = 20
+
+# Longest value one flow answer (e.g. a keyed-in number) may hold.
+MAX_ANSWER_CHARS = 32

@@ -10,12 +10,13 @@ The web layer turns events into TwiML and keeps the state; the simulator prints 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from helpline.constants import MAX_REPROMPTS
+from helpline.constants import MAX_ANSWER_CHARS, MAX_REPROMPTS
 from helpline.flows.matching import as_choice, contains_phrase, is_keyword, tokens
-from helpline.flows.model import Channel, Flow, Node
+from helpline.flows.model import Case, Channel, Flow, Node
+from helpline.phones import to_e164
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class State:
     lang: str
     reprompts: int = 0
     ended: bool = False
+    # What the caller has told us on the way to an action (e.g. a callback number).
+    # The web layer keeps these sealed: they can hold a phone number.
+    answers: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +58,7 @@ class Ask:
     lang: str
     hints: tuple[str, ...]
     max_digits: int
+    collect: bool = False  # free input (a phone number), ended by the # key
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,14 @@ class Hangup:
     pass
 
 
-Event = Say | Ask | Hangup
+@dataclass(frozen=True)
+class Act:
+    """Perform an effect (queue a callback), then call Engine.outcome with its result."""
+
+    action: str
+
+
+Event = Say | Ask | Hangup | Act
 Step = tuple[State, list[Event]]
 
 
@@ -73,8 +85,9 @@ def language_offer_key(flow: Flow) -> str:
 class Engine:
     """Runs one flow with one set of placeholder values (emergency number, crisis line)."""
 
-    def __init__(self, flow: Flow, variables: Mapping[str, str]):
+    def __init__(self, flow: Flow, variables: Mapping[str, str], phone_region: str = "GB"):
         self.flow = flow
+        self.phone_region = phone_region
         self.content = flow.content
         self.variables = dict(variables)
         # Fold every phrase once, up front: matching runs on every webhook.
@@ -96,11 +109,20 @@ class Engine:
         fuzzy = self.flow.channel is Channel.SMS
         return bool(self._crisis and words and contains_phrase(words, self._crisis, fuzzy=fuzzy))
 
-    def resume(self, state: State, reply: Reply, *, fresh: bool = False) -> Step:
+    def resume(
+        self,
+        state: State,
+        reply: Reply,
+        *,
+        fresh: bool = False,
+        context: Mapping[str, str] | None = None,
+    ) -> Step:
         """Advance the conversation by one input.
 
         fresh=True marks the first message of a new conversation: unrecognised text then
-        gets the menu without an apology for not understanding.
+        gets the menu without an apology for not understanding. context holds what the
+        web layer knows now (e.g. whether the caller's number is known), for branches
+        and placeholders.
         """
         flow = self.flow
         if state.ended:
@@ -108,38 +130,55 @@ class Engine:
         node = flow.nodes[state.node]
         words = tokens(reply.text)
         choice = reply.digits.strip()[:2] or as_choice(reply.text)
+        lang, answers, context = state.lang, state.answers, context or {}
+
+        def go(target: str, new_lang: str = lang, **more: str) -> Step:
+            return self.enter(target, new_lang, {**answers, **more}, context)
 
         # A person in danger comes first, whatever the conversation was doing.
         if flow.crisis and self.is_crisis(reply.text):
-            return self.enter(flow.crisis, state.lang)
+            return go(flow.crisis)
 
         if choice:
             for case in node.cases:
                 if choice in case.digits:
-                    return self.enter(case.goto, state.lang)
+                    return go(case.goto, **dict(case.set))
 
-        lang = self._chosen_language(node, choice, words)
-        if lang and flow.language_start:
-            return self.enter(flow.language_start, lang)
+        if node.collect:
+            value = to_e164(reply.digits or reply.text, self.phone_region)
+            if value:
+                return go(node.collect.goto, **{node.collect.slot: value})
+
+        chosen = self._chosen_language(node, choice, words)
+        if chosen and flow.language_start:
+            return go(flow.language_start, chosen)
 
         if words:
-            target = self._match_words(node, words)
-            if target:
-                return self.enter(target, state.lang)
+            matched = self._match_words(node, words)
+            if matched:
+                return go(matched.goto, **dict(matched.set))
 
-        if not choice and not words:
+        if not choice and not words and not reply.digits:
             if node.no_response:
-                return self.enter(node.no_response, state.lang)
+                return go(node.no_response)
             if flow.channel is Channel.VOICE:
-                return self.reprompt(state)
+                return self.reprompt(state, context)
         if node.other:
-            return self.enter(node.other, state.lang)
+            return go(node.other)
         if flow.other:
-            state, events = self.enter(flow.other, state.lang)
+            state, events = go(flow.other)
             if fresh:
                 return state, events
-            return state, [self._say(flow.reprompt, state.lang), *events]
-        return self.reprompt(state)
+            return state, [self._say(flow.reprompt, lang), *events]
+        return self.reprompt(state, context)
+
+    def outcome(self, state: State, result: str, context: Mapping[str, str]) -> Step:
+        """Continue after the web layer performed the action at state's node.
+
+        The answers are dropped here: they were for the action, which has used them.
+        """
+        node = self.flow.nodes[state.node]
+        return self.enter(dict(node.outcomes)[result], state.lang, {}, context)
 
     def restore(self, raw: Mapping[str, Any]) -> State | None:
         """Rebuild a state from stored or URL values; None if it does not fit this flow."""
@@ -150,6 +189,7 @@ class Engine:
                 lang=str(raw["lang"]),
                 reprompts=int(raw.get("reprompts", 0)),
                 ended=bool(raw.get("ended", False)),
+                answers=_answers(raw.get("answers")),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -163,29 +203,45 @@ class Engine:
 
     # -- steps -------------------------------------------------------------------------
 
-    def enter(self, node_id: str, lang: str) -> Step:
-        """Arrive at a node: say what it says, then follow 'next' until it waits or ends."""
+    def enter(
+        self,
+        node_id: str,
+        lang: str,
+        answers: Mapping[str, str] | None = None,
+        context: Mapping[str, str] | None = None,
+    ) -> Step:
+        """Arrive at a node: say what it says, follow 'next' and branches until it waits,
+        acts or ends."""
+        answers, context = dict(answers or {}), context or {}
+        variables = {**self.variables, **context}
         events: list[Event] = []
         node = self.flow.nodes[node_id]
         while True:
-            events.extend(self._say(key, lang) for key in node.say)
-            if node.next is None:
+            events.extend(self._say(key, lang, variables) for key in node.say)
+            if node.branch:
+                on = node.branch.on
+                node = self.flow.nodes[node.branch.target(context.get(on) or answers.get(on))]
+            elif node.next is not None:
+                node = self.flow.nodes[node.next]
+            else:
                 break
-            node = self.flow.nodes[node.next]
-        state = State(flow=self.flow.id, node=node.id, lang=lang)
+        state = State(flow=self.flow.id, node=node.id, lang=lang, answers=answers)
         if node.end:
             events.append(Hangup())
-            return replace(state, ended=True), events
-        return state, events + self._prompt(node, lang)
+            return replace(state, ended=True, answers={}), events
+        if node.action:
+            return state, [*events, Act(node.action)]
+        return state, events + self._prompt(node, lang, variables)
 
-    def reprompt(self, state: State) -> Step:
+    def reprompt(self, state: State, context: Mapping[str, str] | None = None) -> Step:
         """Ask again after silence or an unknown key; after too many, say goodbye safely."""
         if state.reprompts >= MAX_REPROMPTS and self.flow.exhausted:
             return self.enter(self.flow.exhausted, state.lang)
         node = self.flow.nodes[state.node]
+        variables = {**self.variables, **(context or {})}
         events: list[Event] = [self._say(self.flow.reprompt, state.lang)]
         return replace(state, reprompts=state.reprompts + 1), events + self._prompt(
-            node, state.lang
+            node, state.lang, variables
         )
 
     # -- helpers -----------------------------------------------------------------------
@@ -194,11 +250,12 @@ class Engine:
         """Return lang if the content has it, else the default language."""
         return lang if lang in self.content.languages else self.content.default_language
 
-    def _say(self, key: str, lang: str) -> Say:
-        return Say(key=key, text=self.content.text(key, lang, self.variables), lang=lang)
+    def _say(self, key: str, lang: str, variables: Mapping[str, str] | None = None) -> Say:
+        text = self.content.text(key, lang, dict(variables or self.variables))
+        return Say(key=key, text=text, lang=lang)
 
-    def _prompt(self, node: Node, lang: str) -> list[Event]:
-        events: list[Event] = [self._say(key, lang) for key in node.prompt]
+    def _prompt(self, node: Node, lang: str, variables: Mapping[str, str]) -> list[Event]:
+        events: list[Event] = [self._say(key, lang, variables) for key in node.prompt]
         hints: list[str] = []
         for case in node.cases:
             if case.words:
@@ -209,7 +266,14 @@ class Engine:
                     events.append(self._say(language_offer_key(self.flow), other.code))
                     hints.extend(self.content.phrases(other.words, other.code))
         digits = [len(d) for case in node.cases for d in case.digits] or [1]
-        events.append(Ask(lang=lang, hints=tuple(dict.fromkeys(hints)), max_digits=max(digits)))
+        events.append(
+            Ask(
+                lang=lang,
+                hints=tuple(dict.fromkeys(hints)),
+                max_digits=max(digits),
+                collect=node.collect is not None,
+            )
+        )
         return events
 
     def _chosen_language(self, node: Node, choice: str | None, words: tuple[str, ...]) -> str:
@@ -223,13 +287,29 @@ class Engine:
                 return lang.code
         return ""
 
-    def _match_words(self, node: Node, words: tuple[str, ...]) -> str | None:
+    def _match_words(self, node: Node, words: tuple[str, ...]) -> Case | None:
         # Exact matches beat typo-forgiving ones, so "HELLO" is never read as "HELP".
         for fuzzy in (False, True):
             for kw in self.flow.keywords:
                 if is_keyword(words, self._phrases[kw.words], fuzzy=fuzzy):
-                    return kw.goto
+                    return Case(goto=kw.goto)
             for case in node.cases:
                 if case.words and contains_phrase(words, self._phrases[case.words], fuzzy=fuzzy):
-                    return case.goto
+                    return case
         return None
+
+
+def _answers(raw: Any) -> dict[str, str]:
+    """Validate stored answers: short text values under short names, nothing else."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or len(raw) > 8:
+        raise ValueError("answers must be a small mapping")
+    answers = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ValueError("answers must map text to text")
+        if len(key) > 32 or len(value) > MAX_ANSWER_CHARS:
+            raise ValueError("answer too long")
+        answers[key] = value
+    return answers

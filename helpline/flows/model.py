@@ -18,7 +18,14 @@ import yaml
 from helpline.flows.matching import tokens
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
-KNOWN_PLACEHOLDERS = frozenset({"emergency", "crisis_line"})
+# Region values, then what the web layer knows at the moment a message is said.
+KNOWN_PLACEHOLDERS = frozenset(
+    {"emergency", "crisis_line", "number_end", "position", "minutes", "resume"}
+)
+# Effects a node can ask the web layer to perform, and the outcomes each must route.
+ACTIONS = {"callback": frozenset({"queued", "already", "failed"})}
+# What a node can collect from free input.
+COLLECTABLE = frozenset({"phone"})
 DIGIT_KEYS = re.compile(r"^[0-9*#]{1,2}$")
 
 
@@ -34,6 +41,27 @@ class Case:
     goto: str
     digits: tuple[str, ...] = ()
     words: str | None = None
+    set: tuple[tuple[str, str], ...] = ()  # answers recorded when this case is taken
+
+
+@dataclass(frozen=True)
+class Branch:
+    """Route without input, on a fact or an earlier answer: on=value -> node."""
+
+    on: str
+    cases: tuple[tuple[str, str], ...]
+    otherwise: str
+
+    def target(self, value: str | None) -> str:
+        return dict(self.cases).get(value or "", self.otherwise)
+
+
+@dataclass(frozen=True)
+class Collect:
+    """Take free input as a value (a phone number) into an answer slot."""
+
+    slot: str
+    goto: str
 
 
 @dataclass(frozen=True)
@@ -47,15 +75,24 @@ class Node:
     next: str | None = None
     end: bool = False
     offer_languages: bool = False
+    branch: Branch | None = None
+    collect: Collect | None = None
+    action: str | None = None  # an effect the web layer performs on arrival
+    outcomes: tuple[tuple[str, str], ...] = ()  # the action's result -> node
 
     @property
     def waits(self) -> bool:
         """True if the node stops and waits for the caller's input."""
-        return not self.end and self.next is None
+        return not self.end and self.next is None and not self.branch and not self.action
 
     def exits(self) -> list[str]:
         targets = [c.goto for c in self.cases]
         targets += [t for t in (self.other, self.no_response, self.next) if t]
+        if self.branch:
+            targets += [goto for _, goto in self.branch.cases] + [self.branch.otherwise]
+        if self.collect:
+            targets.append(self.collect.goto)
+        targets += [goto for _, goto in self.outcomes]
         return targets
 
 
@@ -307,7 +344,20 @@ def _parse_node(node_id: str, raw: Any, where: str, problems: list[str]) -> Node
     if not isinstance(raw, dict):
         problems.append(f"{where}: must be a mapping")
         return None
-    known = {"say", "prompt", "cases", "other", "no_response", "next", "end", "offer_languages"}
+    known = {
+        "say",
+        "prompt",
+        "cases",
+        "other",
+        "no_response",
+        "next",
+        "end",
+        "offer_languages",
+        "branch",
+        "collect",
+        "action",
+        "outcomes",
+    }
     for key in sorted(set(raw) - known):
         problems.append(f"{where}: unknown setting {key!r}")
     cases = []
@@ -321,7 +371,49 @@ def _parse_node(node_id: str, raw: Any, where: str, problems: list[str]) -> Node
                 problems.append(f"{where}: cases[{i}] digits {d!r} is not a key on the keypad")
         if not digits and not case.get("words"):
             problems.append(f"{where}: cases[{i}] needs 'digits' or 'words'")
-        cases.append(Case(goto=str(case["goto"]), digits=digits, words=case.get("words")))
+        answers = case.get("set") or {}
+        if not isinstance(answers, dict):
+            problems.append(f"{where}: cases[{i}] 'set' must be a mapping of answers")
+            answers = {}
+        cases.append(
+            Case(
+                goto=str(case["goto"]),
+                digits=digits,
+                words=case.get("words"),
+                set=tuple((str(k), str(v)) for k, v in answers.items()),
+            )
+        )
+    branch = None
+    if "branch" in raw:
+        spec = raw["branch"]
+        if not isinstance(spec, dict) or "on" not in spec or "otherwise" not in spec:
+            problems.append(f"{where}: 'branch' needs 'on' and 'otherwise'")
+        else:
+            routes = {k: v for k, v in spec.items() if k not in ("on", "otherwise")}
+            branch = Branch(
+                on=str(spec["on"]),
+                cases=tuple((str(k), str(v)) for k, v in routes.items()),
+                otherwise=str(spec["otherwise"]),
+            )
+    collect = None
+    if "collect" in raw:
+        spec = raw["collect"]
+        if not isinstance(spec, dict) or spec.get("slot") not in COLLECTABLE or "goto" not in spec:
+            problems.append(
+                f"{where}: 'collect' needs 'slot' (one of {sorted(COLLECTABLE)}) and 'goto'"
+            )
+        else:
+            collect = Collect(slot=str(spec["slot"]), goto=str(spec["goto"]))
+    action = raw.get("action")
+    outcomes = raw.get("outcomes") or {}
+    if action is not None:
+        if action not in ACTIONS:
+            problems.append(f"{where}: unknown action {action!r}")
+        elif not isinstance(outcomes, dict) or set(outcomes) != ACTIONS[action]:
+            problems.append(f"{where}: action {action!r} needs outcomes {sorted(ACTIONS[action])}")
+            outcomes = {}
+    elif outcomes:
+        problems.append(f"{where}: 'outcomes' without an 'action'")
     return Node(
         id=node_id,
         say=_strs(raw.get("say"), where, problems),
@@ -332,6 +424,12 @@ def _parse_node(node_id: str, raw: Any, where: str, problems: list[str]) -> Node
         next=raw.get("next"),
         end=bool(raw.get("end", False)),
         offer_languages=bool(raw.get("offer_languages", False)),
+        branch=branch,
+        collect=collect,
+        action=str(action) if action is not None else None,
+        outcomes=tuple((str(k), str(v)) for k, v in outcomes.items())
+        if isinstance(outcomes, dict)
+        else (),
     )
 
 
@@ -386,9 +484,14 @@ def _check_flow(flow: Flow, name: str, problems: list[str]) -> None:
         for case in node.cases:
             need_words(case.words, where)
         offers_languages |= node.offer_languages
-        if node.end and node.next:
-            problems.append(f"{name}: {where} cannot both 'end' and go 'next'")
-        if node.waits and not (node.prompt and (node.cases or node.offer_languages)):
+        moves = [m for m in ("end", "next", "branch", "action") if getattr(node, m)]
+        if len(moves) > 1:
+            problems.append(f"{name}: {where} cannot combine {' and '.join(moves)}")
+        if node.collect and not node.waits:
+            problems.append(f"{name}: {where} collects input, so it must wait for it")
+        if node.waits and not (
+            node.prompt and (node.cases or node.offer_languages or node.collect)
+        ):
             problems.append(f"{name}: {where} waits for input, so it needs 'prompt' and 'cases'")
         if not node.waits and (node.cases or node.prompt):
             problems.append(f"{name}: {where} does not wait, so 'cases'/'prompt' would be unused")
