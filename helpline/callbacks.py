@@ -374,11 +374,13 @@ class CallbackQueue:
         lang: str,
         urgent: bool,
         webhook_sid: str = "",
+        confirm: bool = False,
     ) -> Placement:
         """Queue a callback, or return the caller's open one (raised to urgent if asked).
 
         webhook_sid (CallSid or MessageSid) makes a retried webhook find the request its
-        first delivery made instead of adding another.
+        first delivery made instead of adding another. confirm=True marks that the
+        caller is to be sent a confirmation text (the workers' job).
         """
         now = self.clock()
         rid = secrets.token_hex(6)
@@ -399,6 +401,7 @@ class CallbackQueue:
             "score": score,
             "who": who,
             "phone": self.sealer.seal(contact.phone, rid),
+            "confirm": "pending" if confirm else "none",
         }
         flat = [str(part) for pair in fields.items() for part in pair]
         args: list[Any] = [PREFIX, now, who, rid, score, int(urgent), seen, SEEN_TTL, _BAND, *flat]

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import getpass
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+import redis
 
 from helpline import embedded
 from helpline.config import Settings, load_settings
 from helpline.errors import HelplineError
+from helpline.privacy import mask_phone
 
 DEFAULT_FROM = "+447700900123"  # an Ofcom drama number: never a real subscriber
 
@@ -70,6 +76,33 @@ def _parser() -> argparse.ArgumentParser:
     check = flow_commands.add_parser("check", help="lint flows/; non-zero exit on any problem")
     check.add_argument("--dir", type=Path, help="flows directory (default: the project's)")
     check.set_defaults(handler=_flows_check)
+
+    counsellor = commands.add_parser("counsellor", help="counsellor accounts")
+    counsellor_commands = counsellor.add_subparsers(title="actions", metavar="ACTION")
+    add = counsellor_commands.add_parser(
+        "add",
+        help="create a login (password prompted, or one line on standard input)",
+    )
+    add.add_argument("username")
+    add.add_argument("--name", required=True, help="the counsellor's name, as colleagues see it")
+    add.add_argument("--phone", required=True, help="their own phone, E.164 (+447...)")
+    add.add_argument("--admin", action="store_true", help="may manage counsellors and data")
+    add.set_defaults(handler=_counsellor_add)
+    listing = counsellor_commands.add_parser("list", help="every account (phones masked)")
+    listing.set_defaults(handler=_counsellor_list)
+    duty = counsellor_commands.add_parser("duty", help="put a counsellor on or off duty")
+    duty.add_argument("username")
+    duty.add_argument("state", choices=["on", "off"])
+    duty.set_defaults(handler=_counsellor_duty)
+
+    queue = commands.add_parser("queue", help="the callback queue")
+    queue_commands = queue.add_subparsers(title="actions", metavar="ACTION")
+    queue_list = queue_commands.add_parser("list", help="waiting and claimed callbacks")
+    queue_list.add_argument("--json", action="store_true", help="one JSON array, for scripts")
+    queue_list.set_defaults(handler=_queue_list)
+
+    purge = commands.add_parser("purge", help="delete what is past its retention")
+    purge.set_defaults(handler=_purge)
     return parser
 
 
@@ -237,4 +270,120 @@ def _flows_check(args: argparse.Namespace) -> int:
     nodes = sum(len(f.nodes) for f in library.flows.values())
     languages = ", ".join(library.content.languages)
     print(f"flows OK: {len(library.flows)} flows, {nodes} nodes, languages {languages}")
+    return 0
+
+
+# -- data -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _redis(settings: Settings) -> Iterator[redis.Redis]:
+    """Connect to Redis, starting the embedded one for this command if nothing runs."""
+    started = False
+    url = settings.redis_url
+    if not url:
+        url, started = embedded.ensure_running(settings.data_dir)
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise HelplineError(
+            f"cannot reach Redis ({type(exc).__name__}); check REDIS_URL or start the service"
+        ) from None
+    try:
+        yield client
+    finally:
+        client.close()
+        if started:
+            embedded.stop(settings.data_dir)
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if first != getpass.getpass("Repeat it: "):
+            raise HelplineError("the two passwords differ; nothing was created")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _counsellor_add(args: argparse.Namespace) -> int:
+    from helpline.counsellors import Counsellors
+    from helpline.crypto import Sealer
+    from helpline.phones import to_e164
+
+    settings = load_settings()
+    phone = to_e164(args.phone, settings.region.code)
+    if phone is None:
+        raise HelplineError(
+            f"--phone {mask_phone(args.phone)} is not a valid phone number; "
+            "give it in international form, e.g. +447700900123"
+        )
+    password = _read_password()
+    with _redis(settings) as client:
+        account = Counsellors(client, Sealer(settings.encryption_secret)).add(
+            args.username, name=args.name, phone=phone, password=password, admin=args.admin
+        )
+    print(f"added {account.role.value} {account.username} ({account.name}, {account.phone_masked})")
+    return 0
+
+
+def _counsellor_list(args: argparse.Namespace) -> int:
+    from helpline.counsellors import Counsellors
+    from helpline.crypto import Sealer
+
+    settings = load_settings()
+    with _redis(settings) as client:
+        accounts = Counsellors(client, Sealer(settings.encryption_secret)).all()
+    for c in accounts:
+        flags = ", ".join(f for f, on in (("on duty", c.on_duty), ("disabled", c.disabled)) if on)
+        print(f"{c.username}\t{c.name}\t{c.role.value}\t{c.phone_masked}\t{flags}")
+    return 0
+
+
+def _counsellor_duty(args: argparse.Namespace) -> int:
+    from helpline.counsellors import Counsellors
+    from helpline.crypto import Sealer
+
+    settings = load_settings()
+    with _redis(settings) as client:
+        Counsellors(client, Sealer(settings.encryption_secret)).set_on_duty(
+            args.username, args.state == "on"
+        )
+    print(f"{args.username} is {args.state} duty")
+    return 0
+
+
+def _queue_list(args: argparse.Namespace) -> int:
+    from helpline.callbacks import CallbackQueue
+    from helpline.crypto import Sealer, lookup_key
+
+    settings = load_settings()
+    secret = settings.encryption_secret
+    with _redis(settings) as client:
+        requests = CallbackQueue(client, Sealer(secret), lookup_key(secret)).active()
+    if args.json:
+        print(json.dumps([r.to_json() for r in requests], indent=2))
+        return 0
+    if not requests:
+        print("no one is waiting")
+    for r in requests:
+        row = r.to_json()
+        print(
+            f"{r.id}  {r.status.value:<8} {r.priority.value:<7} {r.channel:<5} {r.lang}  "
+            f"{row['created_at']}  {r.phone_masked}"
+        )
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from helpline.callbacks import CallbackQueue
+    from helpline.crypto import Sealer, lookup_key
+
+    settings = load_settings()
+    secret = settings.encryption_secret
+    with _redis(settings) as client:
+        queue = CallbackQueue(client, Sealer(secret), lookup_key(secret))
+        removed = queue.purge(settings.retention_days * 24 * 3600)
+    print(f"purged {removed} closed request(s) older than {settings.retention_days:g} days")
     return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from helpline.errors import ConfigError
+from helpline.hours import OpeningHours
 
 DEFAULT_TWILIO_API_URL = "https://api.twilio.com"
 
@@ -23,6 +24,7 @@ class Region:
     emergency_number: str
     crisis_line: str  # spoken/read after the emergency number: another way to reach help
     voice_language: dict[str, str]  # helpline language -> Twilio speech/voice locale
+    timezone: str  # where opening hours are read, unless HELPLINE_TIMEZONE says otherwise
 
     def variables(self) -> dict[str, str]:
         """Return the placeholders the content may use."""
@@ -35,12 +37,14 @@ REGIONS: dict[str, Region] = {
         emergency_number="999",
         crisis_line="Samaritans, free, on 116 123",
         voice_language={"en": "en-GB", "es": "es-ES"},
+        timezone="Europe/London",
     ),
     "US": Region(
         code="US",
         emergency_number="911",
         crisis_line="the 988 crisis line, by call or text",
         voice_language={"en": "en-US", "es": "es-US"},
+        timezone="America/New_York",
     ),
 }
 
@@ -62,6 +66,19 @@ class Settings:
     port: int = 5000
     region: Region = field(default_factory=lambda: REGIONS["GB"])
     flows_dir: Path = Path(__file__).resolve().parent.parent / "flows"
+    hours: str = "always"  # when counsellors are on duty (see helpline.hours)
+    timezone: str | None = None  # None: the region's
+    callback_expiry_hours: float = 72.0  # an unanswered request closes after this long
+    retention_days: float = 30.0  # a closed request is deleted after this long
+
+    @property
+    def encryption_secret(self) -> str:
+        """The secret that encrypts numbers at rest: its own key, else SECRET_KEY."""
+        return self.encryption_key or self.secret_key
+
+    @property
+    def zone(self) -> str:
+        return self.timezone or self.region.timezone
 
     @property
     def production(self) -> bool:
@@ -115,6 +132,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except ValueError:
         raise ConfigError(f"PORT must be a number from 1 to 65535, not {port_text!r}") from None
 
+    expiry_hours = _positive(env, "HELPLINE_CALLBACK_EXPIRY_HOURS", 72.0)
+    retention_days = _positive(env, "HELPLINE_RETENTION_DAYS", 30.0)
     data_dir = Path(env.get("HELPLINE_DATA_DIR") or "var")
     settings = Settings(
         env=mode,
@@ -129,10 +148,29 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         encryption_key=env.get("HELPLINE_ENCRYPTION_KEY") or None,
         port=port,
         region=REGIONS[region_code],
+        hours=env.get("HELPLINE_HOURS", "always"),
+        timezone=env.get("HELPLINE_TIMEZONE") or None,
+        callback_expiry_hours=expiry_hours,
+        retention_days=retention_days,
     )
+    # Fail at start-up, not at the first caller, if the hours cannot be read.
+    OpeningHours.parse(settings.hours, settings.zone)
     if not settings.production:
         settings = _fill_dev_secrets(settings)
     return settings
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name, "")
+    if not text:
+        return default
+    try:
+        value = float(text)
+        if value <= 0:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{name} must be a positive number, not {text!r}") from None
+    return value
 
 
 def _fill_dev_secrets(settings: Settings) -> Settings:

@@ -45,3 +45,6 @@ WAIT_SAMPLE = 20
 
 # Longest value one flow answer (e.g. a keyed-in number) may hold.
 MAX_ANSWER_CHARS = 32
+
+# Shortest password a counsellor account accepts.
+MIN_PASSWORD_CHARS = 12

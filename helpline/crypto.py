@@ -43,3 +43,8 @@ class Sealer:
         except (InvalidTag, ValueError):
             raise SealError("sealed value does not open with this key") from None
         return plain.decode()
+
+
+def lookup_key(secret: str) -> bytes:
+    """Return the key for keyed hashes of phone numbers (lookups that reveal nothing)."""
+    return derive_key(secret, "phone-lookup")

@@ -46,6 +46,11 @@ class Store:
     def available(self) -> bool:
         return time.monotonic() >= self._open_until
 
+    def trip(self) -> None:
+        """Open the breaker: Redis just failed outside attempt()."""
+        with self._lock:
+            self._open_until = time.monotonic() + BREAKER_SECONDS
+
     def attempt(self, what: str, call: Callable[[redis.Redis], T], default: T) -> T:
         """Return call(client), or default if Redis is down, slow or the breaker is open."""
         if not self.available:
@@ -53,8 +58,7 @@ class Store:
         try:
             return call(self.client)
         except (redis.RedisError, OSError) as exc:
-            with self._lock:
-                self._open_until = time.monotonic() + BREAKER_SECONDS
+            self.trip()
             log.error(
                 "redis unavailable during %s; answering without it for %ss",
                 what,

@@ -25,8 +25,20 @@ class Library:
         return next(f for f in self.flows.values() if f.channel is channel)
 
 
-# Messages the service says outside any flow: the fail-safe answers.
-REQUIRED_MESSAGES = ("voice.failsafe", "sms.failsafe")
+# Texts the workers send on their own, outside any conversation.
+OUTBOUND_SMS = (
+    "sms.confirm_queued",
+    "sms.confirm_soon",
+    "sms.missed_call",
+    "sms.expired",
+    "sms.counsellor_alert",
+)
+DAY_KEYS = ("day.today", "day.tomorrow", *(f"day.{n}" for n in range(7)))
+# Messages the service says outside any flow: the fail-safe answers, the workers' texts,
+# and the words that say when call backs resume.
+REQUIRED_MESSAGES = ("voice.failsafe", "sms.failsafe", *OUTBOUND_SMS, "hours.resume", *DAY_KEYS)
+# Facts the web layer gives branches, each with the values that change the route.
+FACTS = {"caller_id": "known", "place": "known", "hours": "closed", "wait": "known"}
 
 
 def check_flows(flows_dir: Path, regions: Iterable[Region] = REGIONS.values()) -> list[str]:
@@ -70,6 +82,7 @@ def _load(flows_dir: Path, regions: list[Region], problems: list[str]) -> Librar
                 problems.append(f"content/{code}.yaml: message {key!r} is missing")
     if not problems:
         _check_failsafe_sizes(content, regions, problems)
+        _check_outbound_sizes(content, regions, problems)
         for flow in flows.values():
             if flow.channel is Channel.SMS:
                 _check_sms_sizes(flow, regions, problems)
@@ -86,6 +99,37 @@ def _check_failsafe_sizes(content: Content, regions: list[Region], problems: lis
         for lang in content.languages.values():
             text = content.text("sms.failsafe", lang.code, region.variables())
             _check_sms_text(text, lang.gsm, f"{lang.code}: sms.failsafe ({region.code})", problems)
+
+
+def longest_context(content: Content, lang: str) -> dict[str, str]:
+    """Return the longest values the web layer can put in a message, for size checks."""
+    resumes = [
+        content.text("hours.resume", lang, {"day": content.text(day, lang, {}), "time": "10:30"})
+        for day in DAY_KEYS
+    ]
+    return {
+        "number_end": "123",
+        "position": "1000",
+        "minutes": "240",
+        "resume": max(resumes, key=len),
+    }
+
+
+def fact_combinations() -> list[dict[str, str]]:
+    """Return every combination of the branch facts, so size checks see every route."""
+    combos: list[dict[str, str]] = [{}]
+    for name, value in FACTS.items():
+        combos = [c for combo in combos for c in (combo, {**combo, name: value})]
+    return combos
+
+
+def _check_outbound_sizes(content: Content, regions: list[Region], problems: list[str]) -> None:
+    for region in regions:
+        for lang in content.languages.values():
+            values = {**region.variables(), **longest_context(content, lang.code)}
+            for key in OUTBOUND_SMS:
+                text = content.text(key, lang.code, values)
+                _check_sms_text(text, lang.gsm, f"{lang.code}: {key} ({region.code})", problems)
 
 
 def _check_sms_text(text: str, gsm: bool, where: str, problems: list[str]) -> None:
@@ -113,11 +157,17 @@ def _check_sms_sizes(flow: Flow, regions: list[Region], problems: list[str]) -> 
                 ]
                 where = f"{flow.id}: {lang.code}: sending 'other' to {flow.other!r} ({region.code})"
                 _check_sms_text(sms_text(events, False), lang.gsm, where, problems)
+            longest = longest_context(flow.content, lang.code)
             for node_id, node in flow.nodes.items():
-                state, arriving = engine.enter(node_id, lang.code)
-                replies = {"arriving at": arriving}
+                # Branches route on facts: check the reply along every route.
+                arrivals = {
+                    sms_text(engine.enter(node_id, lang.code, {}, {**longest, **facts})[1], False)
+                    for facts in fact_combinations()
+                }
+                replies = {f"arriving at (route {n})": text for n, text in enumerate(arrivals)}
                 if node.waits:
-                    replies["reprompting at"] = engine.reprompt(state)[1]
-                for what, events in replies.items():
+                    state = engine.enter(node_id, lang.code, {}, longest)[0]
+                    replies["reprompting at"] = sms_text(engine.reprompt(state, longest)[1], False)
+                for what, text in replies.items():
                     where = f"{flow.id}: {lang.code}: {what} {node_id!r} ({region.code})"
-                    _check_sms_text(sms_text(events, False), lang.gsm, where, problems)
+                    _check_sms_text(text, lang.gsm, where, problems)

@@ -20,7 +20,7 @@ from helpline.flows.matching import tokens
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 # Region values, then what the web layer knows at the moment a message is said.
 KNOWN_PLACEHOLDERS = frozenset(
-    {"emergency", "crisis_line", "number_end", "position", "minutes", "resume"}
+    {"emergency", "crisis_line", "number_end", "position", "minutes", "resume", "day", "time"}
 )
 # Effects a node can ask the web layer to perform, and the outcomes each must route.
 ACTIONS = {"callback": frozenset({"queued", "already", "failed"})}
@@ -46,7 +46,7 @@ class Case:
 
 @dataclass(frozen=True)
 class Branch:
-    """Route without input, on a fact or an earlier answer: on=value -> node."""
+    """Route without input, on a fact or an earlier answer: value -> node."""
 
     on: str
     cases: tuple[tuple[str, str], ...]
@@ -386,12 +386,12 @@ def _parse_node(node_id: str, raw: Any, where: str, problems: list[str]) -> Node
     branch = None
     if "branch" in raw:
         spec = raw["branch"]
-        if not isinstance(spec, dict) or "on" not in spec or "otherwise" not in spec:
-            problems.append(f"{where}: 'branch' needs 'on' and 'otherwise'")
+        if not isinstance(spec, dict) or "fact" not in spec or "otherwise" not in spec:
+            problems.append(f"{where}: 'branch' needs 'fact' and 'otherwise'")
         else:
-            routes = {k: v for k, v in spec.items() if k not in ("on", "otherwise")}
+            routes = {k: v for k, v in spec.items() if k not in ("fact", "otherwise")}
             branch = Branch(
-                on=str(spec["on"]),
+                on=str(spec["fact"]),
                 cases=tuple((str(k), str(v)) for k, v in routes.items()),
                 otherwise=str(spec["otherwise"]),
             )
