@@ -13,6 +13,7 @@ Keys (all under helpline:cb:):
     completed     zset id -> time reached: recent pace, for wait estimates
     closed        zset id -> time closed: what the retention purge deletes
     version       counter bumped on every change, for live views
+    unconfirmed   zset id -> time queued: confirmation texts not yet handled by a worker
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ SEEN = PREFIX + "seen:"
 COMPLETED = PREFIX + "completed"
 CLOSED = PREFIX + "closed"
 VERSION = PREFIX + "version"
+UNCONFIRMED = PREFIX + "unconfirmed"
 
 # Scores put every urgent request ahead of every normal one; within a band, oldest first.
 _BAND = 10_000_000_000
@@ -186,7 +188,7 @@ end
 """
 
 # KEYS: new request key.  ARGV: prefix, now, caller digest, id, score, urgent, seen key
-# (or ''), seen ttl, then field/value pairs of the new request.
+# (or ''), seen ttl, band, confirmation ('pending' or 'none'), then the request's fields.
 _ENQUEUE = (
     _REQUEUE
     + """
@@ -222,10 +224,11 @@ if existing then
 end
 
 local fields = {}
-for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('ZADD', prefix .. 'waiting', score, id)
 redis.call('HSET', prefix .. 'open', who, id)
+if ARGV[10] == 'pending' then redis.call('ZADD', prefix .. 'unconfirmed', now, id) end
 redis.call('INCR', prefix .. 'version')
 return placed('new', id)
 """
@@ -401,10 +404,13 @@ class CallbackQueue:
             "score": score,
             "who": who,
             "phone": self.sealer.seal(contact.phone, rid),
-            "confirm": "pending" if confirm else "none",
         }
         flat = [str(part) for pair in fields.items() for part in pair]
-        args: list[Any] = [PREFIX, now, who, rid, score, int(urgent), seen, SEEN_TTL, _BAND, *flat]
+        confirmation = "pending" if confirm else "none"
+        args: list[Any] = [
+            *(PREFIX, now, who, rid, score, int(urgent), seen, SEEN_TTL, _BAND, confirmation),
+            *flat,
+        ]
         how, found, rank = _guard(lambda: self._enqueue(keys=[REQ + rid], args=args))
         request = self.get(found.decode())
         if request is None:  # purged between the script and this read: vanishingly rare
@@ -564,6 +570,7 @@ class CallbackQueue:
             pipe.delete(REQ + rid)
             pipe.zrem(CLOSED, rid)
             pipe.zrem(COMPLETED, rid)
+            pipe.zrem(UNCONFIRMED, rid)
         _guard(pipe.execute)
         return len(ids)
 

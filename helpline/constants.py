@@ -48,3 +48,6 @@ MAX_ANSWER_CHARS = 32
 
 # Shortest password a counsellor account accepts.
 MIN_PASSWORD_CHARS = 12
+
+# How often the queue's depth and longest wait are recorded for the console's chart.
+HISTORY_SAMPLE_SECONDS = 5 * 60

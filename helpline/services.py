@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 from flask import Flask, current_app
 from twilio.request_validator import RequestValidator
 
 from helpline import embedded, twiml
+from helpline.callbacks import CallbackQueue, Placement
 from helpline.config import Settings
+from helpline.crypto import Sealer, lookup_key
 from helpline.flows.engine import Engine
 from helpline.flows.gsm import as_sent
 from helpline.flows.lint import Library, load_flows
 from helpline.flows.model import Channel
-from helpline.privacy import derive_key
+from helpline.hours import OpeningHours
+from helpline.intake import CallbackDesk
 from helpline.sms import SmsConversations
 from helpline.store import Store, connect
+from workers.jobs import after_queued
+from workers.main import queue as job_queue
 
 EXTENSION = "helpline"
 
@@ -38,6 +44,9 @@ class Helpline:
     validator: RequestValidator
     voice_failsafe: dict[str, str]  # language -> TwiML, rendered once at start-up
     sms_failsafe: dict[str, str]
+    queue: CallbackQueue
+    desk: CallbackDesk
+    sealer: Sealer
 
     @property
     def default_language(self) -> str:
@@ -50,19 +59,33 @@ def init_app(app: Flask, settings: Settings) -> Helpline:
     content = library.content
     region = settings.region
     spoken = {name: speakable(value) for name, value in region.variables().items()}
-    voice_engine = Engine(library.flow_for(Channel.VOICE), spoken)
-    sms_engine = Engine(library.flow_for(Channel.SMS), region.variables())
+    voice_engine = Engine(library.flow_for(Channel.VOICE), spoken, region.code)
+    sms_engine = Engine(library.flow_for(Channel.SMS), region.variables(), region.code)
 
     redis_url = embedded.resolve_redis_url(settings.redis_url, settings.data_dir)
     store = Store(connect(redis_url))
     gsm = {code: lang.gsm for code, lang in content.languages.items()}
+    sealer = Sealer(settings.encryption_secret)
+    phone_key = lookup_key(settings.encryption_secret)
+    queue = CallbackQueue(store.client, sealer, phone_key)
+    jobs = job_queue(store.client)
+
+    def notify(placement: Placement) -> None:
+        after_queued(jobs, placement.request)
+
+    desk = CallbackDesk(
+        queue,
+        store,
+        OpeningHours.parse(settings.hours, settings.zone),
+        content,
+        notify,
+        time.time,
+    )
     services = Helpline(
         settings=settings,
         library=library,
         voice=voice_engine,
-        sms=SmsConversations(
-            sms_engine, store, derive_key(settings.secret_key, "phone-lookup"), gsm
-        ),
+        sms=SmsConversations(sms_engine, store, phone_key, gsm, desk, sealer),
         store=store,
         validator=RequestValidator(settings.twilio_auth_token),
         voice_failsafe={
@@ -77,6 +100,9 @@ def init_app(app: Flask, settings: Settings) -> Helpline:
             )
             for code in content.languages
         },
+        queue=queue,
+        desk=desk,
+        sealer=sealer,
     )
     app.extensions[EXTENSION] = services
     app.extensions["redis"] = store.client

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 
 from helpline import twiml
 from helpline.constants import KEY_PREFIX, SMS_STATE_TTL
+from helpline.crypto import Sealer
 from helpline.flows.engine import Engine, Event, Reply, State
 from helpline.flows.matching import tokens
+from helpline.intake import CallbackDesk, Caller, open_answers, seal_answers
 from helpline.privacy import mask_phone, phone_digest
 from helpline.store import Store
 
@@ -47,11 +49,21 @@ class Incoming:
 class SmsConversations:
     """Answers one incoming text with TwiML, keeping state per number (by keyed hash)."""
 
-    def __init__(self, engine: Engine, store: Store, phone_key: bytes, gsm: dict[str, bool]):
+    def __init__(
+        self,
+        engine: Engine,
+        store: Store,
+        phone_key: bytes,
+        gsm: dict[str, bool],
+        desk: CallbackDesk,
+        sealer: Sealer,
+    ):
         self.engine = engine
         self.store = store
         self.phone_key = phone_key
         self.gsm = gsm
+        self.desk = desk
+        self.sealer = sealer
 
     def answer(self, text: Incoming) -> str:
         who = phone_digest(self.phone_key, text.sender) if text.sender else ""
@@ -65,14 +77,18 @@ class SmsConversations:
             self._opt_out(who)
             return twiml.empty_messaging()
 
-        state = self._restore(raw_state)
+        state = self._restore(raw_state, who)
+        caller = Caller(number=text.sender, channel="sms", webhook_sid=sid)
+        crisis = self.engine.is_crisis(text.body)
+        if crisis:
+            self.desk.escalate(caller)
         if opted_out:
             if len(words) == 1 and words[0] in OPT_IN_WORDS:
                 self._opt_in(who)
                 lang = state.lang if state else None
                 new_state, events = self.engine.enter("resubscribed", self.engine.language(lang))
                 return self._reply(who, sid, new_state, events)
-            if not self.engine.is_crisis(text.body):
+            if not crisis:
                 return twiml.empty_messaging()
             # Someone in danger gets the emergency advice even after opting out.
 
@@ -83,7 +99,9 @@ class SmsConversations:
                 node=self.engine.flow.start,
                 lang=self.engine.content.default_language,
             )
-        new_state, events = self.engine.resume(state, Reply(text=text.body), fresh=fresh)
+        facts = self.desk.facts(caller, spoken=False)
+        step = self.engine.resume(state, Reply(text=text.body), fresh=fresh, context=facts)
+        new_state, events = self.desk.settle(self.engine, caller, step, facts)
         log.info(
             "sms answered",
             extra={"node": new_state.node, "lang": new_state.lang, "from": mask_phone(text.sender)},
@@ -105,12 +123,14 @@ class SmsConversations:
             return False, None, None
         return self.store.attempt("sms read", read, (False, None, None))
 
-    def _restore(self, raw: bytes | None) -> State | None:
+    def _restore(self, raw: bytes | None, who: str) -> State | None:
         if not raw:
             return None
         try:
-            return self.engine.restore(json.loads(raw))
-        except ValueError:
+            stored = json.loads(raw)
+            stored["answers"] = open_answers(self.sealer, stored.get("answers") or "", who)
+            return self.engine.restore(stored)
+        except (ValueError, TypeError, AttributeError):
             return None
 
     def _reply(self, who: str, sid: str, state: State, events: list[Event]) -> str:
@@ -118,7 +138,10 @@ class SmsConversations:
 
         def write(client):
             pipe = client.pipeline(transaction=False)
-            pipe.set(_state_key(who), json.dumps(state.to_dict()), ex=SMS_STATE_TTL)
+            stored = state.to_dict()
+            # Answers can hold a callback number: never stored in plain text.
+            stored["answers"] = seal_answers(self.sealer, state.answers, who) if state.answers else ""
+            pipe.set(_state_key(who), json.dumps(stored), ex=SMS_STATE_TTL)
             if sid:
                 pipe.set(_reply_key(who, sid), answer, ex=REPLY_CACHE_TTL)
             pipe.execute()

@@ -1,0 +1,242 @@
+"""RQ jobs: every outbound text and call, and the queue's housekeeping.
+
+Jobs take request ids and plain values, never phone numbers: a job's arguments are
+stored in Redis and shown by RQ's tools. Each send records Twilio's SID on the request
+before the job counts as done, and a retry first checks whether an earlier attempt got
+through, so a crash or a kill mid-send never texts anyone twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from rq import Queue, Retry
+
+from helpline import embedded
+from helpline.callbacks import OPEN_STATUSES, REQ, UNCONFIRMED, CallbackQueue, Request
+from helpline.config import Settings, load_settings
+from helpline.constants import HISTORY_SAMPLE_SECONDS, KEY_PREFIX
+from helpline.counsellors import Counsellors
+from helpline.crypto import Sealer, lookup_key
+from helpline.errors import Failure, OutboundError
+from helpline.flows.lint import Library, load_flows
+from helpline.flows.gsm import as_sent
+from helpline.sms import OPT_OUT_KEY
+from workers.main import queue as job_queue
+
+log = logging.getLogger(__name__)
+
+# Twilio 5xx, 429 and network errors: try again with growing gaps (seconds).
+RETRY = Retry(max=6, interval=[10, 30, 60, 120, 300, 600])
+# A confirmation not sent this long after queueing is picked up by housekeeping.
+CONFIRM_GRACE_SECONDS = 60
+HOUSEKEEPING_LOCK = f"{KEY_PREFIX}:housekeeping"
+HISTORY = f"{KEY_PREFIX}:cb:history"
+HISTORY_LOCK = f"{KEY_PREFIX}:cb:history:lock"
+
+
+# -- the worker's resources, built once per process ----------------------------------------
+
+
+@dataclass
+class Context:
+    settings: Settings
+    client: redis.Redis
+    queue: CallbackQueue
+    counsellors: Counsellors
+    library: Library
+
+    @functools.cached_property
+    def twilio(self) -> Any:
+        from helpline.outbound import make_client
+
+        return make_client(self.settings)
+
+    def text(self, key: str, lang: str, **values: str) -> str:
+        content = self.library.content
+        variables = {**self.settings.region.variables(), **values}
+        gsm = content.languages[lang].gsm
+        return as_sent(content.text(key, lang, variables), gsm)
+
+
+@functools.cache
+def context() -> Context:
+    """Return this process's resources, read from the environment like every process."""
+    settings = load_settings()
+    url = embedded.resolve_redis_url(settings.redis_url, settings.data_dir)
+    client = redis.Redis.from_url(url)
+    secret = settings.encryption_secret
+    sealer = Sealer(secret)
+    return Context(
+        settings=settings,
+        client=client,
+        queue=CallbackQueue(client, sealer, lookup_key(secret)),
+        counsellors=Counsellors(client, sealer),
+        library=load_flows(settings.flows_dir),
+    )
+
+
+# -- enqueueing (called by the web process) ------------------------------------------------
+
+
+def after_queued(jobs: Queue, request: Request) -> None:
+    """Queue the work a new callback request needs: its confirmation, and alerts."""
+    jobs.enqueue(confirm_request, request.id, retry=RETRY, job_id=f"confirm-{request.id}")
+    if request.urgent:
+        jobs.enqueue(alert_counsellors, request.id, retry=RETRY, job_id=f"alert-{request.id}")
+
+
+# -- sending exactly once ------------------------------------------------------------------
+
+
+def send_once(ctx: Context, request_id: str, kind: str, to: str, body: str, who: str) -> str | None:
+    """Text `to` once per (request, kind); return the SID, or None if it cannot be sent.
+
+    Before sending, a marker records the attempt. If a marker is found without a SID, an
+    earlier attempt died mid-send: Twilio's message log says whether it went.
+    """
+    key = REQ + request_id
+    sent = ctx.client.hget(key, f"sent:{kind}")
+    if sent:
+        return str(sent.decode())
+    from helpline.outbound import find_sent, send_text
+
+    sender = ctx.settings.phone_number
+    started = ctx.client.hget(key, f"sending:{kind}")
+    if started:
+        sid = find_sent(ctx.twilio, sender=sender, to=to, body=body, since=float(started))
+        if sid:
+            ctx.client.hset(key, f"sent:{kind}", sid)
+            return sid
+    ctx.client.hset(key, f"sending:{kind}", time.time())
+    try:
+        sid = send_text(ctx.twilio, sender=sender, to=to, body=body)
+    except OutboundError as exc:
+        if exc.kind is Failure.OPTED_OUT:
+            ctx.client.sadd(OPT_OUT_KEY, who)
+            ctx.client.hset(key, f"sent:{kind}", "opted-out")
+            log.info("not texted: the recipient has opted out", extra={"request": request_id})
+            return None
+        if exc.kind is Failure.PERMANENT:
+            ctx.client.hset(key, f"sent:{kind}", f"failed:{exc.code or exc.status}")
+            log.error(
+                "text refused by Twilio",
+                extra={"request": request_id, "kind": kind, "code": exc.code},
+            )
+            return None
+        raise  # worth retrying: RQ does, with backoff
+    ctx.client.hset(key, f"sent:{kind}", sid)
+    log.info("text sent", extra={"request": request_id, "kind": kind})
+    return sid
+
+
+def _recipient(ctx: Context, request_id: str) -> tuple[Request, str, str] | None:
+    """Return the request, its number and keyed hash if it may be texted now."""
+    request = ctx.queue.get(request_id)
+    if request is None:
+        return None
+    who = ctx.client.hget(REQ + request_id, "who")
+    if not request.texts_ok or who is None:
+        return None
+    who_text = who.decode()
+    if ctx.client.sismember(OPT_OUT_KEY, who_text):
+        log.info("not texted: opted out", extra={"request": request_id})
+        return None
+    return request, ctx.queue.phone(request_id), who_text
+
+
+# -- jobs ----------------------------------------------------------------------------------
+
+
+def confirm_request(request_id: str) -> str | None:
+    """Text a caller that their request is queued, with their place."""
+    ctx = context()
+    try:
+        found = _recipient(ctx, request_id)
+        if found is None or found[0].status not in OPEN_STATUSES:
+            return None
+        request, phone, who = found
+        position = ctx.queue.position(request_id)
+        body = (
+            ctx.text("sms.confirm_queued", request.lang, position=str(position))
+            if position
+            else ctx.text("sms.confirm_soon", request.lang)
+        )
+        return send_once(ctx, request_id, "confirm", phone, body, who)
+    finally:
+        ctx.client.zrem(UNCONFIRMED, request_id)
+
+
+def alert_counsellors(request_id: str) -> int:
+    """Text every on-duty counsellor that an urgent request is waiting; return how many."""
+    ctx = context()
+    request = ctx.queue.get(request_id)
+    if request is None or request.status not in OPEN_STATUSES:
+        return 0
+    lang = ctx.library.content.default_language
+    body = ctx.text("sms.counsellor_alert", lang)
+    sent = 0
+    for counsellor in ctx.counsellors.on_duty():
+        phone = ctx.counsellors.phone(counsellor.username)
+        who = f"counsellor:{counsellor.username}"
+        if send_once(ctx, request_id, f"alert:{counsellor.username}", phone, body, who):
+            sent += 1
+    return sent
+
+
+def missed_call_text(request_id: str, attempt: int) -> str | None:
+    """Tell a caller we tried and will try again (when texts are welcome)."""
+    ctx = context()
+    found = _recipient(ctx, request_id)
+    if found is None:
+        return None
+    request, phone, who = found
+    body = ctx.text("sms.missed_call", request.lang)
+    return send_once(ctx, request_id, f"missed:{attempt}", phone, body, who)
+
+
+def expired_text(request_id: str) -> str | None:
+    """Say a kind last word when a request closes unanswered."""
+    ctx = context()
+    found = _recipient(ctx, request_id)
+    if found is None:
+        return None
+    request, phone, who = found
+    return send_once(ctx, request_id, "expired", phone, ctx.text("sms.expired", request.lang), who)
+
+
+def housekeeping() -> dict[str, int]:
+    """Expire stale requests, catch up missed confirmations, purge, sample the queue."""
+    ctx = context()
+    jobs = job_queue(ctx.client)
+    settings = ctx.settings
+    expired = ctx.queue.expire(settings.callback_expiry_hours * 3600)
+    for request_id in expired:
+        jobs.enqueue(expired_text, request_id, retry=RETRY, job_id=f"expired-{request_id}")
+    due = ctx.client.zrangebyscore(UNCONFIRMED, "-inf", time.time() - CONFIRM_GRACE_SECONDS)
+    for raw in due:
+        request_id = raw.decode()
+        jobs.enqueue(confirm_request, request_id, retry=RETRY, job_id=f"confirm-{request_id}")
+    purged = ctx.queue.purge(settings.retention_days * 24 * 3600)
+    _sample_history(ctx)
+    return {"expired": len(expired), "confirmations": len(due), "purged": purged}
+
+
+def _sample_history(ctx: Context) -> None:
+    """Keep a 24-hour record of queue depth and the longest wait, for the console chart."""
+    if not ctx.client.set(HISTORY_LOCK, 1, nx=True, ex=HISTORY_SAMPLE_SECONDS):
+        return
+    now = time.time()
+    counts = ctx.queue.counts()
+    waiting = [r for r in ctx.queue.active() if r.status.value == "waiting"]
+    longest = max((now - r.created_at for r in waiting), default=0.0)
+    sample = f"{now:.0f}:{counts['urgent']}:{counts['normal']}:{longest:.0f}"
+    pipe = ctx.client.pipeline()
+    pipe.zadd(HISTORY, {sample: now})
+    pipe.zremrangebyscore(HISTORY, "-inf", now - 24 * 3600)
+    pipe.execute()
