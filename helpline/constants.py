@@ -29,3 +29,12 @@ MAX_INPUT_CHARS = 1600
 
 # Status callback counters live under this key, one hash per channel.
 STATS_KEY = f"{KEY_PREFIX}:stats"
+
+# Seconds an outbound REST request to Twilio may take before the worker gives up and retries.
+TWILIO_TIMEOUT = 10.0
+
+# HTTP statuses from Twilio's REST API that mean "try again later"; other 4xx never succeed.
+TWILIO_RETRY_STATUSES = frozenset({408, 429})
+
+# Twilio's error code for a recipient who has replied STOP to the sending number.
+TWILIO_OPTED_OUT_CODE = 21610
