@@ -51,3 +51,12 @@ MIN_PASSWORD_CHARS = 12
 
 # How often the queue's depth and longest wait are recorded for the console's chart.
 HISTORY_SAMPLE_SECONDS = 5 * 60
+
+# Seconds an outbound REST request to Twilio may take before the worker gives up and retries.
+TWILIO_TIMEOUT = 10.0
+
+# HTTP statuses from Twilio's REST API that mean "try again later"; other 4xx never succeed.
+TWILIO_RETRY_STATUSES = frozenset({408, 429})
+
+# Twilio's error code for a recipient who has replied STOP to the sending number.
+TWILIO_OPTED_OUT_CODE = 21610

@@ -1,4 +1,4 @@
-"""Fixtures: a real redis-server (the embedded one), the app, and a signed-request client."""
+"""Fixtures: a real redis-server, the app, a signed-request client, a Twilio REST stand-in."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from flask.testing import FlaskClient
 
 from helpline import create_app, embedded
 from helpline.config import Settings
-from tests.factories import make_settings
+from tests.factories import ACCOUNT_SID, AUTH_TOKEN, make_settings
+from tests.twilio_api import TwilioApi
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +46,13 @@ def app(settings: Settings) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def twilio_api() -> Iterator[TwilioApi]:
+    """Serve a stand-in of Twilio's REST API for the test account; its .url is TWILIO_API_URL."""
+    with TwilioApi(ACCOUNT_SID, AUTH_TOKEN) as api:
+        yield api
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -13,6 +13,7 @@ from twilio.request_validator import RequestValidator
 
 from helpline.config import REGIONS, Settings
 
+ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 SECRET_KEY = "test-secret-key-" + "k" * 48
 CALLER = "+447700900123"  # Ofcom drama range: never a real subscriber
@@ -20,10 +21,12 @@ HELPLINE_NUMBER = "+447700900999"
 
 
 def make_settings(data_dir: Path, redis_url: str | None, **overrides: Any) -> Settings:
+    """Return test settings; pass twilio_api_url=twilio_api.url to send to the stand-in."""
     values: dict[str, Any] = dict(
         env="development",
         data_dir=data_dir,
         redis_url=redis_url,
+        twilio_account_sid=ACCOUNT_SID,
         twilio_auth_token=AUTH_TOKEN,
         secret_key=SECRET_KEY,
         phone_number=HELPLINE_NUMBER,
@@ -56,7 +59,7 @@ def sms_params(body: str, sender: str = CALLER, **extra: str) -> dict[str, str]:
         "To": HELPLINE_NUMBER,
         "Body": body,
         "MessageSid": "SM" + secrets.token_hex(16),
-        "AccountSid": "AC" + "0" * 32,
+        "AccountSid": ACCOUNT_SID,
         "NumMedia": "0",
     }
     params.update(extra)
@@ -69,7 +72,7 @@ def call_params(call_sid: str | None = None, sender: str = CALLER, **extra: str)
         "From": sender,
         "To": HELPLINE_NUMBER,
         "CallStatus": "in-progress",
-        "AccountSid": "AC" + "0" * 32,
+        "AccountSid": ACCOUNT_SID,
     }
     params.update(extra)
     return params

@@ -1,0 +1,315 @@
+"""A loopback stand-in for Twilio's REST API: texts and calls recorded, failures on demand."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+API_VERSION = "2010-04-01"
+_ROUTE = re.compile(
+    rf"^/{API_VERSION}/Accounts/(?P<account>AC\w+)/(?P<resource>Messages|Calls)\.json$"
+)
+_KINDS = {"Messages": "message", "Calls": "call"}
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+# Twilio's wording for the errors the stand-in gives; like Twilio's own, some name the number.
+MESSAGES = {
+    20003: "Authenticate",
+    20404: "The requested resource was not found",
+    20429: "Too Many Requests",
+    20500: "An internal server error has occurred",
+    20503: "Service Unavailable",
+    21205: "Url parameter is required.",
+    21211: "The 'To' number {to} is not a valid phone number.",
+    21602: "Message body is required.",
+    21603: "A 'From' phone number is required.",
+    21604: "A 'To' phone number is required.",
+    21610: "Attempt to send to unsubscribed recipient",
+}
+# The Twilio error code that goes with an injected HTTP status when none is given.
+STATUS_CODES = {429: 20429, 500: 20500, 503: 20503}
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request the stand-in received, and what it answered."""
+
+    kind: str  # "message", "call", or "other" for any other path
+    form: dict[str, str]
+    at: float  # time.time() when it arrived
+    status: int  # HTTP status answered
+    sid: str | None  # the Message or Call SID, when the request was accepted
+    response: dict[str, Any]  # the JSON body answered
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == 201
+
+
+@dataclass
+class _Failure:
+    status: int
+    code: int | None
+    message: str | None = None
+
+
+@dataclass
+class _Plan:
+    """Failures and delays queued up by the test, consumed request by request."""
+
+    next_failures: list[_Failure] = field(default_factory=list)
+    by_recipient: dict[str, _Failure] = field(default_factory=dict)
+    delays: list[float] = field(default_factory=list)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Keep the test output free of access lines."""
+
+
+class TwilioApi:
+    """Serve Messages.json and Calls.json on 127.0.0.1 as Twilio does, in a thread."""
+
+    def __init__(self, account_sid: str, auth_token: str):
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self._received: list[Received] = []
+        self._plan = _Plan()
+        self._changed = threading.Condition()
+        self._closing = threading.Event()
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # Life cycle
+
+    def start(self) -> TwilioApi:
+        """Bind a free port and serve in a background thread."""
+        self._server = make_server(
+            "127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="twilio-api", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, cutting short any delayed answer."""
+        self._closing.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> TwilioApi:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL to use as TWILIO_API_URL."""
+        assert self._server is not None, "the stand-in is not running"
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    # Failures on demand
+
+    def fail_next(self, count: int = 1, *, status: int = 500, code: int | None = None) -> None:
+        """Answer the next `count` requests with this HTTP status and Twilio error code."""
+        failure = _Failure(status, code if code is not None else STATUS_CODES.get(status))
+        with self._changed:
+            self._plan.next_failures.extend(failure for _ in range(count))
+
+    def fail_for(
+        self, to: str, code: int, *, status: int = 400, message: str | None = None
+    ) -> None:
+        """Refuse every request to this recipient with a Twilio error (21610: opted out)."""
+        with self._changed:
+            self._plan.by_recipient[to] = _Failure(status, code, message)
+
+    def delay_next(self, seconds: float, count: int = 1) -> None:
+        """Hold the answer to the next `count` requests for `seconds` (they still succeed)."""
+        with self._changed:
+            self._plan.delays.extend(seconds for _ in range(count))
+
+    # What was received
+
+    def received(self, kind: str | None = None) -> list[Received]:
+        """Return every request received, accepted or not, oldest first."""
+        with self._changed:
+            return [r for r in self._received if kind is None or r.kind == kind]
+
+    def messages(self) -> list[Received]:
+        """Return the texts accepted for sending."""
+        return [r for r in self.received("message") if r.accepted]
+
+    def calls(self) -> list[Received]:
+        """Return the calls accepted for placing."""
+        return [r for r in self.received("call") if r.accepted]
+
+    def wait_for(
+        self, count: int, *, kind: str | None = None, timeout: float = 5.0
+    ) -> list[Received]:
+        """Wait until `count` requests (of `kind`, if given) were accepted; return them."""
+
+        def accepted() -> list[Received]:
+            return [r for r in self._received if r.accepted and kind in (None, r.kind)]
+
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(accepted()) >= count, timeout):
+                got = [(r.kind, r.status) for r in self._received]
+                raise AssertionError(f"wanted {count} accepted {kind or 'requests'}, got {got}")
+            return accepted()
+
+    # The API itself
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        response = self._answer(request)
+        return response(environ, start_response)
+
+    def _answer(self, request: Request) -> Response:
+        match = _ROUTE.match(request.path)
+        kind = _KINDS[match["resource"]] if match else "other"
+        form = request.form.to_dict(flat=True)
+        auth = request.authorization
+        if auth is None or (auth.username, auth.password) != (self.account_sid, self.auth_token):
+            status, body = 401, _error(401, 20003, MESSAGES[20003])
+        elif match is None or request.method != "POST" or match["account"] != auth.username:
+            status, body = 404, _error(404, 20404, MESSAGES[20404])
+        else:
+            status, body = self._create(kind, match["account"], form)
+
+        delay = 0.0
+        with self._changed:
+            if self._plan.delays:
+                delay = self._plan.delays.pop(0)
+            sid = body.get("sid") if status == 201 else None
+            self._received.append(Received(kind, form, time.time(), status, sid, body))
+            self._changed.notify_all()
+        if delay:
+            self._closing.wait(delay)
+
+        headers = {"WWW-Authenticate": 'Basic realm="Twilio API"'} if status == 401 else {}
+        return Response(
+            json.dumps(body), status=status, headers=headers, mimetype="application/json"
+        )
+
+    def _create(self, kind: str, account: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        to = form.get("To", "")
+        with self._changed:
+            if self._plan.next_failures:
+                failure: _Failure | None = self._plan.next_failures.pop(0)
+            else:
+                failure = self._plan.by_recipient.get(to)
+        if failure is None:
+            failure = _validate(kind, form)
+        if failure is not None:
+            code = failure.code if failure.code is not None else failure.status
+            text = failure.message or MESSAGES.get(code, "Error").format(to=to)
+            return failure.status, _error(failure.status, code, text)
+        return 201, (_message if kind == "message" else _call)(account, form)
+
+
+def _validate(kind: str, form: dict[str, str]) -> _Failure | None:
+    """Refuse what Twilio refuses: missing fields and numbers that are not E.164."""
+    if not form.get("To"):
+        return _Failure(400, 21604)
+    if not form.get("From"):
+        return _Failure(400, 21603)
+    if kind == "message" and not form.get("Body") and not form.get("MediaUrl"):
+        return _Failure(400, 21602)
+    if kind == "call" and not form.get("Url") and not form.get("Twiml"):
+        return _Failure(400, 21205)
+    if not _E164.match(form["To"]):
+        return _Failure(400, 21211)
+    return None
+
+
+def _error(status: int, code: int, message: str) -> dict[str, Any]:
+    return {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+
+
+def _now() -> str:
+    return format_datetime(datetime.now(UTC).replace(microsecond=0))
+
+
+def _message(account: str, form: dict[str, str]) -> dict[str, Any]:
+    sid = "SM" + secrets.token_hex(16)
+    uri = f"/{API_VERSION}/Accounts/{account}/Messages/{sid}"
+    now = _now()
+    return {
+        "account_sid": account,
+        "api_version": API_VERSION,
+        "body": form.get("Body", ""),
+        "date_created": now,
+        "date_sent": None,
+        "date_updated": now,
+        "direction": "outbound-api",
+        "error_code": None,
+        "error_message": None,
+        "from": form["From"],
+        "messaging_service_sid": None,
+        "num_media": "0",
+        "num_segments": "1",
+        "price": None,
+        "price_unit": "USD",
+        "sid": sid,
+        "status": "queued",
+        "subresource_uris": {"media": f"{uri}/Media.json"},
+        "to": form["To"],
+        "uri": f"{uri}.json",
+    }
+
+
+def _call(account: str, form: dict[str, str]) -> dict[str, Any]:
+    sid = "CA" + secrets.token_hex(16)
+    uri = f"/{API_VERSION}/Accounts/{account}/Calls/{sid}"
+    now = _now()
+    return {
+        "account_sid": account,
+        "annotation": None,
+        "answered_by": None,
+        "api_version": API_VERSION,
+        "caller_name": None,
+        "date_created": now,
+        "date_updated": now,
+        "direction": "outbound-api",
+        "duration": None,
+        "end_time": None,
+        "forwarded_from": None,
+        "from": form["From"],
+        "from_formatted": form["From"],
+        "group_sid": None,
+        "parent_call_sid": None,
+        "phone_number_sid": "PN" + "0" * 32,
+        "price": None,
+        "price_unit": "USD",
+        "queue_time": "0",
+        "sid": sid,
+        "start_time": None,
+        "status": "queued",
+        "subresource_uris": {"notifications": f"{uri}/Notifications.json"},
+        "to": form["To"],
+        "to_formatted": form["To"],
+        "trunk_sid": None,
+        "uri": f"{uri}.json",
+    }
