@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -16,6 +17,9 @@ from twilio.rest import Client
 from helpline.config import DEFAULT_TWILIO_API_URL, Settings
 from helpline.constants import TWILIO_OPTED_OUT_CODE, TWILIO_RETRY_STATUSES, TWILIO_TIMEOUT
 from helpline.errors import Failure, OutboundError
+
+# Seconds of clock difference allowed between us and Twilio when matching a sent text.
+SEND_CLOCK_SKEW = 120
 
 # Network failures after which a later attempt may well succeed.
 _TRANSIENT = (
@@ -71,6 +75,21 @@ def place_call(
     extra = {"status_callback": status_callback} if status_callback else {}
     call = _request(lambda: client.calls.create(to=to, from_=sender, url=url, **extra))
     return str(call.sid)
+
+
+def find_sent(client: Client, *, sender: str, to: str, body: str, since: float) -> str | None:
+    """Return the SID of a text already sent from sender to to with body since `since`.
+
+    Used after an attempt that may or may not have reached Twilio (a timeout, a killed
+    worker): the message log is the only record of whether it went.
+    """
+    after = datetime.fromtimestamp(since - SEND_CLOCK_SKEW, UTC)
+    messages = _request(lambda: client.messages.list(to=to, from_=sender, limit=50))
+    for message in messages:
+        created = message.date_created
+        if message.body == body and (created is None or created >= after):
+            return str(message.sid)
+    return None
 
 
 def classify(status: int | None, code: int | None) -> Failure:

@@ -140,7 +140,8 @@ class SmsConversations:
             pipe = client.pipeline(transaction=False)
             stored = state.to_dict()
             # Answers can hold a callback number: never stored in plain text.
-            stored["answers"] = seal_answers(self.sealer, state.answers, who) if state.answers else ""
+            answers = state.answers
+            stored["answers"] = seal_answers(self.sealer, answers, who) if answers else ""
             pipe.set(_state_key(who), json.dumps(stored), ex=SMS_STATE_TTL)
             if sid:
                 pipe.set(_reply_key(who, sid), answer, ex=REPLY_CACHE_TTL)

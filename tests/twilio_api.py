@@ -188,6 +188,9 @@ class TwilioApi:
         auth = request.authorization
         if auth is None or (auth.username, auth.password) != (self.account_sid, self.auth_token):
             status, body = 401, _error(401, 20003, MESSAGES[20003])
+        elif match and request.method == "GET" and kind == "message":
+            # Reading the message log: what a sender checks after an uncertain send.
+            return self._list_messages(match["account"], request.args.get("To", ""))
         elif match is None or request.method != "POST" or match["account"] != auth.username:
             status, body = 404, _error(404, 20404, MESSAGES[20404])
         else:
@@ -207,6 +210,24 @@ class TwilioApi:
         return Response(
             json.dumps(body), status=status, headers=headers, mimetype="application/json"
         )
+
+    def _list_messages(self, account: str, to: str) -> Response:
+        with self._changed:
+            sent = [r.response for r in self._received if r.kind == "message" and r.accepted]
+        found = [m for m in reversed(sent) if not to or m["to"] == to]
+        uri = f"/{API_VERSION}/Accounts/{account}/Messages.json"
+        body = {
+            "messages": found,
+            "first_page_uri": uri,
+            "next_page_uri": None,
+            "previous_page_uri": None,
+            "page": 0,
+            "page_size": 50,
+            "start": 0,
+            "end": max(len(found) - 1, 0),
+            "uri": uri,
+        }
+        return Response(json.dumps(body), status=200, mimetype="application/json")
 
     def _create(self, kind: str, account: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         to = form.get("To", "")

@@ -24,8 +24,9 @@ from helpline.constants import HISTORY_SAMPLE_SECONDS, KEY_PREFIX
 from helpline.counsellors import Counsellors
 from helpline.crypto import Sealer, lookup_key
 from helpline.errors import Failure, OutboundError
-from helpline.flows.lint import Library, load_flows
 from helpline.flows.gsm import as_sent
+from helpline.flows.lint import Library, load_flows
+from helpline.outbound import find_sent, make_client, send_text
 from helpline.sms import OPT_OUT_KEY
 from workers.main import queue as job_queue
 
@@ -53,8 +54,6 @@ class Context:
 
     @functools.cached_property
     def twilio(self) -> Any:
-        from helpline.outbound import make_client
-
         return make_client(self.settings)
 
     def text(self, key: str, lang: str, **values: str) -> str:
@@ -103,9 +102,7 @@ def send_once(ctx: Context, request_id: str, kind: str, to: str, body: str, who:
     key = REQ + request_id
     sent = ctx.client.hget(key, f"sent:{kind}")
     if sent:
-        return str(sent.decode())
-    from helpline.outbound import find_sent, send_text
-
+        return _str(sent)
     sender = ctx.settings.phone_number
     started = ctx.client.hget(key, f"sending:{kind}")
     if started:
@@ -143,7 +140,7 @@ def _recipient(ctx: Context, request_id: str) -> tuple[Request, str, str] | None
     who = ctx.client.hget(REQ + request_id, "who")
     if not request.texts_ok or who is None:
         return None
-    who_text = who.decode()
+    who_text = _str(who)
     if ctx.client.sismember(OPT_OUT_KEY, who_text):
         log.info("not texted: opted out", extra={"request": request_id})
         return None
@@ -220,7 +217,7 @@ def housekeeping() -> dict[str, int]:
         jobs.enqueue(expired_text, request_id, retry=RETRY, job_id=f"expired-{request_id}")
     due = ctx.client.zrangebyscore(UNCONFIRMED, "-inf", time.time() - CONFIRM_GRACE_SECONDS)
     for raw in due:
-        request_id = raw.decode()
+        request_id = _str(raw)
         jobs.enqueue(confirm_request, request_id, retry=RETRY, job_id=f"confirm-{request_id}")
     purged = ctx.queue.purge(settings.retention_days * 24 * 3600)
     _sample_history(ctx)
@@ -240,3 +237,7 @@ def _sample_history(ctx: Context) -> None:
     pipe.zadd(HISTORY, {sample: now})
     pipe.zremrangebyscore(HISTORY, "-inf", now - 24 * 3600)
     pipe.execute()
+
+
+def _str(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
