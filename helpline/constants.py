@@ -14,6 +14,9 @@ MAX_REPROMPTS = 2
 # Seconds the voice menu waits for a key press or speech before it reprompts.
 GATHER_TIMEOUT = 6
 
+# Seconds to wait between key presses while someone keys in a phone number.
+NUMBER_TIMEOUT = 10
+
 # Most SMS segments any reply may take.
 SMS_MAX_SEGMENTS = 2
 

@@ -46,7 +46,7 @@ class CallbackDesk:
         store: Store,
         hours: OpeningHours,
         content: Content,
-        notify: Callable[[Placement], None],
+        notify: Callable[[Placement, bool], None],
         clock: Callable[[], float],
     ):
         self.queue = queue
@@ -89,6 +89,7 @@ class CallbackDesk:
         )
         # The reply to a text already tells the texter where they stand.
         told_in_reply = caller.channel == "sms" and wanted == "caller"
+        confirm = contact.texts_ok and not told_in_reply
         try:
             placement = self.queue.enqueue(
                 contact,
@@ -96,7 +97,7 @@ class CallbackDesk:
                 lang=state.lang,
                 urgent=answers.get("urgent") == "yes",
                 webhook_sid=caller.webhook_sid,
-                confirm=contact.texts_ok and not told_in_reply,
+                confirm=confirm,
             )
         except QueueError as exc:
             self.store.trip()
@@ -112,7 +113,7 @@ class CallbackDesk:
             },
         )
         if placement.added is Added.NEW:
-            self._notify(placement)
+            self._notify(placement, confirm)
         return ("queued" if placement.added is Added.NEW else "already"), self.where(
             placement, state.lang
         )
@@ -154,11 +155,11 @@ class CallbackDesk:
             facts.update(wait="known", minutes=str(minutes))
         return facts
 
-    def _notify(self, placement: Placement) -> None:
+    def _notify(self, placement: Placement, confirm: bool) -> None:
         # The request is safe in Redis already; if the jobs cannot be queued now, the
         # workers' housekeeping finds requests whose confirmation is still pending.
         try:
-            self.notify(placement)
+            self.notify(placement, confirm)
         except Exception as exc:  # noqa: BLE001 - the caller is queued; never fail them here
             log.error(
                 "could not hand a callback to the workers",

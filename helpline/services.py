@@ -70,8 +70,8 @@ def init_app(app: Flask, settings: Settings) -> Helpline:
     queue = CallbackQueue(store.client, sealer, phone_key)
     jobs = job_queue(store.client)
 
-    def notify(placement: Placement) -> None:
-        after_queued(jobs, placement.request)
+    def notify(placement: Placement, confirm: bool) -> None:
+        after_queued(jobs, placement.request, confirm=confirm)
 
     desk = CallbackDesk(
         queue,

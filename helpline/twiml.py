@@ -9,7 +9,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
 from helpline.config import Region
-from helpline.constants import GATHER_TIMEOUT
+from helpline.constants import GATHER_TIMEOUT, NUMBER_TIMEOUT
 from helpline.flows.engine import Ask, Event, Hangup, Say
 from helpline.flows.lint import sms_text
 
@@ -40,12 +40,14 @@ def _render_voice(events: Sequence[Event], action_url: str, locale: dict[str, st
     ask = next((e for e in events if isinstance(e, Ask)), None)
     target = response
     if ask is not None:
+        # A phone number is keyed in full and ended with #; menu choices end by count.
         target = response.gather(
             input="dtmf speech",
             action=action_url,
             method="POST",
-            num_digits=ask.max_digits,
-            timeout=GATHER_TIMEOUT,
+            num_digits=None if ask.collect else ask.max_digits,
+            finish_on_key="#" if ask.collect else None,
+            timeout=NUMBER_TIMEOUT if ask.collect else GATHER_TIMEOUT,
             speech_timeout="auto",
             hints=", ".join(ask.hints[:MAX_HINTS]) or None,
             language=locale[ask.lang],

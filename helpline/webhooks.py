@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from flask import Blueprint, Response, request, url_for
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -15,6 +16,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from helpline import twiml
 from helpline.constants import MAX_INPUT_CHARS, STATS_KEY
 from helpline.flows.engine import Event, Reply, State
+from helpline.intake import Caller, open_answers, seal_answers
 from helpline.services import helpline
 from helpline.sms import Incoming
 
@@ -119,9 +121,13 @@ def answer_safely(exc: Exception) -> Response | HTTPException:
 # -- voice ------------------------------------------------------------------------------
 
 
-def _voice_answer(state: State, events: list[Event]) -> Response:
-    action = url_for("twilio.voice_step", node=state.node, lang=state.lang, r=state.reprompts)
+def _voice_answer(state: State, events: list[Event], call_sid: str = "") -> Response:
     services = helpline()
+    position: dict[str, Any] = {"node": state.node, "lang": state.lang, "r": state.reprompts}
+    if state.answers:
+        # Answers can hold a callback number: sealed, and bound to this call.
+        position["a"] = seal_answers(services.sealer, state.answers, call_sid)
+    action = url_for("twilio.voice_step", **position)
     return _twiml(twiml.voice(events, action, services.settings.region))
 
 
@@ -134,13 +140,16 @@ def voice_incoming() -> Response:
 
 @bp.post("/voice/step")
 def voice_step() -> Response:
-    engine = helpline().voice
+    services = helpline()
+    engine = services.voice
+    caller = Caller(number=_form("From"), channel="voice", webhook_sid=_form("CallSid"))
     state = engine.restore(
         {
             "flow": engine.flow.id,
             "node": request.args.get("node", ""),
             "lang": request.args.get("lang", ""),
             "reprompts": request.args.get("r", "0"),
+            "answers": open_answers(services.sealer, request.args.get("a", ""), caller.webhook_sid),
         }
     )
     if state is None:
@@ -148,9 +157,13 @@ def voice_step() -> Response:
         state, events = engine.start(request.args.get("lang"))
     else:
         reply = Reply(digits=_form("Digits"), text=_form("SpeechResult"))
-        state, events = engine.resume(state, reply)
+        if engine.is_crisis(reply.text):
+            services.desk.escalate(caller)
+        facts = services.desk.facts(caller, spoken=True)
+        step = engine.resume(state, reply, context=facts)
+        state, events = services.desk.settle(engine, caller, step, facts)
     log.info("call step", extra={"node": state.node, "lang": state.lang})
-    return _voice_answer(state, events)
+    return _voice_answer(state, events, caller.webhook_sid)
 
 
 @bp.post("/voice/fallback")

@@ -342,7 +342,7 @@ class BrokenEngine:
     def start(self, lang: str | None = None) -> Any:
         raise RuntimeError(f"cannot start a call in {lang!r}")
 
-    def resume(self, state: Any, reply: Any, *, fresh: bool = False) -> Any:
+    def resume(self, state: Any, reply: Any, **options: Any) -> Any:
         raise RuntimeError(f"no way forward from {state!r} for {reply!r}")
 
 

@@ -68,7 +68,45 @@ def test_sms_over_two_segments_is_reported(flows):
         "sms.crisis_options: " + "Reply well " * 20 + "1",
     )
     problems = check_flows(flows)
-    assert any("arriving at 'crisis'" in p and "3 SMS segments" in p for p in problems)
+    assert any("arriving at" in p and "'crisis'" in p and "3 SMS segments" in p for p in problems)
+
+
+def test_sms_over_two_segments_on_one_branch_only_is_reported(flows):
+    # Said only out of hours: the size check must follow every branch, not just one.
+    edit(
+        flows / "content" / "en.yaml",
+        "sms.callback_closed: >-",
+        "sms.callback_closed: >-\n    " + "Sorry for the wait. " * 8,
+    )
+    problems = check_flows(flows)
+    assert any("'callback_queued'" in p and "SMS segments" in p for p in problems)
+
+
+def test_a_workers_text_over_two_segments_is_reported(flows):
+    edit(
+        flows / "content" / "es.yaml",
+        "sms.missed_call: >-",
+        "sms.missed_call: >-\n    " + "Lo sentimos mucho. " * 14,
+    )
+    assert any("es: sms.missed_call" in p and "SMS segments" in p for p in check_flows(flows))
+
+
+def test_an_action_without_all_its_outcomes_is_reported(flows):
+    edit(
+        flows / "sms.yaml",
+        "outcomes: {queued: callback_queued, already: callback_already, failed: callback_failed}",
+        "outcomes: {queued: callback_queued, already: callback_already}",
+    )
+    assert any("action 'callback' needs outcomes" in p for p in check_flows(flows))
+
+
+def test_a_branch_without_otherwise_is_reported(flows):
+    edit(
+        flows / "voice.yaml",
+        "branch: {fact: hours, closed: callback_closed, otherwise: callback_wait}",
+        "branch: {fact: hours, closed: callback_closed}",
+    )
+    assert any("'branch' needs 'fact' and 'otherwise'" in p for p in check_flows(flows))
 
 
 def test_character_that_forces_ucs2_is_reported(flows):

@@ -16,7 +16,7 @@ from helpline.flows.lint import load_flows
 from helpline.flows.model import Channel
 from helpline.services import speakable
 from tests import transcripts
-from tests.factories import CALLER, HELPLINE_NUMBER, sign
+from tests.factories import HELPLINE_NUMBER, callback_number, sign
 
 GOLDEN = Path(__file__).parent / "golden"
 LIBRARY = load_flows(Settings().flows_dir)
@@ -49,10 +49,11 @@ def _transcript(client, channel: Channel, lang: str, node_id: str) -> str:  # ty
     engine = _engine(channel)
     sections = []
     for index, walk in enumerate(transcripts.walks(engine.flow, engine, lang)[node_id]):
-        # A number of its own per walk (Redis is flushed per test), so each starts afresh.
-        sender = CALLER[:-4] + f"{index:04d}"
+        # A number and a call of its own per walk (Redis is flushed per test), so each
+        # starts afresh, as a new caller would.
+        sender = callback_number(index)
         if channel is Channel.VOICE:
-            base = {"CallSid": "CA" + "0" * 32, "From": sender, "To": HELPLINE_NUMBER}
+            base = {"CallSid": f"CA{index:032d}", "From": sender, "To": HELPLINE_NUMBER}
             lines = transcripts.play_voice(post, walk, base)
         else:
             base = {"From": sender, "To": HELPLINE_NUMBER}
@@ -78,11 +79,15 @@ def test_transcript_matches_golden(client, request, channel, lang, node_id):
     assert actual == path.read_text(encoding="utf-8")
 
 
+# Resting nodes a walk through working webhooks never reaches, and where they are tested.
+ELSEWHERE = {"callback_failed"}  # Redis down while queueing: tests/test_intake.py
+
+
 def test_golden_transcripts_cover_every_node_in_every_language():
     for channel in Channel:
         flow = LIBRARY.flow_for(channel)
         for lang in LIBRARY.content.languages:
             written = {p.stem for p in (GOLDEN / channel.value / lang).glob("*.txt")}
             # Nodes that only pass through ("greeting") appear inside the others.
-            resting = {node_id for node_id, node in flow.nodes.items() if node.next is None}
-            assert written == resting, (channel, lang, resting ^ written)
+            resting = {node_id for node_id, node in flow.nodes.items() if node.waits or node.end}
+            assert written == resting - ELSEWHERE, (channel, lang, resting ^ written)

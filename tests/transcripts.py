@@ -16,8 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from helpline.constants import MAX_REPROMPTS
-from helpline.flows.engine import Engine, Reply, State
+from helpline.flows.engine import Act, Engine, Reply, State, Step
 from helpline.flows.model import Channel, Flow
+
+# What the web layer knows when a walk is played: the caller's number is known, and a
+# callback request joins an empty queue, open all hours, with no history to estimate from.
+FACTS = {"caller_id": "known", "number_end": "1 0 0"}
+QUEUED = {"place": "known", "position": "1"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,10 @@ def exits(engine: Engine, state: State) -> list[tuple[str, Input]]:
         if case.words:
             phrase = content.phrases(case.words, state.lang)[0]
             ways.append((f"words {case.words}", Input("say" if voice else "text", phrase)))
+    if node.collect:
+        # A callback number keyed in or texted: international, from the fictional range.
+        number = "0012025550188" if voice else "+1 202 555 0188"
+        ways.append(("a number", Input("keys" if voice else "text", number)))
     if node.offer_languages:
         for lang in content.languages.values():
             if lang.code != state.lang:
@@ -73,6 +82,15 @@ def exits(engine: Engine, state: State) -> list[tuple[str, Input]]:
     return ways
 
 
+def advance(engine: Engine, state: State, reply: Reply) -> Step:
+    """One step as the webhooks take it, with a callback request queued successfully."""
+    state, events = engine.resume(state, reply, context=FACTS)
+    if events and isinstance(events[-1], Act):
+        state, after = engine.outcome(state, "queued", {**FACTS, **QUEUED})
+        events = [*events[:-1], *after]
+    return state, events
+
+
 def walks(flow: Flow, engine: Engine, lang: str) -> dict[str, list[list[Input]]]:
     """For each node where a conversation can rest, the shortest walk to it plus one per exit.
 
@@ -94,7 +112,7 @@ def walks(flow: Flow, engine: Engine, lang: str) -> dict[str, list[list[Input]]]
     while queue:
         state, path = queue.popleft()
         for _, way in exits(engine, state):
-            nxt, _ = engine.resume(state, way.reply())
+            nxt, _ = advance(engine, state, way.reply())
             if nxt.lang != lang:
                 continue  # the other language has walks of its own
             reach.setdefault(nxt.node, (nxt, path + [way]))
@@ -136,7 +154,10 @@ def play_voice(post: Post, walk: list[Input], base_form: dict[str, str]) -> list
         if gather is None:
             lines.append("helpline: (hangs up)")
             break
-        lines.append(f"helpline: (listens for {gather.get('numDigits')} key or speech)")
+        if gather.get("finishOnKey"):
+            lines.append("helpline: (listens for keys ending with #, or speech)")
+        else:
+            lines.append(f"helpline: (listens for {gather.get('numDigits')} key or speech)")
         path = gather.attrib["action"]
     return lines
 

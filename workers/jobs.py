@@ -83,9 +83,10 @@ def context() -> Context:
 # -- enqueueing (called by the web process) ------------------------------------------------
 
 
-def after_queued(jobs: Queue, request: Request) -> None:
+def after_queued(jobs: Queue, request: Request, *, confirm: bool) -> None:
     """Queue the work a new callback request needs: its confirmation, and alerts."""
-    jobs.enqueue(confirm_request, request.id, retry=RETRY, job_id=f"confirm-{request.id}")
+    if confirm:
+        jobs.enqueue(confirm_request, request.id, retry=RETRY, job_id=f"confirm-{request.id}")
     if request.urgent:
         jobs.enqueue(alert_counsellors, request.id, retry=RETRY, job_id=f"alert-{request.id}")
 

@@ -1,0 +1,305 @@
+"""Asking for a counsellor's call back, by phone and by text, through the signed webhooks."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import redis as redis_py
+from flask.testing import FlaskClient
+
+from helpline import create_app
+from helpline.callbacks import COMPLETED, CallbackQueue, Contact, Outcome, Priority, Status
+from helpline.services import helpline
+from tests.factories import (
+    VoiceStep,
+    call_params,
+    callback_number,
+    make_settings,
+    parse_voice,
+    scan_for_numbers,
+    sms_params,
+    sms_replies,
+    twilio_post,
+)
+from workers.main import queue as job_queue
+
+CALLER = callback_number(7)
+OTHER = callback_number(42)
+
+
+class Call:
+    """One phone call: the same CallSid and caller ID on every step, as Twilio sends."""
+
+    def __init__(self, client: FlaskClient, sender: str = CALLER):
+        self.client = client
+        self.params = call_params(sender=sender)
+        self.step = self._post("/twilio/voice", {})
+
+    def _post(self, path: str, extra: dict[str, str]) -> VoiceStep:
+        response = twilio_post(self.client, path, {**self.params, **extra})
+        assert response.status_code == 200
+        return parse_voice(response.get_data(as_text=True))
+
+    def press(self, *keys: str) -> VoiceStep:
+        for key in keys:
+            self.step = self._post(self.step.action, {"Digits": key})
+        return self.step
+
+    def say(self, words: str) -> VoiceStep:
+        self.step = self._post(self.step.action, {"SpeechResult": words})
+        return self.step
+
+
+def text(client: FlaskClient, body: str, sender: str = CALLER) -> str:
+    response = twilio_post(client, "/twilio/sms", sms_params(body, sender=sender))
+    assert response.status_code == 200
+    return "\n".join(sms_replies(response.get_data(as_text=True)))
+
+
+def _queue(client: FlaskClient) -> CallbackQueue:
+    with client.application.app_context():
+        return helpline().queue
+
+
+# -- voice -----------------------------------------------------------------------------
+
+
+def test_caller_is_queued_on_their_own_number_and_told_their_place(client, redis) -> None:
+    call = Call(client)
+    assert "press 4" in call.step.text
+    triage = call.press("4")
+    assert "at risk of an overdose" in triage.text
+    confirm = call.press("2")
+    assert "ending in 1 0 7" in confirm.text  # callback_number(7) ends 107
+    call.press("1", "1")  # this number; voicemail is safe
+    done = call.press("2")  # texts are not
+
+    assert "You're now on the list" in done.text
+    assert "You are number 1 in the queue." in done.text
+    assert "as soon as we can" in done.text
+    [request] = _queue(client).active()
+    assert request.priority is Priority.NORMAL and request.channel == "voice"
+    assert (request.voicemail_ok, request.texts_ok) == (True, False)
+    assert _queue(client).phone(request.id) == CALLER
+
+
+def test_at_risk_caller_hears_the_emergency_advice_first_and_goes_to_the_front(
+    client, redis
+) -> None:
+    Call(client, sender=callback_number(1)).press("4", "2", "1", "1", "1")
+    call = Call(client)
+    urgent = call.say("counsellor")
+    assert "at risk" in urgent.text
+    after = call.say("yes")
+    assert after.says[0].startswith("If someone has overdosed")
+    assert "mark your call back as urgent" in after.text
+    done = call.press("1", "1", "1")
+
+    assert "You are number 1 in the queue." in done.text
+    assert _queue(client).active()[0].priority is Priority.URGENT
+
+
+def test_withheld_caller_keys_in_a_number_which_never_appears_in_the_url(client, redis) -> None:
+    call = Call(client, sender="anonymous")
+    ask = call.press("4", "2")
+    assert "key in the number" in ask.text
+    assert ask.gather is not None and ask.gather.get("finishOnKey") == "#"
+    bad = call.press("12345")
+    assert "doesn't seem to be a full phone number" in bad.text
+    next_step = call.press("0012025550188")
+
+    assert "leave a voicemail" in next_step.text
+    assert "2025550188" not in next_step.action and "0188" not in next_step.action
+    call.press("2", "2")
+    [request] = _queue(client).active()
+    assert _queue(client).phone(request.id) == "+12025550188"
+
+
+def test_answers_do_not_carry_over_to_another_call(client, redis) -> None:
+    call = Call(client, sender="anonymous")
+    call.press("4", "2", "0012025550188")
+    stolen = call.step.action
+    other = call_params(sender="anonymous")  # another CallSid replays the URL
+    response = twilio_post(client, stolen, {**other, "Digits": "1"})
+    step = parse_voice(response.get_data(as_text=True))
+    response = twilio_post(client, step.action, {**other, "Digits": "1"})
+    result = parse_voice(response.get_data(as_text=True))
+
+    assert "couldn't take your request" in result.text
+    assert _queue(client).active() == []
+
+
+def test_a_retried_final_step_queues_once(client, redis) -> None:
+    call = Call(client)
+    call.press("4", "2", "1", "1")
+    final = call.step.action
+    first = twilio_post(client, final, {**call.params, "Digits": "1"}).get_data(as_text=True)
+    again = twilio_post(client, final, {**call.params, "Digits": "1"}).get_data(as_text=True)
+
+    assert "You're now on the list" in parse_voice(first).text
+    assert "already on our list" in parse_voice(again).text
+    assert len(_queue(client).active()) == 1
+
+
+def test_asking_again_keeps_the_callers_place(client, redis) -> None:
+    Call(client).press("4", "2", "1", "1", "1")
+    Call(client, sender=OTHER).press("4", "2", "1", "1", "1")
+    again = Call(client, sender=OTHER).press("4", "2", "1", "1", "1")
+
+    assert "already on our list" in again.text
+    assert "number 2 in the queue" in again.text
+    assert len(_queue(client).active()) == 2
+
+
+def test_crisis_speech_from_a_queued_caller_makes_the_request_urgent(client, redis) -> None:
+    Call(client, sender=OTHER).press("4", "2", "1", "1", "1")
+    Call(client).press("4", "2", "1", "1", "1")
+    Call(client).say("he's not breathing")
+
+    first = _queue(client).active()[0]
+    assert first.priority is Priority.URGENT
+    assert _queue(client).phone(first.id) == CALLER
+
+
+def test_redis_down_while_queueing_says_so_plainly_with_the_safety_essentials(
+    client, redis
+) -> None:
+    call = Call(client)
+    call.press("4", "2", "1", "1")
+    services = client.application.extensions["helpline"]
+    services.store.client.connection_pool.reset()
+    port_closed = redis_py.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    services.queue.client = port_closed
+    try:
+        failed = call.press("1")
+    finally:
+        port_closed.close()
+
+    assert "couldn't take your request" in failed.text
+    assert "not on the list" in failed.text
+    assert "9 9 9" in failed.text and "Samaritans" in failed.text
+    assert "don't use alone" in failed.text
+    assert "You're now on the list" not in failed.text
+    assert failed.gather is not None  # the caller can still use the menu
+
+
+# -- sms -------------------------------------------------------------------------------
+
+
+def test_texter_asks_by_keyword_and_is_queued_on_their_number(client, redis) -> None:
+    assert "at risk of overdose" in text(client, "TALK")
+    assert "call you on this number" in text(client, "2")
+    assert "voicemail" in text(client, "1")
+    assert "text you" in text(client, "2")
+    reply = text(client, "yes")
+
+    assert "You're on the list" in reply and "You're number 1 in the queue." in reply
+    [request] = _queue(client).active()
+    assert (request.channel, request.voicemail_ok, request.texts_ok) == ("sms", False, True)
+    assert redis.hget(f"helpline:cb:req:{request.id}", "phone") != CALLER.encode()
+
+
+@pytest.mark.parametrize("word", ["talk", "Call me", "COUNSELOR", "councellor", "call back"])
+def test_close_variants_of_the_keywords_ask_for_a_counsellor(client, redis, word) -> None:
+    assert "at risk of overdose" in text(client, word)
+
+
+def test_texter_can_send_another_number_and_a_bad_one_is_asked_again(client, redis) -> None:
+    text(client, "TALK")
+    text(client, "no")
+    assert "doesn't look like a full phone number" in text(client, "0123")
+    assert "voicemail" in text(client, "+1 (202) 555-0188")
+    text(client, "1")
+    text(client, "1")
+
+    [request] = _queue(client).active()
+    assert _queue(client).phone(request.id) == "+12025550188"
+    assert scan_for_numbers(redis, [CALLER, "+12025550188"]) == []
+
+
+def test_spanish_texter_is_queued_in_spanish(client, redis) -> None:
+    text(client, "ESPAÑOL")
+    assert "corres peligro" in text(client, "HABLAR")
+    text(client, "2")
+    text(client, "1")
+    text(client, "1")
+    reply = text(client, "1")
+
+    assert "Eres el numero 1 de la cola." in reply  # accents folded for GSM-7
+    assert _queue(client).active()[0].lang == "es"
+
+
+def test_crisis_text_makes_an_open_request_urgent(client, redis) -> None:
+    for sender in (OTHER, CALLER):
+        for body in ("TALK", "2", "1", "1", "1"):
+            text(client, body, sender=sender)
+    reply = text(client, "he's blue and won't wake up")
+
+    assert reply.startswith("If someone has overdosed")
+    first = _queue(client).active()[0]
+    assert first.priority is Priority.URGENT and _queue(client).phone(first.id) == CALLER
+
+
+def test_a_confirmation_job_is_queued_with_the_request_id_only(client, redis) -> None:
+    for body in ("TALK", "2", "no"):
+        text(client, body)
+    text(client, "+1 202 555 0188")  # someone else's phone: they are told by text
+    text(client, "1")
+    text(client, "1")
+
+    [request] = _queue(client).active()
+    jobs = job_queue(redis)
+    [job] = [jobs.fetch_job(job_id) for job_id in jobs.job_ids]
+    assert job is not None and job.args == [request.id]
+    assert job.func_name == "workers.jobs.confirm_request"
+
+
+def test_no_confirmation_text_when_the_reply_already_told_them(client, redis) -> None:
+    for body in ("TALK", "2", "1", "1", "1"):
+        text(client, body)
+
+    assert job_queue(redis).count == 0
+    assert redis.zcard("helpline:cb:unconfirmed") == 0
+
+
+# -- hours and waits -------------------------------------------------------------------
+
+
+@pytest.fixture
+def closed_client(tmp_path: Path, redis_server: str, redis) -> FlaskClient:
+    # Open only for one minute a week: any test run is almost surely out of hours.
+    settings = make_settings(
+        tmp_path / "var", redis_server, hours="Mon 03:00-03:01", timezone="Europe/London"
+    )
+    return create_app(settings).test_client()
+
+
+def test_out_of_hours_callers_are_queued_and_told_when_call_backs_resume(closed_client) -> None:
+    for body in ("TALK", "2", "1", "1"):
+        text(closed_client, body)
+    reply = text(closed_client, "1")
+
+    assert "Counsellors are off duty now. Call backs start again" in reply
+    assert "at 3:00" in reply
+    assert "You're number 1 in the queue." in reply
+    assert [r.status for r in _queue(closed_client).active()] == [Status.WAITING]
+
+
+def test_wait_is_estimated_from_recent_callbacks(client, redis) -> None:
+    queue = _queue(client)
+    now = time.time()
+    # Two callbacks reached ten minutes apart: one every ten minutes.
+    for n, at in ((1, now - 600), (2, now)):
+        contact = Contact(callback_number(n), True, True)
+        queue.enqueue(contact, channel="sms", lang="en", urgent=False)
+        claimed = queue.claim_next("sam")
+        assert claimed is not None
+        queue.record(claimed.id, "sam", Outcome.REACHED)
+        redis.zadd(COMPLETED, {claimed.id: at}, xx=True)
+    for body in ("TALK", "2", "1", "1"):
+        text(client, body)
+    reply = text(client, "1")
+
+    assert "We expect to call in about 10 min." in reply
