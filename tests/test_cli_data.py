@@ -1,0 +1,127 @@
+"""The operator's commands: counsellor accounts, the queue listing, the retention purge."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis as redis_py
+
+from helpline.callbacks import CLOSED, CallbackQueue, Contact, Outcome
+from helpline.counsellors import Counsellors
+from helpline.crypto import Sealer, lookup_key
+from tests.factories import AUTH_TOKEN, SECRET_KEY, callback_number, scan_for_numbers
+
+
+@pytest.fixture
+def env(tmp_path: Path, redis_server: str, redis: redis_py.Redis) -> dict[str, str]:
+    values = {k: v for k, v in os.environ.items() if not k.startswith(("HELPLINE_", "TWILIO_"))}
+    values.update(
+        HELPLINE_DATA_DIR=str(tmp_path / "var"),
+        REDIS_URL=redis_server,
+        SECRET_KEY=SECRET_KEY,
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+    )
+    return values
+
+
+def helpline(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "helpline", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def queue(redis: redis_py.Redis) -> CallbackQueue:
+    return CallbackQueue(redis, Sealer(SECRET_KEY), lookup_key(SECRET_KEY))
+
+
+def test_counsellor_add_reads_the_password_from_stdin_and_stores_no_plain_phone(env, redis) -> None:
+    phone = callback_number(55)
+    done = helpline(
+        env, "counsellor", "add", "sam", "--name", "Sam Lee", "--phone", phone, "--admin",
+        stdin="a long enough password\n",
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert "added admin sam (Sam Lee, ***155)" in done.stdout
+    accounts = Counsellors(redis, Sealer(SECRET_KEY))
+    assert accounts.authenticate("sam", "a long enough password") is not None
+    assert accounts.authenticate("sam", "a long enough passwore") is None
+    assert scan_for_numbers(redis, [phone]) == []
+    assert b"a long enough password" not in b"".join(
+        v for v in redis.hvals("helpline:counsellor:sam")
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "says"),
+    [
+        (["--phone", "12"], "a long enough password\n", "not a valid phone number"),
+        (["--phone", "+12025550155"], "short\n", "at least 12 characters"),
+    ],
+)
+def test_counsellor_add_explains_what_to_fix(env, args, stdin, says) -> None:
+    done = helpline(env, "counsellor", "add", "sam", "--name", "Sam", *args, stdin=stdin)
+    assert done.returncode == 1
+    assert says in done.stderr
+
+
+def test_adding_the_same_username_twice_is_refused(env) -> None:
+    args = ["counsellor", "add", "sam", "--name", "Sam", "--phone", "+12025550155"]
+    assert helpline(env, *args, stdin="a long enough password\n").returncode == 0
+    again = helpline(env, *args, stdin="a long enough password\n")
+    assert again.returncode == 1 and "already a counsellor called 'sam'" in again.stderr
+
+
+def test_queue_list_json_shows_waiting_and_claimed_with_masked_numbers(env, redis) -> None:
+    q = queue(redis)
+    q.enqueue(Contact(callback_number(1), True, False), channel="voice", lang="en", urgent=False)
+    time.sleep(0.01)
+    q.enqueue(Contact(callback_number(2), False, True), channel="sms", lang="es", urgent=True)
+    q.claim_next("sam")
+
+    done = helpline(env, "queue", "list", "--json")
+
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert [(r["status"], r["priority"], r["channel"]) for r in rows] == [
+        ("claimed", "urgent", "sms"),
+        ("waiting", "normal", "voice"),
+    ]
+    assert [r["phone_masked"] for r in rows] == ["***102", "***101"]
+    assert all(r["created_at"].endswith("+00:00") and r["id"] for r in rows)
+    assert callback_number(1)[-7:] not in done.stdout
+
+
+def test_purge_deletes_closed_requests_past_retention_only(env, redis) -> None:
+    q = queue(redis)
+    q.enqueue(Contact(callback_number(1), True, True), channel="voice", lang="en", urgent=False)
+    old = q.claim_next("sam")
+    assert old is not None
+    q.record(old.id, "sam", Outcome.REACHED)
+    redis.zadd(CLOSED, {old.id: time.time() - 31 * 24 * 3600})  # closed a month ago
+    q.enqueue(Contact(callback_number(2), True, True), channel="voice", lang="en", urgent=False)
+
+    done = helpline(env, "purge")
+
+    assert done.returncode == 0, done.stderr
+    assert "purged 1 closed request(s) older than 30 days" in done.stdout
+    assert q.get(old.id) is None
+    assert len(q.active()) == 1
+
+
+def test_commands_say_what_to_fix_when_redis_is_unreachable(env) -> None:
+    env["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    done = helpline(env, "queue", "list")
+    assert done.returncode == 1
+    assert "cannot reach Redis" in done.stderr and "REDIS_URL" in done.stderr
