@@ -4,7 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench flows clean
+# The browser tests drive Debian's Chromium: Playwright's own browser download is
+# never used. Only `make test` needs it; `make run` does not.
+CHROMIUM := /usr/bin/chromium
+# Root installs packages directly; anyone else goes through sudo.
+SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_GET  := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+
+.PHONY: run test lint bench flows browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,10 +19,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --editable '.[dev]'
 	touch $@
 
+# The binary is its own stamp: installed once, then left alone. DejaVu gives
+# screenshots readable text.
+$(CHROMIUM):
+	$(APT_GET) update
+	$(APT_GET) install -y --no-install-recommends chromium fonts-dejavu-core
+
+browser: $(CHROMIUM)
+
 run: $(STAMP)
 	$(BIN)/helpline serve
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/helpline flows check
 	$(BIN)/pytest
 
@@ -28,4 +43,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/webhooks.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .hypothesis test-output

@@ -1,19 +1,25 @@
-"""Fixtures: a real redis-server, the app, a signed-request client, a Twilio REST stand-in."""
+"""Fixtures: a real redis-server (the embedded one), the app, a signed-request client,
+a Twilio REST stand-in, and for browser tests the app served over HTTP to Debian's Chromium."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 import redis as redis_py
 from flask import Flask
 from flask.testing import FlaskClient
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from helpline import create_app, embedded
 from helpline.config import Settings
+from tests.browser import TIMEOUT_MS, launch_chromium, save_screenshot, serve
 from tests.factories import ACCOUNT_SID, AUTH_TOKEN, make_settings
 from tests.twilio_api import TwilioApi
+
+# Whether a test's own body failed, for a screenshot of the page it left behind.
+CALL_FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +59,49 @@ def twilio_api() -> Iterator[TwilioApi]:
     """Serve a stand-in of Twilio's REST API for the test account; its .url is TWILIO_API_URL."""
     with TwilioApi(ACCOUNT_SID, AUTH_TOKEN) as api:
         yield api
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[str]:
+    """Serve this test's app over real HTTP on 127.0.0.1; yield its base URL."""
+    with serve(app) as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    """Launch Debian's Chromium once for the session, headless."""
+    chromium = launch_chromium(playwright)
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture
+def page(request: pytest.FixtureRequest, browser: Browser, live_server: str) -> Iterator[Page]:
+    """Open a page in a fresh browser context whose relative URLs go to the live server."""
+    context = browser.new_context(base_url=live_server)
+    context.set_default_timeout(TIMEOUT_MS)
+    opened = context.new_page()
+    yield opened
+    if request.node.stash.get(CALL_FAILED, False):
+        save_screenshot(opened, f"FAILED-{request.node.name}")
+    context.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_FAILED] = report.failed
+    return report
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

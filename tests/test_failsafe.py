@@ -81,8 +81,9 @@ def assert_sms_failsafe(body: str) -> None:
     assert segments(reply) <= SMS_MAX_SEGMENTS
 
 
-def assert_voice_failsafe(body: str, emergency: str = VOICE_EMERGENCY,
-                          alone: str = "don't use alone") -> None:
+def assert_voice_failsafe(
+    body: str, emergency: str = VOICE_EMERGENCY, alone: str = "don't use alone"
+) -> None:
     step = parse_voice(body)
     assert emergency in step.text
     assert alone in step.text
@@ -381,18 +382,42 @@ def _break_store(app: Flask) -> None:
 
 FAILURES = [
     # (id, break it, path, params, check the answer)
-    ("sms-engine", _break_sms_engine, "/twilio/sms", lambda: sms_params(PRIVATE_TEXT),
-     assert_sms_failsafe),
-    ("sms-conversations", _break_sms, "/twilio/sms", lambda: sms_params(PRIVATE_TEXT),
-     assert_sms_failsafe),
-    ("sms-store", _break_store, "/twilio/sms", lambda: sms_params(PRIVATE_TEXT),
-     assert_sms_failsafe),
+    (
+        "sms-engine",
+        _break_sms_engine,
+        "/twilio/sms",
+        lambda: sms_params(PRIVATE_TEXT),
+        assert_sms_failsafe,
+    ),
+    (
+        "sms-conversations",
+        _break_sms,
+        "/twilio/sms",
+        lambda: sms_params(PRIVATE_TEXT),
+        assert_sms_failsafe,
+    ),
+    (
+        "sms-store",
+        _break_store,
+        "/twilio/sms",
+        lambda: sms_params(PRIVATE_TEXT),
+        assert_sms_failsafe,
+    ),
     ("voice-start", _break_voice, "/twilio/voice", call_params, assert_voice_failsafe),
-    ("voice-step", _break_voice, "/twilio/voice/step?node=main&lang=en&r=0",
-     lambda: call_params(SpeechResult=PRIVATE_TEXT), assert_voice_failsafe),
-    ("voice-step-es", _break_voice, "/twilio/voice/step?node=main&lang=es&r=0",
-     lambda: call_params(SpeechResult=PRIVATE_TEXT),
-     lambda body: assert_voice_failsafe(body, "llama al 9 9 9", "no consumas a solas")),
+    (
+        "voice-step",
+        _break_voice,
+        "/twilio/voice/step?node=main&lang=en&r=0",
+        lambda: call_params(SpeechResult=PRIVATE_TEXT),
+        assert_voice_failsafe,
+    ),
+    (
+        "voice-step-es",
+        _break_voice,
+        "/twilio/voice/step?node=main&lang=es&r=0",
+        lambda: call_params(SpeechResult=PRIVATE_TEXT),
+        lambda body: assert_voice_failsafe(body, "llama al 9 9 9", "no consumas a solas"),
+    ),
 ]
 
 

@@ -37,6 +37,7 @@ FUZZ = settings(
 
 # -- strategies ----------------------------------------------------------------------------
 
+# fmt: off
 ODD = [
     "\u200f", "\u200e", "\u202e", "\u2067", "\u2069",  # bidi marks and overrides
     "\ufeff", "\u200b", "\u200d",  # BOM, zero-width space and joiner
@@ -48,6 +49,7 @@ ODD = [
     "<Say>", "]]>", "&amp;", "<!--", "%00", "%", "&", "=", "+", "?", "#",  # markup, URL
     "STOP", "START", "SAFE", "2", "*", "ESPAÑOL", "not breathing", "OD", "999",  # meaning
 ]
+# fmt: on
 chars = st.characters(codec="utf-8")  # any code point except lone surrogates
 odd_text = st.lists(st.sampled_from(ODD) | st.text(chars, max_size=4), max_size=40).map("".join)
 text = st.text(chars, max_size=300) | odd_text
@@ -87,7 +89,13 @@ def call_form(draw: st.DrawFn) -> dict[str, str]:
 
 
 VOICE_NODES = [
-    "greeting", "main", "emergency", "safety", "safety_signs", "recovery", "someone",
+    "greeting",
+    "main",
+    "emergency",
+    "safety",
+    "safety_signs",
+    "recovery",
+    "someone",
     "goodbye",
 ]
 step_args = st.fixed_dictionaries(

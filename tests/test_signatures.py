@@ -242,9 +242,7 @@ def test_with_public_url_a_request_signed_for_the_public_url_is_accepted(public_
 
 
 @routes
-def test_with_public_url_a_request_signed_for_the_local_url_is_refused(
-    public_client, redis, route
-):
+def test_with_public_url_a_request_signed_for_the_local_url_is_refused(public_client, redis, route):
     params = route.params()
     signature = sign(LOCAL + route.path, params)
     assert_refused(post(public_client, route.path, params, signature), redis)
@@ -292,4 +290,3 @@ def test_without_forwarded_headers_a_request_signed_for_the_tunnel_is_refused(cl
     params = sms_params("SAFE")
     signature = sign(TUNNEL + "/twilio/sms", params)
     assert_refused(post(client, "/twilio/sms", params, signature), redis)
-
