@@ -53,6 +53,7 @@ def chart(title: str, unit: str, points: list[tuple[float, float]], now: float) 
     top = max((value for _, value in points), default=0.0)
     top = max(top, 1.0)
     peak = f"{top:.0f} {unit}"
+    label = f"{title} (max {peak})" if points else f"{title} (no samples yet)"
     summary = (
         f"{title}: highest {peak} in the last 24 hours"
         if points
@@ -70,7 +71,7 @@ def chart(title: str, unit: str, points: list[tuple[float, float]], now: float) 
         f"<title>{escape(summary)}</title>"
         f'<line class="axis" x1="{PAD}" y1="{bottom}" x2="{right}" y2="{bottom}"/>'
         f'<line class="axis" x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{bottom}"/>'
-        f'<text x="{PAD + 4}" y="{PAD - 8}">{escape(title)} (max {escape(peak)})</text>'
+        f'<text x="{PAD + 4}" y="{PAD - 8}">{escape(label)}</text>'
         f'<text x="{PAD}" y="{HEIGHT - 8}">24 h ago</text>'
         f'<text x="{right}" y="{HEIGHT - 8}" text-anchor="end">now</text>'
         f"{line}</svg>"
