@@ -529,3 +529,17 @@ def test_the_charts_plot_the_last_24_hours_of_samples_and_say_when_there_are_non
 
     assert "Waiting (max 3 people)" in depth and "<polyline" in depth
     assert "Longest wait (max 10 min)" in longest
+
+
+def test_a_bridge_webhook_that_fails_answers_a_plain_sentence_not_an_error(app, client, redis):
+    request = enqueue(app, 5)
+    with app.app_context():
+        helpline().queue.claim_next("alex")
+    redis.hset(f"helpline:cb:req:{request.id}", "phone", "1garbled")  # cannot be opened
+
+    response = twilio_post(client, f"/twilio/bridge/{_bridge_token(app, request.id)}/answer", {})
+
+    root = ET.fromstring(response.get_data(as_text=True))
+    assert response.status_code == 200
+    assert root.find("Say").text.startswith("Sorry, this call could not be connected")
+    assert root.find("Dial") is None
