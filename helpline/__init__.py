@@ -13,8 +13,8 @@ __all__ = ["create_app"]
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the web app: webhooks now, the counsellor console later."""
-    from helpline import services, webhooks
+    """Build the web app: Twilio's webhooks and the counsellor console."""
+    from helpline import bridge, console, services, webhooks
 
     settings = settings or load_settings()
     configure_logging()
@@ -29,6 +29,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
     services.init_app(app, settings)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(bridge.bp)
+    console.init_app(app)
+    # Twilio's requests carry a signature instead of a CSRF token (checked in each bp).
+    console.csrf.exempt(webhooks.bp)
+    console.csrf.exempt(bridge.bp)
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -63,3 +63,29 @@ TWILIO_RETRY_STATUSES = frozenset({408, 429})
 
 # Twilio's error code for a recipient who has replied STOP to the sending number.
 TWILIO_OPTED_OUT_CODE = 21610
+
+# Console sessions end after this many seconds without a counsellor's own action...
+SESSION_IDLE_SECONDS = 30 * 60
+# ...and this many seconds after login, whatever happens.
+SESSION_ABSOLUTE_SECONDS = 12 * 60 * 60
+
+# Wrong passwords in a row after which an account refuses every login for a while...
+LOGIN_MAX_FAILURES = 10
+# ...this many seconds, counted from the last wrong password.
+LOGIN_LOCK_SECONDS = 15 * 60
+
+# Entries the audit log keeps (oldest trimmed first); entries shown on the admin page.
+AUDIT_MAX_ENTRIES = 200_000
+AUDIT_PAGE_ENTRIES = 200
+
+# Seconds between the console's checks for a changed queue (live updates).
+CONSOLE_POLL_SECONDS = 3
+
+# A bridged call's link (in the TwiML URL Twilio fetches) works for this many seconds.
+BRIDGE_TOKEN_SECONDS = 10 * 60
+
+# Seconds Twilio rings the caller for, once the counsellor has answered.
+BRIDGE_DIAL_TIMEOUT = 30
+
+# Longest note a counsellor may save on one request, in characters.
+MAX_NOTE_CHARS = 2000

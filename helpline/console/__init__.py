@@ -1,0 +1,79 @@
+"""The counsellor console: log in, work the callback queue, and (admins) run the service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Blueprint, Flask, current_app
+from flask_wtf.csrf import CSRFProtect
+from rq import Queue
+
+from helpline.audit import AuditLog
+from helpline.console.throttle import LoginThrottle
+from helpline.constants import (
+    LOGIN_LOCK_SECONDS,
+    LOGIN_MAX_FAILURES,
+    SESSION_ABSOLUTE_SECONDS,
+)
+from helpline.counsellors import Counsellors
+from helpline.notes import Notes
+from helpline.services import EXTENSION as HELPLINE
+from helpline.sessions import RedisSessionInterface
+from workers.main import queue as job_queue
+
+EXTENSION = "console"
+bp = Blueprint(
+    "console",
+    __name__,
+    url_prefix="/console",
+    template_folder="templates",
+    static_folder="static",
+)
+csrf = CSRFProtect()
+
+
+@dataclass
+class Console:
+    counsellors: Counsellors
+    audit: AuditLog
+    notes: Notes
+    sessions: RedisSessionInterface
+    throttle: LoginThrottle
+    jobs: Queue
+
+
+def init_app(app: Flask) -> Console:
+    """Set up sessions in Redis, CSRF protection on every form, and the console's routes."""
+    from helpline.console import admin, auth, views  # noqa: F401  (routes register on bp)
+
+    core = app.extensions[HELPLINE]
+    client = core.store.client
+    settings = core.settings
+    sessions = RedisSessionInterface(client)
+    app.session_interface = sessions
+    app.config.update(
+        SESSION_COOKIE_NAME="__Host-helpline" if settings.production else "helpline_session",
+        SESSION_COOKIE_SECURE=settings.production,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        # A form's token lives as long as the session it belongs to.
+        WTF_CSRF_TIME_LIMIT=SESSION_ABSOLUTE_SECONDS,
+    )
+    csrf.init_app(app)
+    console = Console(
+        counsellors=Counsellors(client, core.sealer),
+        audit=AuditLog(client),
+        notes=Notes(client, core.sealer),
+        sessions=sessions,
+        throttle=LoginThrottle(client, LOGIN_MAX_FAILURES, LOGIN_LOCK_SECONDS),
+        jobs=job_queue(client),
+    )
+    app.extensions[EXTENSION] = console
+    app.register_blueprint(bp)
+    return console
+
+
+def console() -> Console:
+    """Return the running app's console services."""
+    found: Console = current_app.extensions[EXTENSION]
+    return found

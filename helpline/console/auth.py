@@ -1,0 +1,142 @@
+"""Logging in and out, who is logged in, and who may see what."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from flask import (
+    Response,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_wtf.csrf import CSRFError
+from werkzeug.wrappers import Response as BaseResponse
+
+from helpline.console import bp, console
+from helpline.constants import LOGIN_LOCK_SECONDS
+from helpline.counsellors import USERNAME, Counsellor
+from helpline.sessions import USER, RedisSession
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+# One message for every failed login: it must not tell a wrong username from a wrong
+# password, nor a locked account from a missing one.
+LOGIN_FAILED = (
+    "Those details did not work. Check them and try again. After repeated failures "
+    f"an account is paused for {LOGIN_LOCK_SECONDS // 60} minutes."
+)
+# Endpoints that are not the counsellor's own doing and so do not keep a session alive.
+PASSIVE_ENDPOINTS = frozenset({"console.live"})
+PUBLIC_ENDPOINTS = frozenset({"console.login", "console.static"})
+
+
+@bp.before_request
+def load_counsellor() -> BaseResponse | None:
+    """Find who is logged in; an account disabled meanwhile is logged out at once."""
+    if isinstance(session, RedisSession) and request.endpoint in PASSIVE_ENDPOINTS:
+        session.passive = True
+    g.counsellor = None
+    username = session.get(USER)
+    if username:
+        account = console().counsellors.get(username)
+        if account is None or account.disabled:
+            session.clear()
+        else:
+            g.counsellor = account
+    if g.counsellor is None and request.endpoint not in PUBLIC_ENDPOINTS:
+        if request.endpoint in PASSIVE_ENDPOINTS:
+            return Response("logged out\n", 401, mimetype="text/plain")
+        return redirect(url_for("console.login", next=request.path))
+    return None
+
+
+@bp.after_request
+def no_store(response: Response) -> Response:
+    """Keep console pages out of caches and frames, and scripts to our own."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    )
+    return response
+
+
+@bp.app_errorhandler(CSRFError)
+def csrf_refused(exc: CSRFError) -> tuple[str, int]:
+    log.warning("form refused: CSRF token missing or wrong", extra={"path": request.path})
+    return render_template("console/error.html", message=exc.description), 400
+
+
+def current() -> Counsellor:
+    """Return the logged-in counsellor (the views below only run with one)."""
+    account: Counsellor = g.counsellor
+    return account
+
+
+def admin_required(view: F) -> F:
+    """Let only admins through; everyone else gets 403."""
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if not current().admin:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return cast(F, wrapped)
+
+
+def _safe_next(target: str | None) -> str:
+    """Follow ?next= only within the console, never to another site."""
+    if target and target.startswith("/console") and not target.startswith("//"):
+        return target
+    return url_for("console.queue_page")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> BaseResponse | str | tuple[str, int]:
+    if g.counsellor is not None:
+        return redirect(_safe_next(request.args.get("next")))
+    if request.method == "GET":
+        return render_template("console/login.html", next=request.args.get("next", ""))
+    username = request.form.get("username", "").strip().lower()[:64]
+    password = request.form.get("password", "")[:1024]
+    services = console()
+    account = None
+    if not services.throttle.locked(username):
+        account = services.counsellors.authenticate(username, password)
+        if account is None:
+            services.throttle.failed(username)
+    if account is None:
+        shown = username if USERNAME.match(username) else "?"
+        services.audit.record(shown, "login_failed")
+        return render_template(
+            "console/login.html", error=LOGIN_FAILED, username=username, next=""
+        ), 401
+    services.throttle.succeeded(username)
+    assert isinstance(session, RedisSession)
+    session.regenerate()
+    session[USER] = account.username
+    services.audit.record(account.username, "login")
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@bp.post("/logout")
+def logout() -> BaseResponse:
+    services = console()
+    services.audit.record(current().username, "logout")
+    session.clear()
+    flash("You are logged out.")
+    return redirect(url_for("console.login"))

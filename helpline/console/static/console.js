@@ -1,0 +1,37 @@
+// Live queue: ask whether the queue changed; swap in the new fragment when it did.
+// Everything else in the console works without JavaScript.
+(function () {
+  "use strict";
+  var live = document.getElementById("live");
+  if (!live || !window.fetch) { return; }
+  var url = live.getAttribute("data-live-url");
+  var every = (parseInt(live.getAttribute("data-poll"), 10) || 3) * 1000;
+  var fullEvery = 60000;  // waits grow even when nothing changes
+  var last = Date.now();
+
+  function version() {
+    var queue = live.querySelector(".queue");
+    return queue ? queue.getAttribute("data-version") : "";
+  }
+
+  function check() {
+    var stale = Date.now() - last > fullEvery;
+    fetch(url + "?v=" + (stale ? "" : version()), {
+      credentials: "same-origin",
+      headers: { "Accept": "text/html" },
+      redirect: "manual"
+    }).then(function (response) {
+      if (response.status === 401 || response.type === "opaqueredirect") {
+        window.location.reload();  // the session ended: show the login page
+        return null;
+      }
+      if (response.status !== 200) { return null; }
+      return response.text();
+    }).then(function (html) {
+      if (html) { live.innerHTML = html; last = Date.now(); }
+    }).catch(function () { /* offline for a moment: try again next time */ })
+      .then(function () { window.setTimeout(check, every); });
+  }
+
+  window.setTimeout(check, every);
+})();

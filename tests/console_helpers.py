@@ -1,0 +1,65 @@
+"""Helpers for console tests: accounts, logging in with the form's CSRF token, queueing."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from helpline.callbacks import Contact, Request
+from helpline.counsellors import Counsellor, Counsellors
+from helpline.services import helpline
+from tests.factories import callback_number
+
+PASSWORD = "correct horse battery"
+COUNSELLOR_PHONE = "+447700900501"
+ADMIN_PHONE = "+447700900502"
+_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def add_counsellor(
+    app: Flask, username: str = "alex", *, admin: bool = False, phone: str | None = None
+) -> Counsellor:
+    core = app.extensions["helpline"]
+    accounts = Counsellors(core.store.client, core.sealer)
+    return accounts.add(
+        username,
+        name=username.title(),
+        phone=phone or (ADMIN_PHONE if admin else COUNSELLOR_PHONE),
+        password=PASSWORD,
+        admin=admin,
+    )
+
+
+def csrf_token(client: FlaskClient, path: str = "/console/login") -> str:
+    """Return the CSRF token from a form on the page at path."""
+    page = client.get(path)
+    found = _TOKEN.search(page.get_data(as_text=True))
+    assert found, f"no CSRF token on {path} (status {page.status_code})"
+    return found.group(1)
+
+
+def login(client: FlaskClient, username: str = "alex", password: str = PASSWORD) -> Any:
+    token = csrf_token(client)
+    return client.post(
+        "/console/login",
+        data={"username": username, "password": password, "csrf_token": token},
+    )
+
+
+def post(client: FlaskClient, path: str, data: dict[str, str] | None = None) -> Any:
+    """POST a console form with a valid CSRF token taken from the queue page."""
+    return client.post(path, data={**(data or {}), "csrf_token": csrf_token(client, "/console/")})
+
+
+def enqueue(app: Flask, n: int = 0, *, urgent: bool = False, channel: str = "sms") -> Request:
+    with app.app_context():
+        placed = helpline().queue.enqueue(
+            Contact(callback_number(n), voicemail_ok=True, texts_ok=True),
+            channel=channel,
+            lang="en",
+            urgent=urgent,
+        )
+    return placed.request

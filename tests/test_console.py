@@ -1,0 +1,545 @@
+"""The counsellor console through Flask's test client: sessions, CSRF, roles, the queue."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from helpline import create_app
+from helpline.audit import AUDIT, AuditLog
+from helpline.bridge import make_token
+from helpline.callbacks import Outcome, Status
+from helpline.console.chart import history_charts
+from helpline.services import helpline
+from helpline.sessions import SESSION
+from tests.console_helpers import (
+    COUNSELLOR_PHONE,
+    PASSWORD,
+    add_counsellor,
+    csrf_token,
+    enqueue,
+    login,
+    post,
+)
+from tests.factories import (
+    HELPLINE_NUMBER,
+    callback_number,
+    make_settings,
+    scan_for_numbers,
+    twilio_post,
+)
+from workers.jobs import HISTORY
+from workers.main import queue as job_queue
+
+
+@pytest.fixture
+def alex(app: Flask):
+    return add_counsellor(app, "alex")
+
+
+@pytest.fixture
+def logged_in(client: FlaskClient, alex) -> FlaskClient:
+    assert login(client).status_code == 302
+    return client
+
+
+def audit(app: Flask):
+    return AuditLog(app.extensions["helpline"].store.client).recent()
+
+
+def location(response) -> str:
+    return response.headers["Location"]
+
+
+# -- sessions --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/console/", "/console/admin", "/console/requests/0123456789ab"])
+def test_console_pages_without_a_session_redirect_to_login(client, path):
+    response = client.get(path)
+
+    assert response.status_code == 302
+    assert location(response).startswith("/console/login?next=")
+
+
+def test_live_updates_without_a_session_answer_401_not_the_queue(client, app):
+    enqueue(app)
+
+    response = client.get("/console/queue/live")
+
+    assert response.status_code == 401
+    assert "***" not in response.get_data(as_text=True)
+
+
+def test_login_starts_a_new_session_with_httponly_lax_cookie(client, alex):
+    client.get("/console/login")
+    before = client.get_cookie("helpline_session").value
+
+    response = login(client)
+
+    assert response.status_code == 302 and location(response) == "/console/"
+    after = client.get_cookie("helpline_session")
+    assert after.value != before
+    assert after.http_only and after.same_site == "Lax" and not after.secure
+    assert client.get("/console/").status_code == 200
+
+
+def test_production_session_cookie_is_secure_and_host_only(tmp_path, redis_server, redis):
+    app = create_app(make_settings(tmp_path / "var", redis_server, env="production"))
+    add_counsellor(app, "alex")
+    client = app.test_client()
+
+    response = login(client)
+
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-helpline=")
+    assert "; Secure" in cookie and "; HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_the_session_id_seen_before_login_is_forgotten_at_login(client, alex, redis):
+    client.get("/console/login")
+    before = client.get_cookie("helpline_session").value
+    assert redis.exists(SESSION + before)
+
+    login(client)
+
+    assert not redis.exists(SESSION + before)
+
+
+def test_logout_ends_the_session_on_the_server(logged_in):
+    old = logged_in.get_cookie("helpline_session").value
+
+    assert post(logged_in, "/console/logout").status_code == 302
+
+    logged_in.set_cookie("helpline_session", old)
+    assert logged_in.get("/console/").status_code == 302
+
+
+@pytest.mark.parametrize("field", ["_seen", "_created"])
+def test_an_idle_or_too_old_session_is_ended(logged_in, redis, field):
+    sid = logged_in.get_cookie("helpline_session").value
+    values = json.loads(redis.get(SESSION + sid))
+    values[field] = time.time() - 13 * 60 * 60
+    redis.set(SESSION + sid, json.dumps(values))
+
+    response = logged_in.get("/console/")
+
+    assert response.status_code == 302 and "/console/login" in location(response)
+
+
+def test_live_updates_do_not_keep_an_idle_session_alive(logged_in, redis):
+    sid = logged_in.get_cookie("helpline_session").value
+    seen = json.loads(redis.get(SESSION + sid))["_seen"]
+    time.sleep(0.01)
+
+    logged_in.get("/console/queue/live")
+
+    assert json.loads(redis.get(SESSION + sid))["_seen"] == seen
+
+
+def test_disabling_an_account_ends_its_sessions(app, logged_in):
+    add_counsellor(app, "sam", admin=True)
+    admin = app.test_client()
+    login(admin, "sam")
+
+    response = post(admin, "/console/admin/counsellors/alex/disabled", {"disabled": "1"})
+
+    assert response.status_code == 302
+    assert logged_in.get("/console/").status_code == 302
+    assert login(app.test_client()).status_code == 401
+
+
+# -- CSRF ------------------------------------------------------------------------------
+
+
+def test_login_without_a_csrf_token_is_refused(client, alex):
+    response = client.post("/console/login", data={"username": "alex", "password": PASSWORD})
+
+    assert response.status_code == 400
+    assert client.get("/console/").status_code == 302
+
+
+@pytest.mark.parametrize("path", ["/console/take", "/console/logout", "/console/admin/purge"])
+def test_console_posts_without_a_csrf_token_are_refused(app, logged_in, path):
+    request = enqueue(app)
+
+    response = logged_in.post(path)
+
+    assert response.status_code == 400
+    with app.app_context():
+        assert helpline().queue.get(request.id).status is Status.WAITING
+    assert logged_in.get("/console/").status_code == 200  # still logged in
+
+
+def test_a_csrf_token_from_another_session_is_refused(app, logged_in, alex):
+    other = app.test_client()
+    foreign = csrf_token(other)
+
+    response = logged_in.post("/console/take", data={"csrf_token": foreign})
+
+    assert response.status_code == 400
+
+
+def test_twilio_webhooks_stay_exempt_from_csrf_and_keep_their_signature_check(client):
+    params = {"From": callback_number(1), "Body": "hello", "MessageSid": "SM" + "1" * 32}
+    assert client.post("/twilio/sms", data=params).status_code == 403
+    assert twilio_post(client, "/twilio/sms", params).status_code == 200
+
+
+# -- logging in ------------------------------------------------------------------------
+
+
+def test_eleventh_login_after_ten_wrong_passwords_is_refused_even_with_the_right_one(client, alex):
+    for _ in range(10):
+        assert login(client, "alex", "wrong password!!").status_code == 401
+
+    refused = login(client, "alex", PASSWORD)
+
+    assert refused.status_code == 401
+    assert client.get("/console/").status_code == 302
+
+
+def test_nine_wrong_passwords_then_the_right_one_logs_in(client, alex):
+    for _ in range(9):
+        login(client, "alex", "wrong password!!")
+
+    assert login(client, "alex", PASSWORD).status_code == 302
+
+
+def test_a_good_login_resets_the_count_of_wrong_passwords(client, alex):
+    for _ in range(9):
+        login(client, "alex", "wrong password!!")
+    login(client)
+    post(client, "/console/logout")
+    for _ in range(9):
+        login(client, "alex", "wrong password!!")
+
+    assert login(client).status_code == 302
+
+
+def test_login_failures_read_the_same_for_unknown_users_wrong_passwords_and_locks(client, alex):
+    def message(response) -> str:
+        text = response.get_data(as_text=True)
+        start = text.index('id="login-error"')
+        return text[start : text.index("</p>", start)]
+
+    unknown = message(login(client, "nobody", PASSWORD))
+    wrong = message(login(client, "alex", "wrong password!!"))
+    for _ in range(10):
+        login(client, "alex", "wrong password!!")
+    locked = message(login(client, "alex", PASSWORD))
+
+    assert unknown == wrong == locked
+
+
+# -- roles -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/console/admin"),
+        ("post", "/console/admin/purge"),
+        ("post", "/console/admin/counsellors"),
+        ("post", "/console/admin/counsellors/alex/duty"),
+        ("post", "/console/admin/counsellors/alex/disabled"),
+    ],
+)
+def test_a_counsellor_cannot_reach_admin_pages(app, logged_in, method, path):
+    if method == "get":
+        response = logged_in.get(path)
+    else:
+        data = {"username": "mallory", "name": "M", "phone": "+447700900555"}
+        response = post(logged_in, path, {**data, "password": PASSWORD, "on_duty": "1"})
+
+    assert response.status_code == 403
+    core = app.extensions["console"].counsellors
+    assert core.get("mallory") is None
+    assert core.get("alex").on_duty is False
+    assert "Admin</a>" not in logged_in.get("/console/").get_data(as_text=True)
+
+
+def test_an_admin_adds_a_counsellor_puts_them_on_duty_and_sees_the_audit_log(app, client):
+    add_counsellor(app, "sam", admin=True)
+    login(client, "sam")
+
+    post(
+        client,
+        "/console/admin/counsellors",
+        {"username": "kim", "name": "Kim", "phone": "+1 202 555 0150", "password": PASSWORD},
+    )
+    post(client, "/console/admin/counsellors/kim/duty", {"on_duty": "1"})
+
+    kim = app.extensions["console"].counsellors.get("kim")
+    assert kim is not None and kim.on_duty and not kim.admin
+    assert kim.phone_masked == "***150"
+    page = client.get("/console/admin").get_data(as_text=True)
+    assert "counsellor_add" in page and "duty_on" in page
+    assert "5550150" not in page
+
+
+def test_an_admin_runs_the_retention_purge(app, client, redis):
+    add_counsellor(app, "sam", admin=True)
+    login(client, "sam")
+    request = enqueue(app)
+    with app.app_context():
+        queue = helpline().queue
+        queue.claim_next("sam")
+        queue.record(request.id, "sam", Outcome.REACHED)
+        redis.zadd("helpline:cb:closed", {request.id: time.time() - 40 * 86400})
+
+    response = post(client, "/console/admin/purge")
+
+    assert response.status_code == 302
+    with app.app_context():
+        assert helpline().queue.get(request.id) is None
+    [entry] = [e for e in audit(app) if e.action == "purge"]
+    assert entry.actor == "sam" and entry.detail == "1"
+
+
+# -- the queue -------------------------------------------------------------------------
+
+
+def test_the_queue_lists_waiting_callers_in_queue_order_with_numbers_masked(app, logged_in):
+    normal = enqueue(app, 1)
+    urgent = enqueue(app, 2, urgent=True)
+
+    page = logged_in.get("/console/").get_data(as_text=True)
+
+    assert page.index(f'data-request="{urgent.id}"') < page.index(f'data-request="{normal.id}"')
+    assert "***101" in page and "***102" in page
+    assert callback_number(1)[1:] not in page and callback_number(2)[1:] not in page
+    assert 'id="count-urgent">1<' in page and 'id="count-normal">1<' in page
+    assert "<svg" in page
+
+
+def test_live_endpoint_answers_204_until_the_queue_changes(app, logged_in):
+    with app.app_context():
+        version = helpline().queue.version()
+
+    assert logged_in.get(f"/console/queue/live?v={version}").status_code == 204
+    request = enqueue(app)
+    changed = logged_in.get(f"/console/queue/live?v={version}")
+
+    assert changed.status_code == 200
+    assert f'data-request="{request.id}"' in changed.get_data(as_text=True)
+
+
+def test_two_counsellors_pressing_take_next_together_get_different_callers(app):
+    first, second = enqueue(app, 1), enqueue(app, 2)
+    clients = []
+    for name in ("alex", "bea"):
+        add_counsellor(app, name)
+        client = app.test_client()
+        login(client, name)
+        clients.append((client, csrf_token(client, "/console/")))
+    barrier = threading.Barrier(2)
+    taken: dict[int, str] = {}
+
+    def press(index: int) -> None:
+        client, token = clients[index]
+        barrier.wait()
+        response = client.post("/console/take", data={"csrf_token": token})
+        taken[index] = location(response).rsplit("/", 1)[-1]
+
+    threads = [threading.Thread(target=press, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(taken.values()) == sorted([first.id, second.id])
+
+
+def test_take_next_claims_then_reveals_the_number_and_every_view_is_audited(app, logged_in):
+    request = enqueue(app, 7)
+    assert callback_number(7) not in logged_in.get("/console/").get_data(as_text=True)
+
+    taken = post(logged_in, "/console/take")
+    page = logged_in.get(location(taken)).get_data(as_text=True)
+    logged_in.get(location(taken))
+
+    assert location(taken) == f"/console/requests/{request.id}"
+    assert callback_number(7) in page
+    actions = [(e.actor, e.action, e.request) for e in reversed(audit(app))]
+    assert actions[-3:] == [
+        ("alex", "claim", request.id),
+        ("alex", "reveal", request.id),
+        ("alex", "reveal", request.id),
+    ]
+
+
+def test_a_request_claimed_by_someone_else_is_not_shown(app, logged_in):
+    request = enqueue(app)
+    with app.app_context():
+        helpline().queue.claim_next("bea")
+
+    response = logged_in.get(f"/console/requests/{request.id}")
+
+    assert response.status_code == 403
+    assert not [e for e in audit(app) if e.action == "reveal"]
+
+
+def test_take_next_with_nobody_waiting_says_so(logged_in):
+    response = post(logged_in, "/console/take")
+
+    assert location(response) == "/console/"
+    assert "Nobody is waiting" in logged_in.get("/console/").get_data(as_text=True)
+
+
+def test_release_puts_the_caller_back_in_their_place(app, logged_in):
+    request = enqueue(app)
+    post(logged_in, "/console/take")
+
+    post(logged_in, f"/console/requests/{request.id}/release")
+
+    with app.app_context():
+        assert helpline().queue.position(request.id) == 1
+
+
+def test_no_answer_schedules_a_retry_and_queues_the_missed_call_text(app, logged_in, redis):
+    request = enqueue(app)
+    post(logged_in, "/console/take")
+
+    post(logged_in, f"/console/requests/{request.id}/outcome", {"outcome": "no_answer"})
+
+    with app.app_context():
+        after = helpline().queue.get(request.id)
+    assert after.status is Status.WAITING and after.due_at is not None and after.attempts == 1
+    job = job_queue(redis).fetch_job(f"missed-{request.id}-1")
+    assert job is not None and job.func_name == "workers.jobs.missed_call_text"
+    assert job.args == [request.id, 1]
+
+
+def test_call_back_later_takes_a_time_in_the_helplines_zone(app, logged_in):
+    request = enqueue(app)
+    post(logged_in, "/console/take")
+
+    post(
+        logged_in,
+        f"/console/requests/{request.id}/outcome",
+        {"outcome": "call_back_later", "call_back_at": "2099-01-02T10:30"},
+    )
+
+    with app.app_context():
+        after = helpline().queue.get(request.id)
+    # London keeps UTC in winter.
+    assert after.due_at == datetime(2099, 1, 2, 10, 30, tzinfo=UTC).timestamp()
+
+
+def test_call_now_queues_a_bridge_job_with_ids_only(app, logged_in, redis):
+    request = enqueue(app)
+    post(logged_in, "/console/take")
+
+    post(logged_in, f"/console/requests/{request.id}/call")
+
+    [job] = job_queue(redis).get_jobs()
+    assert job.func_name == "workers.bridge.call_counsellor"
+    assert job.args == [request.id, "alex"]
+    assert ("alex", "call", request.id) in [(e.actor, e.action, e.request) for e in audit(app)]
+
+
+def test_notes_are_stored_encrypted_and_shown_to_the_counsellor(app, logged_in, redis):
+    request = enqueue(app)
+    post(logged_in, "/console/take")
+
+    post(logged_in, f"/console/requests/{request.id}/notes", {"note": "Prefers evenings"})
+
+    page = logged_in.get(f"/console/requests/{request.id}").get_data(as_text=True)
+    assert "Prefers evenings" in page
+    stored = b"".join(redis.hgetall(f"helpline:cb:req:{request.id}").values())
+    assert b"Prefers evenings" not in stored
+
+
+def test_no_phone_number_in_the_audit_log_or_anywhere_in_redis(app, logged_in, redis):
+    request = enqueue(app, 9)
+    post(logged_in, "/console/take")
+    logged_in.get(f"/console/requests/{request.id}")
+    post(logged_in, f"/console/requests/{request.id}/notes", {"note": "call after six"})
+    post(logged_in, f"/console/requests/{request.id}/call")
+    post(logged_in, f"/console/requests/{request.id}/outcome", {"outcome": "reached"})
+
+    assert {e.action for e in audit(app)} >= {"login", "claim", "reveal", "note", "call"}
+    assert scan_for_numbers(redis, [callback_number(9), COUNSELLOR_PHONE]) == []
+    assert redis.exists(AUDIT)
+
+
+# -- the bridge webhook ----------------------------------------------------------------
+
+
+def _bridge_token(app: Flask, rid: str, who: str = "alex", now: float | None = None) -> str:
+    return make_token(app.extensions["helpline"].sealer, rid, who, now)
+
+
+def test_bridge_answer_dials_the_caller_from_the_helpline_number(app, client):
+    request = enqueue(app, 4)
+    with app.app_context():
+        helpline().queue.claim_next("alex")
+    path = f"/twilio/bridge/{_bridge_token(app, request.id)}/answer"
+
+    response = twilio_post(client, path, {"CallSid": "CA" + "2" * 32})
+
+    root = ET.fromstring(response.get_data(as_text=True))
+    dial = root.find("Dial")
+    assert root.find("Say").text.startswith("Helpline callback")
+    assert dial.attrib["callerId"] == HELPLINE_NUMBER
+    assert dial.find("Number").text == callback_number(4)
+    assert callback_number(4)[1:] not in path
+
+
+def test_bridge_answer_unsigned_is_refused(app, client):
+    request = enqueue(app)
+    response = client.post(f"/twilio/bridge/{_bridge_token(app, request.id)}/answer")
+
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("case", ["expired", "released", "altered"])
+def test_bridge_answer_with_a_stale_link_hangs_up_without_dialling(app, client, case):
+    request = enqueue(app)
+    with app.app_context():
+        helpline().queue.claim_next("alex")
+        if case == "released":
+            helpline().queue.release(request.id, "alex")
+    token = _bridge_token(app, request.id, now=time.time() - 3600 if case == "expired" else None)
+    if case == "altered":
+        token = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+
+    response = twilio_post(client, f"/twilio/bridge/{token}/answer", {})
+
+    root = ET.fromstring(response.get_data(as_text=True))
+    assert response.status_code == 200
+    assert root.find("Dial") is None and root.find("Hangup") is not None
+
+
+def test_the_charts_plot_the_last_24_hours_of_samples_and_say_when_there_are_none(redis):
+    now = 1_800_000_000.0
+    assert "no samples yet" in history_charts(redis, now)[0]
+    redis.zadd(HISTORY, {f"{now - 3600:.0f}:1:2:600": now - 3600, "garbage": now})
+    redis.zadd(HISTORY, {f"{now - 30 * 3600:.0f}:9:9:9999": now - 30 * 3600})
+
+    depth, longest = history_charts(redis, now)
+
+    assert "Waiting (max 3 people)" in depth and "<polyline" in depth
+    assert "Longest wait (max 10 min)" in longest
+
+
+def test_a_bridge_webhook_that_fails_answers_a_plain_sentence_not_an_error(app, client, redis):
+    request = enqueue(app, 5)
+    with app.app_context():
+        helpline().queue.claim_next("alex")
+    redis.hset(f"helpline:cb:req:{request.id}", "phone", "1garbled")  # cannot be opened
+
+    response = twilio_post(client, f"/twilio/bridge/{_bridge_token(app, request.id)}/answer", {})
+
+    root = ET.fromstring(response.get_data(as_text=True))
+    assert response.status_code == 200
+    assert root.find("Say").text.startswith("Sorry, this call could not be connected")
+    assert root.find("Dial") is None

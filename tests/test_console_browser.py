@@ -1,0 +1,165 @@
+"""The counsellor console in Debian's Chromium: a text arrives, is taken, called, closed."""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis as redis_py
+import requests
+from flask import Flask
+from playwright.sync_api import Page, expect
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from helpline.config import Settings
+from tests.browser import save_screenshot
+from tests.console_helpers import COUNSELLOR_PHONE, PASSWORD, add_counsellor
+from tests.factories import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    HELPLINE_NUMBER,
+    SECRET_KEY,
+    callback_number,
+    sign,
+    sms_params,
+    twilio_post,
+)
+from tests.twilio_api import TwilioApi
+from workers import jobs
+from workers.jobs import HISTORY
+from workers.main import queue as job_queue
+
+pytestmark = pytest.mark.browser
+CALLER = callback_number(3)
+# TALK, then: not at risk (2), call this number (1), voicemail OK (1), texts OK (1).
+TALK_FLOW = ["TALK", "2", "1", "1", "1"]
+
+
+@pytest.fixture
+def worker_env(
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Settings,
+    twilio_api: TwilioApi,
+    live_server: str,
+    tmp_path: Path,
+) -> Iterator[None]:
+    """Point the workers' environment at this test's Redis, Twilio stand-in and server."""
+    values = {
+        "REDIS_URL": settings.redis_url or "",
+        "HELPLINE_DATA_DIR": str(tmp_path / "worker"),
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_API_URL": twilio_api.url,
+        "SECRET_KEY": SECRET_KEY,
+        "HELPLINE_PHONE_NUMBER": HELPLINE_NUMBER,
+        "PUBLIC_URL": live_server,
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    jobs.context.cache_clear()
+    yield
+    jobs.context.cache_clear()
+
+
+def run_jobs(redis: redis_py.Redis) -> None:
+    """Work every queued job in a real RQ worker, in this process, then stop."""
+    worker = SimpleWorker([job_queue(redis)], connection=redis, serializer=JSONSerializer)
+    worker.work(burst=True)
+
+
+def test_a_text_arrives_live_is_taken_called_through_the_helpline_and_closed(
+    page: Page,
+    app: Flask,
+    redis: redis_py.Redis,
+    twilio_api: TwilioApi,
+    worker_env: None,
+    live_server: str,
+) -> None:
+    add_counsellor(app, "alex")
+    now = time.time()
+    for hours_ago, waiting, longest in [(20, 2, 900), (12, 5, 2400), (6, 3, 1200), (1, 1, 300)]:
+        at = now - hours_ago * 3600
+        redis.zadd(HISTORY, {f"{at:.0f}:0:{waiting}:{longest}": at})
+
+    page.goto("/console/")
+    expect(page).to_have_url(f"{live_server}/console/login?next=/console/")
+    page.get_by_label("Username").fill("alex")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()
+    expect(page.get_by_text("Nobody is waiting.")).to_be_visible()
+    page.evaluate("window.stillTheSamePage = true")
+
+    texter = app.test_client()
+    for body in TALK_FLOW:
+        assert (
+            twilio_post(texter, "/twilio/sms", sms_params(body, sender=CALLER)).status_code == 200
+        )
+
+    rows = page.locator("#waiting tbody tr")
+    expect(rows).to_have_count(1)  # arrived without a reload
+    assert page.evaluate("window.stillTheSamePage") is True
+    expect(rows.first).to_contain_text("***103")
+    expect(page.locator("#count-normal")).to_have_text("1")
+    assert CALLER.lstrip("+") not in page.content()
+    expect(page.locator("svg.chart polyline")).to_have_count(2)
+    save_screenshot(page, "console-queue")
+
+    page.get_by_role("button", name="Take next").click()
+    expect(page.locator("#phone")).to_have_text(CALLER)
+
+    page.get_by_role("button", name="Call now").click()
+    expect(page.get_by_text("Calling your phone now")).to_be_visible()
+    run_jobs(redis)
+    [call] = twilio_api.wait_for(1, kind="call")
+    assert call.form["To"] == COUNSELLOR_PHONE
+    assert call.form["From"] == HELPLINE_NUMBER
+    answer = call.form["Url"]
+    assert answer.startswith(f"{live_server}/twilio/bridge/")
+    assert CALLER.lstrip("+") not in answer
+
+    params = {"CallSid": call.sid or "", "AccountSid": ACCOUNT_SID, "CallStatus": "in-progress"}
+    twiml = requests.post(
+        answer, data=params, headers={"X-Twilio-Signature": sign(answer, params)}, timeout=5
+    )
+    assert twiml.status_code == 200
+    dial = ET.fromstring(twiml.text).find("Dial")
+    assert dial is not None and dial.attrib["callerId"] == HELPLINE_NUMBER
+    assert [n.text for n in dial.iter("Number")] == [CALLER]
+
+    page.reload()
+    expect(page.locator("#call-status")).to_contain_text("connecting")
+    page.get_by_label("Reached: we spoke").check()
+    page.get_by_role("button", name="Record outcome").click()
+    expect(page.get_by_text("Recorded: Reached: we spoke.")).to_be_visible()
+    expect(page.get_by_text("Nobody is waiting.")).to_be_visible()
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_text("You are logged out.")).to_be_visible()
+    page.goto("/console/")
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+
+
+def test_the_queue_page_works_with_javascript_off_and_on_a_phone_screen(
+    browser, app: Flask, live_server: str
+) -> None:
+    add_counsellor(app, "alex")
+    context = browser.new_context(
+        base_url=live_server, java_script_enabled=False, viewport={"width": 375, "height": 740}
+    )
+    page = context.new_page()
+    try:
+        page.goto("/console/login")
+        page.get_by_label("Username").fill("alex")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375
+        save_screenshot(page, "console-queue-phone")
+    finally:
+        context.close()

@@ -1,0 +1,53 @@
+"""The job that starts a bridged callback: ring the counsellor's own phone.
+
+It takes ids only (the request and the counsellor's username); the numbers are read
+here, at the moment they are needed. It is not retried automatically: a second
+attempt could ring the counsellor twice. The console shows a failure and the
+counsellor presses "Call now" again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from helpline.bridge import CALL_FIELD, STATUS_FIELD, answer_url, make_token, status_url
+from helpline.callbacks import Status
+from helpline.errors import OutboundError
+from helpline.notes import Notes
+from helpline.outbound import place_call
+from workers.jobs import context
+
+log = logging.getLogger(__name__)
+
+
+def call_counsellor(request_id: str, counsellor: str) -> str | None:
+    """Call the counsellor from the helpline's number; return the Call SID, or None."""
+    ctx = context()
+    notes = Notes(ctx.client, ctx.queue.sealer)
+    request = ctx.queue.get(request_id)
+    if request is None or request.status is not Status.CLAIMED or request.claimed_by != counsellor:
+        log.info("bridge not started: request not claimed by them", extra={"request": request_id})
+        return None
+    account = ctx.counsellors.get(counsellor)
+    if account is None or account.disabled:
+        log.info("bridge not started: account unusable", extra={"request": request_id})
+        return None
+    token = make_token(ctx.queue.sealer, request_id, counsellor)
+    try:
+        sid = place_call(
+            ctx.twilio,
+            sender=ctx.settings.phone_number,
+            to=ctx.counsellors.phone(counsellor),
+            url=answer_url(ctx.settings, token),
+            status_callback=status_url(ctx.settings, token),
+        )
+    except OutboundError as exc:
+        notes.annotate(request_id, STATUS_FIELD, "failed to start")
+        log.error(
+            "bridge call refused", extra={"request": request_id, "code": exc.code, "kind": exc.kind}
+        )
+        return None
+    notes.annotate(request_id, CALL_FIELD, sid)
+    notes.annotate(request_id, STATUS_FIELD, "ringing your phone")
+    log.info("bridge call placed", extra={"request": request_id, "counsellor": counsellor})
+    return sid
