@@ -50,6 +50,10 @@ class AuditLog:
         }
         self.client.xadd(AUDIT, fields, maxlen=AUDIT_MAX_ENTRIES, approximate=True)
 
+    def trim(self, older_than: float) -> int:
+        """Delete entries written before the epoch time older_than; return how many."""
+        return int(self.client.xtrim(AUDIT, minid=f"{int(older_than * 1000)}-0", approximate=False))
+
     def recent(self, count: int = AUDIT_PAGE_ENTRIES, action: str | None = None) -> list[Entry]:
         """Return the newest entries first (only those of one action, if given)."""
         # A filtered read looks further back; the stream is bounded, so this is too.

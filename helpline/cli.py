@@ -377,6 +377,8 @@ def _queue_list(args: argparse.Namespace) -> int:
 
 
 def _purge(args: argparse.Namespace) -> int:
+    from helpline import retention
+    from helpline.audit import AuditLog
     from helpline.callbacks import CallbackQueue
     from helpline.crypto import Sealer, lookup_key
 
@@ -384,6 +386,6 @@ def _purge(args: argparse.Namespace) -> int:
     secret = settings.encryption_secret
     with _redis(settings) as client:
         queue = CallbackQueue(client, Sealer(secret), lookup_key(secret))
-        removed = queue.purge(settings.retention_days * 24 * 3600)
+        removed = retention.purge(queue, AuditLog(client), settings.retention_days)
     print(f"purged {removed} closed request(s) older than {settings.retention_days:g} days")
     return 0

@@ -125,3 +125,12 @@ def test_commands_say_what_to_fix_when_redis_is_unreachable(env) -> None:
     done = helpline(env, "queue", "list")
     assert done.returncode == 1
     assert "cannot reach Redis" in done.stderr and "REDIS_URL" in done.stderr
+
+
+def test_purge_also_trims_the_audit_log_past_retention(env, redis) -> None:
+    old_ms = int((time.time() - 40 * 24 * 3600) * 1000)
+    redis.xadd("helpline:audit", {"actor": "sam", "action": "reveal"}, id=f"{old_ms}-0")
+    redis.xadd("helpline:audit", {"actor": "sam", "action": "reveal"})
+
+    assert helpline(env, "purge").returncode == 0
+    assert redis.xlen("helpline:audit") == 1

@@ -17,7 +17,8 @@ from typing import Any
 import redis
 from rq import Queue, Retry
 
-from helpline import embedded
+from helpline import embedded, retention
+from helpline.audit import AuditLog
 from helpline.callbacks import OPEN_STATUSES, REQ, UNCONFIRMED, CallbackQueue, Request
 from helpline.config import Settings, load_settings
 from helpline.constants import HISTORY_SAMPLE_SECONDS, KEY_PREFIX
@@ -220,7 +221,7 @@ def housekeeping() -> dict[str, int]:
     for raw in due:
         request_id = _str(raw)
         jobs.enqueue(confirm_request, request_id, retry=RETRY, job_id=f"confirm-{request_id}")
-    purged = ctx.queue.purge(settings.retention_days * 24 * 3600)
+    purged = retention.purge(ctx.queue, AuditLog(ctx.client), settings.retention_days)
     _sample_history(ctx)
     return {"expired": len(expired), "confirmations": len(due), "purged": purged}
 

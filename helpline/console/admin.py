@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from helpline import retention
 from helpline.console import bp, console
 from helpline.console.auth import admin_required, current
 from helpline.counsellors import AccountError
@@ -97,7 +98,7 @@ def set_disabled(username: str) -> BaseResponse:
 @admin_required
 def purge() -> BaseResponse:
     services = helpline()
-    purged = services.queue.purge(services.settings.retention_days * 24 * 60 * 60)
+    purged = retention.purge(services.queue, console().audit, services.settings.retention_days)
     console().audit.record(current().username, "purge", detail=str(purged))
     flash(f"Purged {purged} closed request(s) older than the retention period.")
     return _back()
