@@ -30,12 +30,12 @@ bp = Blueprint("bridge", __name__, url_prefix="/twilio/bridge")
 bp.before_request(require_twilio_signature)
 
 TWIML = "text/xml"
-# What the counsellor hears on answering, and when the link is stale or broken. These
-# are for counsellors, not callers, so they live here rather than in flows/.
-GREETING = "Helpline callback. Connecting you to the caller now."
-NOT_YOURS = "This callback is no longer assigned to you. Goodbye."
-ENDED = "The call has ended. Please record the outcome in the console."
-FAILED = "Sorry, this call could not be connected. Please try again from the console."
+# What the counsellor hears (flows/content, in the default language): on answering, and
+# when the link is stale, the call has ended, or it could not be connected.
+GREETING = "bridge.greeting"
+NOT_YOURS = "bridge.not_yours"
+ENDED = "bridge.ended"
+FAILED = "bridge.failed"
 # The request-hash fields the console reads to show how a bridged call is going.
 CALL_FIELD = "bridge_call"
 STATUS_FIELD = "bridge_status"
@@ -76,9 +76,16 @@ def _twiml(response: VoiceResponse) -> Response:
     return Response(str(response.to_xml()), 200, mimetype=TWIML)
 
 
-def _goodbye(text: str) -> Response:
+def _say(response: VoiceResponse, key: str) -> None:
+    services = helpline()
+    lang = services.default_language
+    text = services.library.content.text(key, lang, services.settings.region.variables())
+    response.say(text, language=services.settings.region.voice_language[lang])
+
+
+def _goodbye(key: str) -> Response:
     response = VoiceResponse()
-    response.say(text)
+    _say(response, key)
     response.hangup()
     return _twiml(response)
 
@@ -103,7 +110,7 @@ def answer(token: str) -> Response:
         return _goodbye(NOT_YOURS)
     settings = services.settings
     response = VoiceResponse()
-    response.say(GREETING)
+    _say(response, GREETING)
     dial = response.dial(
         caller_id=settings.phone_number,
         timeout=BRIDGE_DIAL_TIMEOUT,

@@ -488,7 +488,7 @@ def test_bridge_answer_dials_the_caller_from_the_helpline_number(app, client):
 
     root = ET.fromstring(response.get_data(as_text=True))
     dial = root.find("Dial")
-    assert root.find("Say").text.startswith("Helpline callback")
+    assert root.find("Say").text.startswith("Helpline call back")
     assert dial.attrib["callerId"] == HELPLINE_NUMBER
     assert dial.find("Number").text == callback_number(4)
     assert callback_number(4)[1:] not in path

@@ -36,7 +36,16 @@ OUTBOUND_SMS = (
 DAY_KEYS = ("day.today", "day.tomorrow", *(f"day.{n}" for n in range(7)))
 # Messages the service says outside any flow: the fail-safe answers, the workers' texts,
 # and the words that say when call backs resume.
-REQUIRED_MESSAGES = ("voice.failsafe", "sms.failsafe", *OUTBOUND_SMS, "hours.resume", *DAY_KEYS)
+# What a counsellor hears when a bridged call connects (or cannot).
+BRIDGE_MESSAGES = ("bridge.greeting", "bridge.not_yours", "bridge.ended", "bridge.failed")
+REQUIRED_MESSAGES = (
+    "voice.failsafe",
+    "sms.failsafe",
+    *OUTBOUND_SMS,
+    "hours.resume",
+    *DAY_KEYS,
+    *BRIDGE_MESSAGES,
+)
 # Facts the web layer gives branches, each with the values that change the route.
 FACTS = {"caller_id": "known", "place": "known", "hours": "closed", "wait": "known"}
 
