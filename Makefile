@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench flows clean
+.PHONY: run test lint bench bench-queue flows clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/webhooks.py
+
+bench-queue: $(STAMP)
+	$(BIN)/python bench/callback_queue.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis
