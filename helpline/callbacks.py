@@ -385,6 +385,32 @@ class CallbackQueue:
         first delivery made instead of adding another. confirm=True marks that the
         caller is to be sent a confirmation text (the workers' job).
         """
+        rid, args = self.enqueue_args(
+            contact,
+            channel=channel,
+            lang=lang,
+            urgent=urgent,
+            webhook_sid=webhook_sid,
+            confirm=confirm,
+        )
+        how, found, rank = _guard(lambda: self._enqueue(keys=[REQ + rid], args=args))
+        request = self.get(found.decode())
+        if request is None:  # purged between the script and this read: vanishingly rare
+            raise QueueError("the request disappeared while being queued")
+        position = int(rank) + 1 if int(rank) >= 0 else None
+        return Placement(request=request, added=Added(how.decode()), position=position)
+
+    def enqueue_args(
+        self,
+        contact: Contact,
+        *,
+        channel: str,
+        lang: str,
+        urgent: bool,
+        webhook_sid: str = "",
+        confirm: bool = False,
+    ) -> tuple[str, list[Any]]:
+        """Return a new request's id and the enqueue script's arguments (for pipelining)."""
         now = self.clock()
         rid = secrets.token_hex(6)
         band = 0 if urgent else 1
@@ -411,12 +437,7 @@ class CallbackQueue:
             *(PREFIX, now, who, rid, score, int(urgent), seen, SEEN_TTL, _BAND, confirmation),
             *flat,
         ]
-        how, found, rank = _guard(lambda: self._enqueue(keys=[REQ + rid], args=args))
-        request = self.get(found.decode())
-        if request is None:  # purged between the script and this read: vanishingly rare
-            raise QueueError("the request disappeared while being queued")
-        position = int(rank) + 1 if int(rank) >= 0 else None
-        return Placement(request=request, added=Added(how.decode()), position=position)
+        return rid, args
 
     def open_request_for(self, phone: str) -> Request | None:
         """Return the caller's open request, if they have one."""

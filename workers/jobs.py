@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
 
 from helpline import embedded, retention
 from helpline.audit import AuditLog
@@ -29,6 +30,7 @@ from helpline.flows.gsm import as_sent
 from helpline.flows.lint import Library, load_flows
 from helpline.outbound import find_sent, make_client, send_text
 from helpline.sms import OPT_OUT_KEY
+from workers.main import FAILURE_TTL
 from workers.main import queue as job_queue
 
 log = logging.getLogger(__name__)
@@ -87,9 +89,23 @@ def context() -> Context:
 def after_queued(jobs: Queue, request: Request, *, confirm: bool) -> None:
     """Queue the work a new callback request needs: its confirmation, and alerts."""
     if confirm:
-        jobs.enqueue(confirm_request, request.id, retry=RETRY, job_id=f"confirm-{request.id}")
+        _enqueue_once(jobs, confirm_request, request.id, f"confirm-{request.id}")
     if request.urgent:
-        jobs.enqueue(alert_counsellors, request.id, retry=RETRY, job_id=f"alert-{request.id}")
+        _enqueue_once(jobs, alert_counsellors, request.id, f"alert-{request.id}")
+
+
+def _enqueue_once(jobs: Queue, job: Any, request_id: str, job_id: str) -> bool:
+    """Queue a job under a fixed id unless a job with that id exists; True if queued.
+
+    Two copies of one job must never run side by side: each would see nothing sent yet.
+    """
+    try:
+        jobs.enqueue(
+            job, request_id, retry=RETRY, job_id=job_id, unique=True, failure_ttl=FAILURE_TTL
+        )
+    except DuplicateJobError:
+        return False
+    return True
 
 
 # -- sending exactly once ------------------------------------------------------------------
@@ -98,21 +114,25 @@ def after_queued(jobs: Queue, request: Request, *, confirm: bool) -> None:
 def send_once(ctx: Context, request_id: str, kind: str, to: str, body: str, who: str) -> str | None:
     """Text `to` once per (request, kind); return the SID, or None if it cannot be sent.
 
-    Before sending, a marker records the attempt. If a marker is found without a SID, an
-    earlier attempt died mid-send: Twilio's message log says whether it went.
+    Before sending, a marker records the attempt and its text. If a marker is found
+    without a SID, an earlier attempt died mid-send: Twilio's message log says whether
+    it went. The text of the first attempt is the one looked for and sent: a queue
+    position may have changed since, and a new text would not match the one that went.
     """
     key = REQ + request_id
-    sent = ctx.client.hget(key, f"sent:{kind}")
+    sent, started, attempted = ctx.client.hmget(
+        key, [f"sent:{kind}", f"sending:{kind}", f"text:{kind}"]
+    )
     if sent:
         return _str(sent)
     sender = ctx.settings.phone_number
-    started = ctx.client.hget(key, f"sending:{kind}")
     if started:
+        body = _str(attempted) if attempted else body
         sid = find_sent(ctx.twilio, sender=sender, to=to, body=body, since=float(started))
         if sid:
             ctx.client.hset(key, f"sent:{kind}", sid)
             return sid
-    ctx.client.hset(key, f"sending:{kind}", time.time())
+    ctx.client.hset(key, mapping={f"sending:{kind}": time.time(), f"text:{kind}": body})
     try:
         sid = send_text(ctx.twilio, sender=sender, to=to, body=body)
     except OutboundError as exc:
@@ -216,14 +236,15 @@ def housekeeping() -> dict[str, int]:
     settings = ctx.settings
     expired = ctx.queue.expire(settings.callback_expiry_hours * 3600)
     for request_id in expired:
-        jobs.enqueue(expired_text, request_id, retry=RETRY, job_id=f"expired-{request_id}")
+        _enqueue_once(jobs, expired_text, request_id, f"expired-{request_id}")
     due = ctx.client.zrangebyscore(UNCONFIRMED, "-inf", time.time() - CONFIRM_GRACE_SECONDS)
-    for raw in due:
-        request_id = _str(raw)
-        jobs.enqueue(confirm_request, request_id, retry=RETRY, job_id=f"confirm-{request_id}")
+    # A confirmation still queued, retrying or running keeps its job: only lost ones rejoin.
+    caught_up = sum(
+        _enqueue_once(jobs, confirm_request, _str(raw), f"confirm-{_str(raw)}") for raw in due
+    )
     purged = retention.purge(ctx.queue, AuditLog(ctx.client), settings.retention_days)
     _sample_history(ctx)
-    return {"expired": len(expired), "confirmations": len(due), "purged": purged}
+    return {"expired": len(expired), "confirmations": caught_up, "purged": purged}
 
 
 def _sample_history(ctx: Context) -> None:

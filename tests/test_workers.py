@@ -1,0 +1,569 @@
+"""Workers end to end: real redis-server, real RQ workers, the real twilio client.
+
+Texts go to the loopback stand-in of Twilio's REST API; its list of accepted messages is
+what callers would have received.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis as redis_py
+from rq import Retry, SimpleWorker
+from rq.serializers import JSONSerializer
+
+from helpline import embedded
+from helpline.callbacks import REQ, Added, CallbackQueue, Contact, Outcome, Placement, Status
+from helpline.counsellors import Counsellors
+from helpline.outbound import make_client
+from helpline.privacy import phone_digest
+from helpline.sms import OPT_OUT_KEY
+from tests.factories import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    HELPLINE_NUMBER,
+    SECRET_KEY,
+    FakeClock,
+    callback_number,
+    scan_for_numbers,
+)
+from tests.twilio_api import TwilioApi
+from workers import jobs
+from workers.main import RESULT_TTL, tick_housekeeping
+from workers.main import queue as job_queue
+
+ROOT = Path(__file__).resolve().parent.parent
+# Retry intervals for these tests (seconds): the real ones run to minutes.
+QUICK_RETRY = Retry(max=5, interval=0)
+DAY = 24 * 60 * 60
+
+
+@pytest.fixture
+def worker_env(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    redis_server: str,
+    redis: redis_py.Redis,
+    twilio_api: TwilioApi,
+) -> Iterator[dict[str, str]]:
+    """Point this process's jobs, and any worker process, at the test Redis and stand-in."""
+    env = {
+        "HELPLINE_DATA_DIR": str(tmp_path / "var"),
+        "REDIS_URL": redis_server,
+        "TWILIO_API_URL": twilio_api.url,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "SECRET_KEY": SECRET_KEY,
+        "HELPLINE_PHONE_NUMBER": HELPLINE_NUMBER,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    jobs.context.cache_clear()
+    yield {**os.environ, **env}
+    jobs.context.cache_clear()
+
+
+@pytest.fixture
+def ctx(worker_env: dict[str, str]) -> jobs.Context:
+    return jobs.context()
+
+
+def work(ctx: jobs.Context) -> None:
+    """Run every queued job (and every retry already due) in a real RQ worker, here."""
+    worker = SimpleWorker(
+        [job_queue(ctx.client)],
+        connection=ctx.client,
+        serializer=JSONSerializer,
+        default_result_ttl=RESULT_TTL,
+    )
+    worker.work(burst=True, with_scheduler=True)
+
+
+def ask(
+    ctx: jobs.Context,
+    n: int,
+    *,
+    lang: str = "en",
+    texts: bool = True,
+    urgent: bool = False,
+    sid: str = "",
+    queue: CallbackQueue | None = None,
+    notify: bool = True,
+) -> Placement:
+    """Queue a callback for callback_number(n) as the intake does, and hand it to the workers."""
+    placement = (queue or ctx.queue).enqueue(
+        Contact(callback_number(n), voicemail_ok=False, texts_ok=texts),
+        channel="voice",
+        lang=lang,
+        urgent=urgent,
+        webhook_sid=sid,
+        confirm=texts,
+    )
+    if notify and placement.added is Added.NEW:
+        jobs.after_queued(job_queue(ctx.client), placement.request)
+    return placement
+
+
+def texts_to(api: TwilioApi, n: int) -> list[str]:
+    return [m.form["Body"] for m in api.messages() if m.form["To"] == callback_number(n)]
+
+
+def confirmation(ctx: jobs.Context, lang: str, position: int) -> str:
+    return ctx.text("sms.confirm_queued", lang, position=str(position))
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        time.sleep(0.05)
+
+
+# -- confirmations --------------------------------------------------------------------------
+
+
+def test_each_queued_caller_gets_one_confirmation_with_their_place_in_their_language(
+    ctx: jobs.Context, twilio_api: TwilioApi
+) -> None:
+    ask(ctx, 1, lang="en")
+    ask(ctx, 2, lang="es")
+    work(ctx)
+    work(ctx)  # a second pass finds nothing left to send
+
+    assert texts_to(twilio_api, 1) == [confirmation(ctx, "en", 1)]
+    assert texts_to(twilio_api, 2) == [confirmation(ctx, "es", 2)]
+    assert confirmation(ctx, "es", 2) != confirmation(ctx, "en", 2)
+    assert "2" in confirmation(ctx, "es", 2)
+    assert {m.form["From"] for m in twilio_api.messages()} == {HELPLINE_NUMBER}
+
+
+def test_no_confirmation_when_the_caller_declined_texts(
+    ctx: jobs.Context, twilio_api: TwilioApi
+) -> None:
+    ask(ctx, 1, texts=False)
+    work(ctx)
+    assert twilio_api.received() == []
+
+
+def test_no_confirmation_to_a_number_that_opted_out_of_texts(
+    ctx: jobs.Context, twilio_api: TwilioApi
+) -> None:
+    ctx.client.sadd(OPT_OUT_KEY, phone_digest(ctx.queue.phone_key, callback_number(1)))
+    ask(ctx, 1)
+    work(ctx)
+    assert twilio_api.received() == []
+
+
+def test_twilio_opt_out_error_is_remembered_and_never_retried(
+    ctx: jobs.Context, twilio_api: TwilioApi
+) -> None:
+    twilio_api.fail_for(callback_number(1), 21610)
+    placement = ask(ctx, 1)
+    work(ctx)
+
+    assert [r.status for r in twilio_api.received()] == [400]
+    assert ctx.client.sismember(OPT_OUT_KEY, phone_digest(ctx.queue.phone_key, callback_number(1)))
+    jobs_queue = job_queue(ctx.client)
+    assert jobs_queue.scheduled_job_registry.count == 0
+    assert jobs_queue.failed_job_registry.count == 0
+    # Later texts to the same request are not even attempted.
+    jobs_queue.enqueue(jobs.expired_text, placement.request.id)
+    work(ctx)
+    assert len(twilio_api.received()) == 1
+
+
+def test_invalid_number_error_is_not_retried(ctx: jobs.Context, twilio_api: TwilioApi) -> None:
+    twilio_api.fail_for(callback_number(1), 21211)
+    ask(ctx, 1)
+    work(ctx)
+    time.sleep(0.2)
+    work(ctx)
+    assert [r.status for r in twilio_api.received()] == [400]
+    assert job_queue(ctx.client).scheduled_job_registry.count == 0
+
+
+def test_twilio_outages_are_retried_with_growing_gaps_then_sent_once(
+    ctx: jobs.Context, twilio_api: TwilioApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "RETRY", Retry(max=2, interval=[1, 3]))
+    twilio_api.fail_next(1, status=500)
+    twilio_api.fail_next(1, status=503)
+    ask(ctx, 1)
+    work(ctx)
+    assert job_queue(ctx.client).scheduled_job_registry.count == 1  # backing off, not lost
+
+    wait_until(lambda: (work(ctx), len(twilio_api.messages()))[1] == 1, what="the retried text")
+    attempts = twilio_api.received("message")
+    assert [r.status for r in attempts] == [500, 503, 201]
+    first_gap, second_gap = (b.at - a.at for a, b in zip(attempts, attempts[1:], strict=False))
+    # RQ schedules to the whole second: a gap of 3 seconds is over 2, and longer than 1.
+    assert second_gap > 2 and second_gap > first_gap
+    assert texts_to(twilio_api, 1) == [confirmation(ctx, "en", 1)]
+
+
+def test_a_send_that_timed_out_but_went_through_is_not_sent_again(
+    ctx: jobs.Context, twilio_api: TwilioApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "RETRY", QUICK_RETRY)
+    ctx.twilio = make_client(ctx.settings, timeout=0.3)  # a shorter wait than in production
+    twilio_api.delay_next(1.0)
+    placement = ask(ctx, 1)
+    work(ctx)
+
+    sent = twilio_api.messages()
+    assert [m.form["To"] for m in sent] == [callback_number(1)]
+    stored = ctx.client.hget(REQ + placement.request.id, "sent:confirm")
+    assert stored is not None and stored.decode() == sent[0].sid
+    assert len(twilio_api.received("message")) == 1  # one POST; the retry read the log
+
+
+# -- urgent requests ------------------------------------------------------------------------
+
+
+def test_urgent_request_alerts_on_duty_counsellors_only(
+    ctx: jobs.Context, twilio_api: TwilioApi
+) -> None:
+    counsellors = Counsellors(ctx.client, ctx.queue.sealer)
+    counsellors.add("ana", name="Ana", phone=callback_number(50), password="x" * 12)
+    counsellors.add("ben", name="Ben", phone=callback_number(51), password="x" * 12)
+    counsellors.set_on_duty("ana", True)
+
+    ask(ctx, 1, urgent=True)
+    ask(ctx, 2, urgent=False)
+    work(ctx)
+
+    alert = ctx.text("sms.counsellor_alert", "en")
+    assert texts_to(twilio_api, 50) == [alert]
+    assert texts_to(twilio_api, 51) == []
+    assert len(twilio_api.messages()) == 3  # the alert and two confirmations
+
+
+# -- duplicates -----------------------------------------------------------------------------
+
+
+def test_duplicate_webhooks_from_several_threads_queue_one_request_and_send_one_text(
+    ctx: jobs.Context, twilio_api: TwilioApi
+) -> None:
+    start = threading.Barrier(8)
+    placements: list[Placement] = []
+
+    def deliver() -> None:
+        start.wait()
+        placements.append(ask(ctx, 1, sid="CA" + "7" * 32))
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    work(ctx)
+
+    assert Counter(p.added for p in placements) == {Added.NEW: 1, Added.DUPLICATE: 7}
+    assert len({p.request.id for p in placements}) == 1
+    assert ctx.queue.counts()["normal"] == 1
+    assert texts_to(twilio_api, 1) == [confirmation(ctx, "en", 1)]
+
+
+# -- killed workers -------------------------------------------------------------------------
+
+
+class Workers:
+    """Worker processes (the real worker, short intervals) that a test can kill."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(self) -> int:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.worker_process"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.procs[proc.pid] = proc
+        return proc.pid
+
+    def stop(self) -> None:
+        for pid, proc in self.procs.items():
+            if proc.poll() is None:
+                for child in _children(pid):
+                    _kill(child)
+                os.killpg(pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def _children(pid: int) -> list[int]:
+    """Return the ids of pid's child processes (the work-horse, the scheduler)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _horse(pid: int) -> int:
+    """Return the work-horse of worker pid: the child that leads its own process group."""
+    for child in _children(pid):
+        try:
+            if os.getpgid(child) == child:
+                return child
+        except ProcessLookupError:
+            continue
+    raise AssertionError("the worker has no work-horse")
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture
+def workers(worker_env: dict[str, str]) -> Iterator[Workers]:
+    pool = Workers(worker_env)
+    yield pool
+    pool.stop()
+
+
+def _running(ctx: jobs.Context, job_id: str) -> int:
+    """Return the pid of the worker running job_id, waiting for one to start it."""
+    from rq import Worker
+
+    found: list[int] = []
+
+    def started() -> bool:
+        for worker in Worker.all(connection=ctx.client, serializer=JSONSerializer):
+            if worker.get_current_job_id() == job_id and worker.pid:
+                found.append(worker.pid)
+                return True
+        return False
+
+    wait_until(started, what=f"a worker to run {job_id}")
+    return found[0]
+
+
+@pytest.mark.parametrize("victim", ["work-horse", "whole worker"])
+def test_killed_workers_lose_no_confirmation_and_send_none_twice(
+    ctx: jobs.Context,
+    twilio_api: TwilioApi,
+    workers: Workers,
+    monkeypatch: pytest.MonkeyPatch,
+    victim: str,
+) -> None:
+    monkeypatch.setattr(jobs, "RETRY", QUICK_RETRY)
+    rounds = 3
+    for n in range(rounds):  # callers ahead, so each round's caller moves up mid-send
+        ask(ctx, n)
+    workers.start()
+    workers.start()
+    twilio_api.wait_for(rounds)
+
+    for n in range(rounds, 2 * rounds):
+        twilio_api.delay_next(30)  # Twilio takes the text, then holds its answer
+        request = ask(ctx, n).request
+        twilio_api.wait_for(n + 1)
+        pid = _running(ctx, f"confirm-{request.id}")
+        ctx.queue.claim_next("ana")  # a counsellor takes someone ahead: the place changes
+        if victim == "work-horse":
+            _kill(_horse(pid))
+        else:
+            for child in _children(pid):
+                _kill(child)
+            os.killpg(pid, signal.SIGKILL)
+            workers.start()
+        wait_until(
+            lambda rid=request.id: ctx.client.hexists(REQ + rid, "sent:confirm"),
+            what="the killed job's retry",
+        )
+
+    for n in range(2 * rounds):
+        assert len(texts_to(twilio_api, n)) == 1, f"caller {n} got {texts_to(twilio_api, n)}"
+    assert len(twilio_api.messages()) == 2 * rounds
+
+
+def test_sigterm_lets_the_worker_finish_its_job_then_exit(
+    ctx: jobs.Context, twilio_api: TwilioApi, worker_env: dict[str, str]
+) -> None:
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "helpline"), "worker"],
+        cwd=ROOT,
+        env=worker_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        twilio_api.delay_next(1.5)
+        request = ask(ctx, 1).request
+        twilio_api.wait_for(1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stored = ctx.client.hget(REQ + request.id, "sent:confirm")
+    assert stored is not None and stored.decode() == twilio_api.messages()[0].sid
+    assert len(twilio_api.messages()) == 1
+
+
+# -- housekeeping ---------------------------------------------------------------------------
+
+
+def _queue_at(ctx: jobs.Context, seconds_ago: float) -> CallbackQueue:
+    """Return the queue as it was `seconds_ago`: requests made through it are that old."""
+    clock = FakeClock(time.time() - seconds_ago)
+    return CallbackQueue(ctx.client, ctx.queue.sealer, ctx.queue.phone_key, clock=clock)
+
+
+def test_housekeeping_closes_stale_requests_with_a_last_text(
+    ctx: jobs.Context, twilio_api: TwilioApi
+) -> None:
+    old = ask(ctx, 1, lang="es", queue=_queue_at(ctx, 73 * 3600), notify=False).request
+    fresh = ask(ctx, 2).request
+
+    assert tick_housekeeping(ctx.client, 30)
+    assert not tick_housekeeping(ctx.client, 30)  # one per interval, whichever worker
+    work(ctx)
+
+    assert ctx.queue.get(old.id).status is Status.EXPIRED  # type: ignore[union-attr]
+    assert ctx.queue.get(fresh.id).status is Status.WAITING  # type: ignore[union-attr]
+    # The old caller hears it has closed (in Spanish), not a stale "you are in the queue".
+    assert texts_to(twilio_api, 1) == [ctx.text("sms.expired", "es")]
+    # Its confirmation went out first, while the old request was still ahead of it.
+    assert texts_to(twilio_api, 2) == [confirmation(ctx, "en", 2)]
+
+
+def test_housekeeping_sends_confirmations_whose_job_was_lost_once(
+    ctx: jobs.Context, twilio_api: TwilioApi
+) -> None:
+    # Enqueueing this one's job failed:
+    lost = ask(ctx, 1, queue=_queue_at(ctx, 121), notify=False).request
+    # This one's job is still waiting its turn (a backlog), and must not be doubled:
+    slow = ask(ctx, 2, queue=_queue_at(ctx, 120)).request
+
+    for _ in range(2):
+        job_queue(ctx.client).enqueue(jobs.housekeeping)
+        work(ctx)
+
+    assert texts_to(twilio_api, 1) == [confirmation(ctx, "en", 1)]
+    assert texts_to(twilio_api, 2) == [confirmation(ctx, "en", 2)]
+    assert {lost.id, slow.id}.isdisjoint(
+        m.decode() for m in ctx.client.zrange("helpline:cb:unconfirmed", 0, -1)
+    )
+
+
+def test_purge_leaves_nothing_of_the_caller(ctx: jobs.Context, twilio_api: TwilioApi) -> None:
+    long_ago = _queue_at(ctx, 40 * DAY)
+    request = ask(ctx, 1, queue=long_ago).request
+    work(ctx)
+    assert long_ago.claim_next("ana") is not None
+    long_ago.record(request.id, "ana", Outcome.REACHED)
+    kept = ask(ctx, 2).request
+
+    job_queue(ctx.client).enqueue(jobs.housekeeping)
+    work(ctx)
+
+    assert ctx.queue.get(request.id) is None
+    assert scan_for_numbers(ctx.client, [callback_number(1)]) == []
+    leftovers = [
+        key.decode()
+        for key in ctx.client.scan_iter(match="helpline:*")
+        if request.id.encode() in key or request.id.encode() in str(_dump(ctx, key)).encode()
+    ]
+    assert leftovers == []
+    assert ctx.queue.get(kept.id) is not None
+
+
+def _dump(ctx: jobs.Context, key: bytes) -> object:
+    kind = ctx.client.type(key).decode()
+    if kind == "hash":
+        return ctx.client.hgetall(key)
+    if kind == "zset":
+        return ctx.client.zrange(key, 0, -1)
+    if kind == "set":
+        return ctx.client.smembers(key)
+    if kind == "string":
+        return ctx.client.get(key)
+    return None
+
+
+# -- Redis restarts and privacy -------------------------------------------------------------
+
+
+def test_waiting_requests_and_their_order_survive_a_redis_restart(
+    worker_env: dict[str, str], twilio_api: TwilioApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="hl-", dir="/tmp"))
+    url, _ = embedded.ensure_running(data_dir)
+    try:
+        monkeypatch.setenv("REDIS_URL", url)
+        jobs.context.cache_clear()
+        ctx = jobs.context()
+        for n in range(6):
+            ask(ctx, n, urgent=n % 3 == 2)
+        before = [(r.id, r.priority, r.phone_masked) for r in ctx.queue.active()]
+
+        embedded.stop(data_dir)
+        assert not embedded.is_running(data_dir)
+        embedded.ensure_running(data_dir)
+        ctx.client.connection_pool.disconnect()
+
+        after = [(r.id, r.priority, r.phone_masked) for r in ctx.queue.active()]
+        assert after == before
+        assert [ctx.queue.phone(rid) for rid, _, _ in after][0] == callback_number(2)
+        work(ctx)  # the confirmation jobs queued before the restart still run
+        assert sorted(m.form["To"] for m in twilio_api.messages()) == sorted(
+            callback_number(n) for n in range(6)
+        )
+    finally:
+        jobs.context.cache_clear()
+        embedded.stop(data_dir)
+
+
+def test_no_phone_number_is_stored_in_plain_text_anywhere_in_redis(
+    ctx: jobs.Context, twilio_api: TwilioApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "RETRY", Retry(max=3, interval=[60]))
+    counsellors = Counsellors(ctx.client, ctx.queue.sealer)
+    counsellors.add("ana", name="Ana", phone=callback_number(50), password="x" * 12)
+    counsellors.set_on_duty("ana", True)
+    twilio_api.fail_for(callback_number(3), 21610)
+    twilio_api.fail_for(callback_number(4), 21211)
+
+    ask(ctx, 1, urgent=True, sid="CA" + "1" * 32)
+    ask(ctx, 2, lang="es")
+    ask(ctx, 3)
+    ask(ctx, 4)
+    ask(ctx, 5, queue=_queue_at(ctx, 73 * 3600), notify=False)
+    twilio_api.fail_next(1, status=500)  # one job waits to retry, with its error stored
+    ask(ctx, 6)
+    job_queue(ctx.client).enqueue(jobs.housekeeping)
+    work(ctx)
+
+    assert job_queue(ctx.client).scheduled_job_registry.count >= 1
+    assert len(twilio_api.messages()) >= 4
+    numbers = [callback_number(n) for n in (1, 2, 3, 4, 5, 6, 50)]
+    assert scan_for_numbers(ctx.client, numbers) == []
+    assert any(key.startswith(b"rq:job:") for key in ctx.client.scan_iter())
