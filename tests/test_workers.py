@@ -110,7 +110,7 @@ def ask(
         confirm=texts,
     )
     if notify and placement.added is Added.NEW:
-        jobs.after_queued(job_queue(ctx.client), placement.request)
+        jobs.after_queued(job_queue(ctx.client), placement.request, confirm=texts)
     return placement
 
 
