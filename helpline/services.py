@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass
 
 from flask import Flask, current_app
-from twilio.request_validator import RequestValidator
 
 from helpline import embedded, twiml
 from helpline.callbacks import CallbackQueue, Placement
@@ -19,6 +18,7 @@ from helpline.flows.lint import Library, load_flows
 from helpline.flows.model import Channel
 from helpline.hours import OpeningHours
 from helpline.intake import CallbackDesk
+from helpline.signatures import WebhookValidator
 from helpline.sms import SmsConversations
 from helpline.store import Store, connect
 from workers.jobs import after_queued
@@ -41,7 +41,7 @@ class Helpline:
     voice: Engine
     sms: SmsConversations
     store: Store
-    validator: RequestValidator
+    validator: WebhookValidator
     voice_failsafe: dict[str, str]  # language -> TwiML, rendered once at start-up
     sms_failsafe: dict[str, str]
     queue: CallbackQueue
@@ -87,7 +87,7 @@ def init_app(app: Flask, settings: Settings) -> Helpline:
         voice=voice_engine,
         sms=SmsConversations(sms_engine, store, phone_key, gsm, desk, sealer),
         store=store,
-        validator=RequestValidator(settings.twilio_auth_token),
+        validator=WebhookValidator(settings.twilio_auth_token),
         voice_failsafe={
             code: twiml.voice_failsafe(
                 content.text("voice.failsafe", code, spoken), region.voice_language[code]

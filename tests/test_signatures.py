@@ -16,8 +16,13 @@ from pathlib import Path
 import pytest
 import redis as redis_py
 from flask.testing import FlaskClient
+from hypothesis import given
+from hypothesis import strategies as st
+from twilio.request_validator import RequestValidator
+from werkzeug.datastructures import MultiDict
 
 from helpline import create_app
+from helpline.signatures import WebhookValidator
 from tests.factories import (
     AUTH_TOKEN,
     call_params,
@@ -290,3 +295,43 @@ def test_without_forwarded_headers_a_request_signed_for_the_tunnel_is_refused(cl
     params = sms_params("SAFE")
     signature = sign(TUNNEL + "/twilio/sms", params)
     assert_refused(post(client, "/twilio/sms", params, signature), redis)
+
+
+# -- the validator agrees with Twilio's library ----------------------------------------------
+
+SIGNED_URLS = [
+    "http://localhost/twilio/sms",
+    "http://localhost:80/twilio/sms",
+    "http://127.0.0.1:8000/twilio/voice/step?node=main&lang=en&r=0",
+    "https://helpline.example.org/twilio/voice",
+    "https://helpline.example.org:443/twilio/voice",
+    "https://helpline.example.org:8443/twilio/voice?" + ESCAPED_QUERY,
+]
+
+
+@given(
+    signed_for=st.sampled_from(SIGNED_URLS),
+    checked_as=st.sampled_from(SIGNED_URLS),
+    fields=st.lists(
+        st.tuples(st.sampled_from(["From", "Body", "Digits", "A"]), st.text(max_size=8)),
+        max_size=6,
+    ),
+    token=st.sampled_from([AUTH_TOKEN, "not-" + AUTH_TOKEN]),
+    tamper=st.booleans(),
+)
+def test_webhook_validator_accepts_exactly_what_twilios_validator_accepts(
+    signed_for, checked_as, fields, token, tamper
+):
+    # Repeated names included: Twilio signs every value of a repeated field, sorted.
+    form = MultiDict(fields)
+    signature = RequestValidator(token).compute_signature(signed_for, form)
+    if tamper:
+        signature = signature[:-2] + ("A=" if signature[-2] != "A" else "B=")
+    ours = WebhookValidator(AUTH_TOKEN).validate(checked_as, form, signature)
+    assert ours == RequestValidator(AUTH_TOKEN).validate(checked_as, form, signature)
+
+
+def test_webhook_validator_refuses_a_url_with_a_port_out_of_range():
+    params = sms_params("SAFE")
+    url = "http://localhost:99999/twilio/sms"
+    assert not WebhookValidator(AUTH_TOKEN).validate(url, MultiDict(params), sign(url, params))
