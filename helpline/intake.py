@@ -7,9 +7,10 @@ slow work (confirmation texts, alerts) to the workers by request id.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -37,6 +38,35 @@ class Caller:
     webhook_sid: str  # CallSid or MessageSid: a retry must not queue twice
 
 
+class CallerFacts(Mapping[str, str]):
+    """What the flow may know of the caller, worked out only when a node asks.
+
+    Reading the caller ID with phonenumbers costs more than the rest of a menu step,
+    and only the callback intake needs it.
+    """
+
+    def __init__(self, caller: Caller, *, spoken: bool):
+        self.caller = caller
+        self.spoken = spoken
+
+    @functools.cached_property
+    def _facts(self) -> dict[str, str]:
+        number = callable_number(self.caller.number)
+        if number is None:
+            return {}
+        end = number[-3:]
+        return {"caller_id": "known", "number_end": " ".join(end) if self.spoken else end}
+
+    def __getitem__(self, key: str) -> str:
+        return self._facts[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._facts)
+
+    def __len__(self) -> int:
+        return len(self._facts)
+
+
 class CallbackDesk:
     """Performs the 'callback' action and supplies the facts the flows branch on."""
 
@@ -56,13 +86,9 @@ class CallbackDesk:
         self.notify = notify
         self.clock = clock
 
-    def facts(self, caller: Caller, *, spoken: bool) -> dict[str, str]:
+    def facts(self, caller: Caller, *, spoken: bool) -> CallerFacts:
         """Return what the flow may branch on or say before any action."""
-        number = callable_number(caller.number)
-        if number is None:
-            return {}
-        end = number[-3:]
-        return {"caller_id": "known", "number_end": " ".join(end) if spoken else end}
+        return CallerFacts(caller, spoken=spoken)
 
     def settle(self, engine: Engine, caller: Caller, step: Step, facts: Mapping[str, str]) -> Step:
         """If the step ends by asking for an action, perform it and continue the flow."""

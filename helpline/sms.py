@@ -100,7 +100,8 @@ class SmsConversations:
                 lang=self.engine.content.default_language,
             )
         facts = self.desk.facts(caller, spoken=False)
-        step = self.engine.resume(state, Reply(text=text.body), fresh=fresh, context=facts)
+        reply = Reply(text=text.body)
+        step = self.engine.resume(state, reply, fresh=fresh, context=facts, crisis=crisis)
         new_state, events = self.desk.settle(self.engine, caller, step, facts)
         log.info(
             "sms answered",

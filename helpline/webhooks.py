@@ -157,10 +157,11 @@ def voice_step() -> Response:
         state, events = engine.start(request.args.get("lang"))
     else:
         reply = Reply(digits=_form("Digits"), text=_form("SpeechResult"))
-        if engine.is_crisis(reply.text):
+        crisis = engine.is_crisis(reply.text)
+        if crisis:
             services.desk.escalate(caller)
         facts = services.desk.facts(caller, spoken=True)
-        step = engine.resume(state, reply, context=facts)
+        step = engine.resume(state, reply, context=facts, crisis=crisis)
         state, events = services.desk.settle(engine, caller, step, facts)
     log.info("call step", extra={"node": state.node, "lang": state.lang})
     return _voice_answer(state, events, caller.webhook_sid)

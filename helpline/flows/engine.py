@@ -9,9 +9,10 @@ The web layer turns events into TwiML and keeps the state; the simulator prints 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import ChainMap
+from collections.abc import Mapping, MutableMapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from helpline.constants import MAX_ANSWER_CHARS, MAX_REPROMPTS
 from helpline.flows.matching import as_choice, contains_phrase, is_keyword, tokens
@@ -116,13 +117,15 @@ class Engine:
         *,
         fresh: bool = False,
         context: Mapping[str, str] | None = None,
+        crisis: bool | None = None,
     ) -> Step:
         """Advance the conversation by one input.
 
         fresh=True marks the first message of a new conversation: unrecognised text then
         gets the menu without an apology for not understanding. context holds what the
         web layer knows now (e.g. whether the caller's number is known), for branches
-        and placeholders.
+        and placeholders. crisis passes on is_crisis(reply.text) when the caller has
+        already worked it out, so the text is not matched twice.
         """
         flow = self.flow
         if state.ended:
@@ -130,13 +133,16 @@ class Engine:
         node = flow.nodes[state.node]
         words = tokens(reply.text)
         choice = reply.digits.strip()[:2] or as_choice(reply.text)
-        lang, answers, context = state.lang, state.answers, context or {}
+        lang, answers = state.lang, state.answers
+        context = context if context is not None else {}
 
         def go(target: str, new_lang: str = lang, **more: str) -> Step:
             return self.enter(target, new_lang, {**answers, **more}, context)
 
         # A person in danger comes first, whatever the conversation was doing.
-        if flow.crisis and self.is_crisis(reply.text):
+        if crisis is None:
+            crisis = self.is_crisis(reply.text)
+        if flow.crisis and crisis:
             return go(flow.crisis)
 
         if choice:
@@ -212,8 +218,9 @@ class Engine:
     ) -> Step:
         """Arrive at a node: say what it says, follow 'next' and branches until it waits,
         acts or ends."""
-        answers, context = dict(answers or {}), context or {}
-        variables = {**self.variables, **context}
+        answers = dict(answers or {})
+        context = context if context is not None else {}
+        variables = self._variables(context)
         events: list[Event] = []
         node = self.flow.nodes[node_id]
         while True:
@@ -238,7 +245,7 @@ class Engine:
         if state.reprompts >= MAX_REPROMPTS and self.flow.exhausted:
             return self.enter(self.flow.exhausted, state.lang)
         node = self.flow.nodes[state.node]
-        variables = {**self.variables, **(context or {})}
+        variables = self._variables(context if context is not None else {})
         events: list[Event] = [self._say(self.flow.reprompt, state.lang)]
         return replace(state, reprompts=state.reprompts + 1), events + self._prompt(
             node, state.lang, variables
@@ -250,8 +257,14 @@ class Engine:
         """Return lang if the content has it, else the default language."""
         return lang if lang in self.content.languages else self.content.default_language
 
+    def _variables(self, context: Mapping[str, str]) -> Mapping[str, str]:
+        """Region values, then the web layer's facts: looked up, never copied, so a fact
+        is worked out only if a message or a branch asks for it (intake.CallerFacts)."""
+        # ChainMap only reads here; its type asks for mutable maps.
+        return ChainMap(self.variables, cast("MutableMapping[str, str]", context))
+
     def _say(self, key: str, lang: str, variables: Mapping[str, str] | None = None) -> Say:
-        text = self.content.text(key, lang, dict(variables or self.variables))
+        text = self.content.text(key, lang, self.variables if variables is None else variables)
         return Say(key=key, text=text, lang=lang)
 
     def _prompt(self, node: Node, lang: str, variables: Mapping[str, str]) -> list[Event]:

@@ -8,6 +8,7 @@ keyed by id, one file per language. Nothing here does I/O beyond reading those f
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -122,7 +123,7 @@ class Content:
     words: dict[str, dict[str, tuple[str, ...]]]  # lang -> key -> phrases as written
     default_language: str
 
-    def text(self, key: str, lang: str, variables: dict[str, str]) -> str:
+    def text(self, key: str, lang: str, variables: Mapping[str, str]) -> str:
         template = self.messages[lang][key]
         return PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), template)
 
