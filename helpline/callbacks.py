@@ -516,9 +516,13 @@ class CallbackQueue:
         raw = _guard(lambda: self.client.hgetall(REQ + rid))
         return self._decode(raw) if raw else None
 
+    def refresh(self) -> None:
+        """Return expired leases and due retries to the line (every write does this too)."""
+        _guard(lambda: self._refresh(args=[PREFIX, self.clock()]))
+
     def active(self) -> list[Request]:
         """Return open requests: claimed ones, then the waiting line in order, then scheduled."""
-        _guard(lambda: self._refresh(args=[PREFIX, self.clock()]))
+        self.refresh()
         pipe = self.client.pipeline(transaction=True)
         pipe.zrange(CLAIMED, 0, -1)
         pipe.zrange(WAITING, 0, -1)
@@ -546,6 +550,19 @@ class CallbackQueue:
             "claimed": claimed,
             "scheduled": scheduled,
         }
+
+    def oldest_waiting(self) -> float | None:
+        """Return when the longest-waiting request in the line was made; None if none wait.
+
+        Within each band the score is the creation time, so this reads two members,
+        not the whole queue.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrangebyscore(WAITING, "-inf", f"({_BAND}", start=0, num=1, withscores=True)
+        pipe.zrangebyscore(WAITING, _BAND, "+inf", start=0, num=1, withscores=True)
+        urgent, normal = _guard(pipe.execute)
+        created = [score for _, score in urgent] + [score - _BAND for _, score in normal]
+        return min(created, default=None)
 
     def version(self) -> int:
         """Return a number that changes whenever the queue does."""

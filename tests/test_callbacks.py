@@ -299,3 +299,18 @@ def test_an_unreachable_redis_is_reported_without_the_number() -> None:
         add(queue, 1)
     assert callback_number(1)[-6:] not in str(caught.value)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_oldest_waiting_is_the_earliest_in_the_line_across_both_bands(
+    queue: CallbackQueue, clock: FakeClock
+) -> None:
+    assert queue.oldest_waiting() is None
+    add(queue, 1)
+    clock.advance(60)
+    add(queue, 2, urgent=True)
+    assert queue.oldest_waiting() == START
+
+    queue.claim_next("sam")  # the urgent one, made later
+    assert queue.oldest_waiting() == START
+    queue.claim_next("sam")
+    assert queue.oldest_waiting() is None

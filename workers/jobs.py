@@ -252,9 +252,10 @@ def _sample_history(ctx: Context) -> None:
     if not ctx.client.set(HISTORY_LOCK, 1, nx=True, ex=HISTORY_SAMPLE_SECONDS):
         return
     now = time.time()
+    ctx.queue.refresh()  # expired leases and due retries count as waiting again
     counts = ctx.queue.counts()
-    waiting = [r for r in ctx.queue.active() if r.status.value == "waiting"]
-    longest = max((now - r.created_at for r in waiting), default=0.0)
+    oldest = ctx.queue.oldest_waiting()
+    longest = 0.0 if oldest is None else now - oldest
     sample = f"{now:.0f}:{counts['urgent']}:{counts['normal']}:{longest:.0f}"
     pipe = ctx.client.pipeline()
     pipe.zadd(HISTORY, {sample: now})

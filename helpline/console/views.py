@@ -55,7 +55,8 @@ def _queue_context() -> dict[str, object]:
     active = services.queue.active()
     waiting = [r for r in active if r.status is Status.WAITING and r.due_at is None]
     counts = services.queue.counts()
-    longest = max((now - r.created_at for r in waiting), default=0.0)
+    oldest = services.queue.oldest_waiting()
+    longest = 0.0 if oldest is None else now - oldest
     return {
         "version": version,
         "now": now,
