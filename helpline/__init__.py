@@ -17,7 +17,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from helpline import bridge, console, services, webhooks
 
     settings = settings or load_settings()
-    configure_logging()
+    configure_logging(settings.log_level)
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,

@@ -14,6 +14,10 @@ from helpline.errors import ConfigError
 from helpline.hours import OpeningHours
 
 DEFAULT_TWILIO_API_URL = "https://api.twilio.com"
+# HELPLINE_LOG_LEVEL: INFO logs what the service did (a callback queued, an opt-out, a
+# failure); DEBUG adds a line per call step and per text, which says who (masked) asked
+# about what, so it stays off unless someone is chasing a problem.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class Settings:
     timezone: str | None = None  # None: the region's
     callback_expiry_hours: float = 72.0  # an unanswered request closes after this long
     retention_days: float = 30.0  # a closed request is deleted after this long
+    log_level: str = "INFO"
 
     @property
     def encryption_secret(self) -> str:
@@ -132,6 +137,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except ValueError:
         raise ConfigError(f"PORT must be a number from 1 to 65535, not {port_text!r}") from None
 
+    log_level = env.get("HELPLINE_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(
+            f"HELPLINE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}"
+        )
+
     expiry_hours = _positive(env, "HELPLINE_CALLBACK_EXPIRY_HOURS", 72.0)
     retention_days = _positive(env, "HELPLINE_RETENTION_DAYS", 30.0)
     data_dir = Path(env.get("HELPLINE_DATA_DIR") or "var")
@@ -152,6 +163,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         timezone=env.get("HELPLINE_TIMEZONE") or None,
         callback_expiry_hours=expiry_hours,
         retention_days=retention_days,
+        log_level=log_level,
     )
     # Fail at start-up, not at the first caller, if the hours cannot be read.
     OpeningHours.parse(settings.hours, settings.zone)

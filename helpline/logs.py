@@ -42,11 +42,11 @@ def _traceback_without_message(
 
 
 def configure_logging(level: str = "INFO") -> None:
-    """Send JSON lines to stderr; idempotent, so app factories can call it freely."""
+    """Send JSON lines to stderr at level; idempotent, so app factories can call it freely."""
     root = logging.getLogger()
+    root.setLevel(level)
     if any(isinstance(h.formatter, MaskingJsonFormatter) for h in root.handlers):
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(MaskingJsonFormatter())
     root.addHandler(handler)
-    root.setLevel(level)

@@ -31,6 +31,8 @@ SEEN = "_seen"
 USER = "user"
 # Longest id read from a cookie; ours are 43 characters.
 _MAX_ID = 64
+# Twilio never sends our cookie back: its webhooks get no session at all.
+SESSIONLESS_PREFIX = "/twilio/"
 
 
 class RedisSession(CallbackDict[str, Any], SessionMixin):
@@ -71,7 +73,10 @@ class RedisSessionInterface(SessionInterface):
         self.idle = idle
         self.absolute = absolute
 
-    def open_session(self, app: Flask, request: Request) -> RedisSession:
+    def open_session(self, app: Flask, request: Request) -> RedisSession | None:
+        if request.path.startswith(SESSIONLESS_PREFIX):
+            # None: Flask's null session, which is never saved and refuses writes.
+            return None
         sid = request.cookies.get(self.get_cookie_name(app), "")
         if not sid or len(sid) > _MAX_ID:
             return RedisSession()

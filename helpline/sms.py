@@ -103,7 +103,7 @@ class SmsConversations:
         reply = Reply(text=text.body)
         step = self.engine.resume(state, reply, fresh=fresh, context=facts, crisis=crisis)
         new_state, events = self.desk.settle(self.engine, caller, step, facts)
-        log.info(
+        log.debug(
             "sms answered",
             extra={"node": new_state.node, "lang": new_state.lang, "from": mask_phone(text.sender)},
         )

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Blueprint, Response, request, url_for
+from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from helpline import twiml
@@ -22,6 +23,8 @@ from helpline.sms import Incoming
 
 log = logging.getLogger(__name__)
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
+# Where a call's next step is posted; its query string carries the position.
+VOICE_STEP = "/voice/step"
 
 TWIML = "text/xml"
 # Status values Twilio sends; anything else is counted as "other" so input cannot
@@ -72,7 +75,9 @@ def signed_url() -> str:
     The query is taken as sent: request.url decodes %-escapes (%7B, %2F, UTF-8...), and
     a URL that differs from the signed one by a single character never validates.
     """
-    base = helpline().settings.public_url or request.root_url.rstrip("/")
+    # Scheme and host as they arrived (after ProxyFix): request.root_url would also
+    # rewrite them as an IRI, which costs more and is not what Twilio signed.
+    base = helpline().settings.public_url or f"{request.scheme}://{request.host}{request.script_root}"
     query = request.query_string.decode("latin-1")
     return base + request.path + (f"?{query}" if query else "")
 
@@ -127,18 +132,19 @@ def _voice_answer(state: State, events: list[Event], call_sid: str = "") -> Resp
     if state.answers:
         # Answers can hold a callback number: sealed, and bound to this call.
         position["a"] = seal_answers(services.sealer, state.answers, call_sid)
-    action = url_for("twilio.voice_step", **position)
+    # Built by hand: url_for costs as much as the rest of this answer.
+    action = f"{request.script_root}{bp.url_prefix}{VOICE_STEP}?{urlencode(position)}"
     return _twiml(twiml.voice(events, action, services.settings.region))
 
 
 @bp.post("/voice")
 def voice_incoming() -> Response:
     state, events = helpline().voice.start()
-    log.info("call answered", extra={"node": state.node})
+    log.debug("call answered", extra={"node": state.node})
     return _voice_answer(state, events)
 
 
-@bp.post("/voice/step")
+@bp.post(VOICE_STEP)
 def voice_step() -> Response:
     services = helpline()
     engine = services.voice
@@ -163,7 +169,7 @@ def voice_step() -> Response:
         facts = services.desk.facts(caller, spoken=True)
         step = engine.resume(state, reply, context=facts, crisis=crisis)
         state, events = services.desk.settle(engine, caller, step, facts)
-    log.info("call step", extra={"node": state.node, "lang": state.lang})
+    log.debug("call step", extra={"node": state.node, "lang": state.lang})
     return _voice_answer(state, events, caller.webhook_sid)
 
 

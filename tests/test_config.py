@@ -62,6 +62,7 @@ def test_development_generates_secrets_once_into_the_data_dir(tmp_path):
         ({"PORT": "http"}, "PORT must be a number"),
         ({"HELPLINE_REGION": "XX"}, "HELPLINE_REGION 'XX'"),
         ({"HELPLINE_ENV": "staging"}, "HELPLINE_ENV must be"),
+        ({"HELPLINE_LOG_LEVEL": "chatty"}, "HELPLINE_LOG_LEVEL must be one of DEBUG, INFO"),
     ],
 )
 def test_bad_values_are_explained(tmp_path, env, message):

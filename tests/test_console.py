@@ -33,6 +33,7 @@ from tests.factories import (
     callback_number,
     make_settings,
     scan_for_numbers,
+    sms_params,
     twilio_post,
 )
 from workers.jobs import HISTORY
@@ -191,6 +192,21 @@ def test_twilio_webhooks_stay_exempt_from_csrf_and_keep_their_signature_check(cl
     params = {"From": callback_number(1), "Body": "hello", "MessageSid": "SM" + "1" * 32}
     assert client.post("/twilio/sms", data=params).status_code == 403
     assert twilio_post(client, "/twilio/sms", params).status_code == 200
+
+
+def test_twilio_webhooks_neither_open_nor_extend_a_console_session(logged_in, redis):
+    sid = logged_in.get_cookie("helpline_session").value
+    seen = json.loads(redis.get(SESSION + sid))["_seen"]
+    sessions = set(redis.scan_iter(SESSION + "*"))
+    time.sleep(0.01)
+
+    response = twilio_post(logged_in, "/twilio/sms", sms_params("SAFE"))
+
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+    assert set(redis.scan_iter(SESSION + "*")) == sessions
+    assert json.loads(redis.get(SESSION + sid))["_seen"] == seen
+    assert logged_in.get("/console/").status_code == 200  # the console session is untouched
 
 
 # -- logging in ------------------------------------------------------------------------

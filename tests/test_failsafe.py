@@ -222,7 +222,7 @@ def test_status_callbacks_answer_200_while_redis_is_down(down, path, params):
 
 
 def test_logs_during_the_outage_hold_no_number_and_no_message_text(down, caplog, json_log):
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG)
     step = "/twilio/voice/step?node=main&lang=en&r=0"
     answer(down, "/twilio/sms", sms_params(PRIVATE_TEXT))
     answer(down, "/twilio/sms", sms_params(CRISIS_TEXT))
@@ -429,7 +429,7 @@ FAILURES = [
 def test_a_webhook_that_raises_answers_the_failsafe_and_logs_no_number_or_text(
     app, caplog, json_log, breaker, path, make_params, check
 ):
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG)
     breaker(app)
     check(answer(app.test_client(), path, make_params()))
 

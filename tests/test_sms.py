@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
+
 import pytest
 
 from helpline.constants import SMS_STATE_TTL
 from helpline.flows.gsm import segments
+from helpline.logs import MaskingJsonFormatter
 from tests.factories import CALLER, sms_params, sms_replies, twilio_post
 
 
@@ -155,3 +159,16 @@ def test_status_callbacks_are_accepted_and_counted(client, redis):
         b"other": b"1",
     }
     assert redis.hgetall("helpline:stats:voice") == {b"completed": b"1", b"no-answer": b"1"}
+
+
+def test_routine_texts_are_logged_only_at_debug_and_then_masked(client, caplog):
+    caplog.set_level(logging.INFO)
+    text(client, "SAFE")
+    assert not [r for r in caplog.records if r.name.startswith("helpline")]
+
+    caplog.set_level(logging.DEBUG)
+    text(client, "RECOVERY")
+    (record,) = [r for r in caplog.records if r.getMessage() == "sms answered"]
+    line = json.loads(MaskingJsonFormatter().format(record))
+    assert line["from"] == "***" + CALLER[-3:] and line["node"]
+    assert CALLER[-7:] not in json.dumps(line) and "RECOVERY" not in json.dumps(line)

@@ -128,11 +128,11 @@ def run(settings: Settings, *, burst: bool = False, **intervals: int) -> None:
     The first SIGTERM (or Ctrl-C) lets the current job finish, then the worker exits; a
     second one stops it at once (the job is then retried, as for a killed worker).
     """
-    configure_logging()
+    configure_logging(settings.log_level)
     # The twilio library logs request URLs and headers at INFO: they hold phone numbers.
     logging.getLogger("twilio").setLevel(logging.WARNING)
     url = embedded.resolve_redis_url(settings.redis_url, settings.data_dir)
     connection = redis.Redis.from_url(url)
     worker = make_worker(connection, **intervals)
     log.info("worker starting", extra={"queue": QUEUE_NAME})
-    worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
