@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections import ChainMap
 from collections.abc import Mapping, MutableMapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from helpline.constants import MAX_ANSWER_CHARS, MAX_REPROMPTS
-from helpline.flows.matching import as_choice, contains_phrase, is_keyword, tokens
+from helpline.flows.matching import PhraseIndex, as_choice, contains_phrase, is_keyword, tokens
 from helpline.flows.model import Case, Channel, Flow, Node
 from helpline.phones import to_e164
 
@@ -34,7 +34,15 @@ class State:
     answers: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # By hand: dataclasses.asdict deep-copies field by field, on every webhook.
+        return {
+            "flow": self.flow,
+            "node": self.node,
+            "lang": self.lang,
+            "reprompts": self.reprompts,
+            "ended": self.ended,
+            "answers": dict(self.answers),
+        }
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,12 @@ class Engine:
         # Fold every phrase once, up front: matching runs on every webhook.
         keys = set().union(*(w.keys() for w in self.content.words.values()))
         self._phrases = {key: self.content.all_phrase_tokens(key) for key in keys}
-        self._crisis = self._phrases[flow.crisis_words] if flow.crisis_words else ()
+        # Typos are forgiven in texts; speech recognition returns real words, where
+        # forgiving "overdose" as "overdosed" would skip the menu the caller asked for.
+        self._crisis = PhraseIndex(
+            self._phrases[flow.crisis_words] if flow.crisis_words else (),
+            fuzzy=flow.channel is Channel.SMS,
+        )
 
     # -- public API --------------------------------------------------------------------
 
@@ -104,11 +117,7 @@ class Engine:
 
     def is_crisis(self, text: str) -> bool:
         """Return True if the text holds any crisis phrase (forgiving one typo in long words)."""
-        words = tokens(text)
-        # Typos are forgiven in texts; speech recognition returns real words, where
-        # forgiving "overdose" as "overdosed" would skip the menu the caller asked for.
-        fuzzy = self.flow.channel is Channel.SMS
-        return bool(self._crisis and words and contains_phrase(words, self._crisis, fuzzy=fuzzy))
+        return self._crisis.contains(tokens(text))
 
     def resume(
         self,

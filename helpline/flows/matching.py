@@ -121,6 +121,49 @@ def contains_phrase(
     return False
 
 
+class PhraseIndex:
+    """Phrases indexed by their first word, for finding any of many in a long message.
+
+    contains(words) answers exactly as contains_phrase(words, phrases, fuzzy=...) does,
+    but looks at each word of the message once instead of trying every phrase at every
+    position: a one-word text costs a dictionary lookup or two, not dozens of tries.
+    With fuzzy, each first word is also filed under itself minus any one letter; two
+    words one slip apart (insertion, deletion, substitution or swap) always share such
+    a key, so no candidate is missed, and every candidate is then checked in full.
+    """
+
+    def __init__(self, phrases: Iterable[Sequence[str]], *, fuzzy: bool = False):
+        self.typo_from = 5 if fuzzy else None
+        self._by_key: dict[str, list[tuple[str, ...]]] = {}
+        for phrase in dict.fromkeys(tuple(p) for p in phrases if p):
+            for key in self._keys(phrase[0], self._forgives(phrase[0])):
+                self._by_key.setdefault(key, []).append(phrase)
+
+    def _forgives(self, wanted: str) -> bool:
+        return self.typo_from is not None and len(wanted) >= self.typo_from
+
+    @staticmethod
+    def _keys(word: str, with_deletions: bool) -> set[str]:
+        keys = {word}
+        if with_deletions:
+            keys.update(word[:i] + word[i + 1 :] for i in range(len(word)))
+        return keys
+
+    def contains(self, words: Sequence[str]) -> bool:
+        """Return True if any phrase appears, word for word, anywhere in the words."""
+        # A message word one slip from a forgiving first word is at most one letter shorter.
+        shortest = None if self.typo_from is None else self.typo_from - 1
+        for start, word in enumerate(words):
+            keys = self._keys(word, shortest is not None and len(word) >= shortest)
+            for key in keys:
+                for phrase in self._by_key.get(key, ()):
+                    if start + len(phrase) <= len(words) and _phrase_at(
+                        words, phrase, start, self.typo_from
+                    ):
+                        return True
+        return False
+
+
 def is_keyword(
     words: Sequence[str], phrases: Iterable[Sequence[str]], *, fuzzy: bool = False
 ) -> bool:
