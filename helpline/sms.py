@@ -6,6 +6,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from helpline import twiml
 from helpline.constants import KEY_PREFIX, SMS_STATE_TTL
@@ -26,17 +27,18 @@ OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP", "ALTA"})
 
 OPT_OUT_KEY = f"{KEY_PREFIX}:sms:optout"  # set of keyed hashes of opted-out numbers
 _MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
-# A retried webhook (same MessageSid) gets the same reply for this long, in seconds.
-REPLY_CACHE_TTL = 60 * 60
+# Replies kept in the conversation, newest first, so a retried webhook (same MessageSid)
+# gets the same reply for as long as the conversation is kept (SMS_STATE_TTL).
+REPLIES_KEPT = 3
+
+# A text's one read: is the sender opted out, and their conversation (or nil).
+_READ = """
+return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2])}
+"""
 
 
 def _state_key(who: str) -> str:
     return f"{KEY_PREFIX}:sms:conv:{who}"
-
-
-def _reply_key(who: str, message_sid: str) -> str:
-    # Keyed by sender too: a reply is only ever replayed to the number it was for.
-    return f"{KEY_PREFIX}:sms:reply:{who}:{message_sid}"
 
 
 @dataclass(frozen=True)
@@ -64,11 +66,15 @@ class SmsConversations:
         self.gsm = gsm
         self.desk = desk
         self.sealer = sealer
+        self._read_script = store.client.register_script(_READ)
 
     def answer(self, text: Incoming) -> str:
+        """Return the TwiML reply to one text: one Redis read, one write."""
         who = phone_digest(self.phone_key, text.sender) if text.sender else ""
         sid = text.message_sid if _MESSAGE_SID.match(text.message_sid) else ""
-        opted_out, raw_state, cached = self._read(who, sid)
+        opted_out, stored, replies = self._read(who)
+        # Replies live in the sender's own conversation: never replayed to another number.
+        cached = next((answer for kept, answer in replies if sid and kept == sid), None)
         if cached is not None:
             return cached  # Twilio retried this very message: say the same again, once
 
@@ -77,7 +83,7 @@ class SmsConversations:
             self._opt_out(who)
             return twiml.empty_messaging()
 
-        state = self._restore(raw_state, who)
+        state = self._restore(stored, who)
         caller = Caller(number=text.sender, channel="sms", webhook_sid=sid)
         crisis = self.engine.is_crisis(text.body)
         if crisis:
@@ -87,7 +93,7 @@ class SmsConversations:
                 self._opt_in(who)
                 lang = state.lang if state else None
                 new_state, events = self.engine.enter("resubscribed", self.engine.language(lang))
-                return self._reply(who, sid, new_state, events)
+                return self._reply(who, sid, new_state, events, replies)
             if not crisis:
                 return twiml.empty_messaging()
             # Someone in danger gets the emergency advice even after opting out.
@@ -107,49 +113,51 @@ class SmsConversations:
             "sms answered",
             extra={"node": new_state.node, "lang": new_state.lang, "from": mask_phone(text.sender)},
         )
-        return self._reply(who, sid, new_state, events)
+        return self._reply(who, sid, new_state, events, replies)
 
     # -- Redis, each call fail-soft ------------------------------------------------------
 
-    def _read(self, who: str, sid: str) -> tuple[bool, bytes | None, str | None]:
+    def _read(self, who: str) -> tuple[bool, dict[str, Any] | None, list[tuple[str, str]]]:
+        """Return (opted out, the stored conversation, its recent replies as (sid, TwiML))."""
+
         def read(client):
-            pipe = client.pipeline(transaction=False)
-            pipe.sismember(OPT_OUT_KEY, who)
-            pipe.get(_state_key(who))
-            pipe.get(_reply_key(who, sid)) if sid else pipe.echo("")
-            opted, raw, cached = pipe.execute()
-            return bool(opted), raw, (cached.decode() if cached else None)
+            opted, raw = self._read_script(
+                keys=[OPT_OUT_KEY, _state_key(who)], args=[who], client=client
+            )
+            return (bool(opted), *_decode(raw))
 
         if not who:
-            return False, None, None
-        return self.store.attempt("sms read", read, (False, None, None))
+            return False, None, []
+        return self.store.attempt("sms read", read, (False, None, []))
 
-    def _restore(self, raw: bytes | None, who: str) -> State | None:
-        if not raw:
+    def _restore(self, stored: dict[str, Any] | None, who: str) -> State | None:
+        if not stored:
             return None
-        try:
-            stored = json.loads(raw)
-            stored["answers"] = open_answers(self.sealer, stored.get("answers") or "", who)
-            return self.engine.restore(stored)
-        except (ValueError, TypeError, AttributeError):
-            return None
+        answers = stored.get("answers")
+        sealed = answers if isinstance(answers, str) else ""
+        return self.engine.restore(dict(stored, answers=open_answers(self.sealer, sealed, who)))
 
-    def _reply(self, who: str, sid: str, state: State, events: list[Event]) -> str:
+    def _reply(
+        self,
+        who: str,
+        sid: str,
+        state: State,
+        events: list[Event],
+        replies: list[tuple[str, str]],
+    ) -> str:
         answer = twiml.sms(events, self.gsm[state.lang])
-
-        def write(client):
-            pipe = client.pipeline(transaction=False)
-            stored = state.to_dict()
-            # Answers can hold a callback number: never stored in plain text.
-            answers = state.answers
-            stored["answers"] = seal_answers(self.sealer, answers, who) if answers else ""
-            pipe.set(_state_key(who), json.dumps(stored), ex=SMS_STATE_TTL)
-            if sid:
-                pipe.set(_reply_key(who, sid), answer, ex=REPLY_CACHE_TTL)
-            pipe.execute()
-
-        if who:
-            self.store.attempt("sms write", write, None)
+        if not who:
+            return answer
+        stored = state.to_dict()
+        # Answers can hold a callback number: never stored in plain text.
+        stored["answers"] = seal_answers(self.sealer, state.answers, who) if state.answers else ""
+        # One key, one SET: the state and, newest first, the replies a retry may ask for.
+        kept = [(sid, answer), *replies] if sid else replies
+        stored["replies"] = kept[:REPLIES_KEPT]
+        value = json.dumps(stored, separators=(",", ":"))
+        self.store.attempt(
+            "sms write", lambda client: client.set(_state_key(who), value, ex=SMS_STATE_TTL), None
+        )
         return answer
 
     def _opt_out(self, who: str) -> None:
@@ -166,3 +174,20 @@ class SmsConversations:
     def _opt_in(self, who: str) -> None:
         self.store.attempt("sms opt-in", lambda client: client.srem(OPT_OUT_KEY, who), None)
         log.info("sms opt-in recorded")
+
+
+def _decode(raw: bytes | None) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
+    """Split a stored conversation into its values and its replies; (None, []) if unreadable."""
+    try:
+        stored = json.loads(raw) if raw else None
+    except ValueError:
+        return None, []
+    if not isinstance(stored, dict):
+        return None, []
+    replies = stored.get("replies")
+    pairs = replies if isinstance(replies, list) else []
+    return stored, [
+        (sid, answer)
+        for sid, answer in (p for p in pairs if isinstance(p, list) and len(p) == 2)
+        if isinstance(sid, str) and isinstance(answer, str)
+    ]

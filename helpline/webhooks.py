@@ -77,7 +77,9 @@ def signed_url() -> str:
     """
     # Scheme and host as they arrived (after ProxyFix): request.root_url would also
     # rewrite them as an IRI, which costs more and is not what Twilio signed.
-    base = helpline().settings.public_url or f"{request.scheme}://{request.host}{request.script_root}"
+    base = (
+        helpline().settings.public_url or f"{request.scheme}://{request.host}{request.script_root}"
+    )
     query = request.query_string.decode("latin-1")
     return base + request.path + (f"?{query}" if query else "")
 

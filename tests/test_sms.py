@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import fields
 
 import pytest
 
 from helpline.constants import SMS_STATE_TTL
+from helpline.flows.engine import State
 from helpline.flows.gsm import segments
 from helpline.logs import MaskingJsonFormatter
 from tests.factories import CALLER, sms_params, sms_replies, twilio_post
@@ -135,6 +137,35 @@ def test_twilio_retry_of_the_same_message_gets_the_same_reply_and_does_not_advan
     assert text(client, "1")[0].startswith("Regular opioid use changes the brain")
 
 
+def test_a_retry_of_an_earlier_text_still_gets_its_own_reply(client):
+    text(client, "hi")
+    earlier = sms_params("2")
+    first = twilio_post(client, "/twilio/sms", earlier).get_data(as_text=True)
+    text(client, "1")  # a later text moved the conversation on before Twilio retried
+    retry = twilio_post(client, "/twilio/sms", earlier).get_data(as_text=True)
+    assert retry == first
+    assert sms_replies(retry)[0].startswith("Dependence")
+
+
+def test_a_reply_is_never_replayed_to_another_number(client):
+    text(client, "2")  # the recovery menu
+    params = sms_params("1", sender=CALLER)
+    first = twilio_post(client, "/twilio/sms", params).get_data(as_text=True)
+    assert sms_replies(first)[0].startswith("Regular opioid use changes the brain")
+    # The same MessageSid from another number is answered as that number's own text.
+    other = dict(params, From="+447700900456")
+    (reply,) = sms_replies(twilio_post(client, "/twilio/sms", other).get_data(as_text=True))
+    assert not reply.startswith("Regular opioid use changes the brain")
+
+
+def test_each_text_keeps_one_key_per_number(client, redis):
+    for body in ("hi", "2", "1", "menu", "SAFE"):
+        text(client, body)
+    assert {k.decode().rsplit(":", 1)[0] for k in redis.keys("helpline:sms:*")} == {
+        "helpline:sms:conv"
+    }
+
+
 def test_conversation_state_expires_and_holds_no_number(client, redis):
     text(client, "2")
     keys = [k for k in redis.keys("helpline:sms:conv:*")]
@@ -172,3 +203,14 @@ def test_routine_texts_are_logged_only_at_debug_and_then_masked(client, caplog):
     line = json.loads(MaskingJsonFormatter().format(record))
     assert line["from"] == "***" + CALLER[-3:] and line["node"]
     assert CALLER[-7:] not in json.dumps(line) and "RECOVERY" not in json.dumps(line)
+
+
+def test_a_stored_state_keeps_every_field(app):
+    engine = app.extensions["helpline"].sms.engine
+    node = next(n for n in engine.flow.nodes if n != engine.flow.start)
+    state = State(engine.flow.id, node, "es", reprompts=1, ended=True, answers={"urgent": "yes"})
+
+    stored = json.loads(json.dumps(state.to_dict()))
+
+    assert set(stored) == {f.name for f in fields(State)}
+    assert engine.restore(stored) == state
