@@ -383,6 +383,7 @@ class Sample:
     issued: int
     seconds: float
     server_cpu: float
+    redis_cpu: float
     client_cpu: float
     machine_cpu: float
 
@@ -395,6 +396,7 @@ class Endpoint:
     port: int
     pool: list[bytes]
     pids: Callable[[], list[int]]
+    redis_pids: Callable[[], list[int]] = list
     samples: list[Sample] = field(default_factory=list)
     counter: Iterator[int] = field(default_factory=itertools.count)
 
@@ -432,8 +434,15 @@ class Endpoint:
         """Measured requests per second."""
         return self.requests / self.seconds if self.seconds > 0 else 0.0
 
+    def cpu_per_request_us(self, kind: str) -> float:
+        """Return the CPU microseconds one measured request cost: server or redis."""
+        if not self.requests:
+            return 0.0
+        used: float = sum(getattr(s, f"{kind}_cpu") for s in self.samples)
+        return used / self.requests * 1e6
+
     def cores(self, kind: str) -> float:
-        """Return the average cores used during measurement: server, client or machine."""
+        """Return the average cores used during measurement: server, redis, client or machine."""
         if self.seconds <= 0:
             return 0.0
         used: float = sum(getattr(s, f"{kind}_cpu") for s in self.samples)
@@ -482,10 +491,12 @@ def load_slice(endpoint: Endpoint, connections: int, warmup: float, duration: fl
     barrier.wait()
     time.sleep(max(0.0, (window["from"] - time.perf_counter_ns()) / 1e9))
     server_before, client_before = cpu_seconds(endpoint.pids()), own_cpu_seconds()
+    redis_before = cpu_seconds(endpoint.redis_pids())
     machine_before = machine_busy_seconds()
     for thread in threads:
         thread.join()
     server_after, client_after = cpu_seconds(endpoint.pids()), own_cpu_seconds()
+    redis_after = cpu_seconds(endpoint.redis_pids())
     machine_after = machine_busy_seconds()
     return Sample(
         latencies_ns=[value for mine in latencies for value in mine],
@@ -493,6 +504,7 @@ def load_slice(endpoint: Endpoint, connections: int, warmup: float, duration: fl
         issued=sum(issued),
         seconds=(max(finished) - window["from"]) / 1e9 if any(finished) else 0.0,
         server_cpu=server_after - server_before,
+        redis_cpu=redis_after - redis_before,
         client_cpu=client_after - client_before,
         machine_cpu=machine_after - machine_before,
     )
@@ -547,6 +559,7 @@ def print_report(
     header = (
         f"{'endpoint':<36} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'errors':>6} {'vs bare':>7} {'(rounds)':>11}  {'srv':>4} {'gen':>4} {'other':>5}"
+        f"  {'us/req':>6} {'redis':>5}"
     )
     print(header)
     print("-" * len(header))
@@ -562,12 +575,16 @@ def print_report(
             f"{endpoint.percentile_ms(50):>7.2f} {endpoint.percentile_ms(99):>7.2f} "
             f"{endpoint.errors:>6} {ratio:>7.2f} {spread:>11}  {endpoint.cores('server'):>4.2f} "
             f"{endpoint.cores('client'):>4.2f} {other:>5.2f}"
+            f"  {endpoint.cpu_per_request_us('server'):>6.0f} "
+            f"{endpoint.cpu_per_request_us('redis'):>5.0f}"
         )
     print()
     print(
         f"vs bare: throughput over the bare app's; (rounds): the lowest and highest round. "
         f"CPU in cores (of {cores}): srv = gunicorn workers (+ redis-server for the helpline), "
-        "gen = the load generator, other = everything else on the machine, kernel included."
+        "gen = the load generator, other = everything else on the machine, kernel included. "
+        "us/req: srv CPU per request in microseconds, of which redis: redis-server's "
+        "(its fsyncs included)."
     )
     noisy = max(e.cores("machine") - e.cores("server") - e.cores("client") for e in endpoints)
     if noisy > 0.25:
@@ -683,17 +700,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_answer(app_server.port, probe_request, b"<Message>", "/twilio/sms")
         redis_pid = embedded.server_pid(tmp)
 
+        def redis_pids() -> list[int]:
+            return [redis_pid] if redis_pid else []
+
         def app_pids() -> list[int]:
-            return app_server.worker_pids() + ([redis_pid] if redis_pid else [])
+            return app_server.worker_pids() + redis_pids()
 
         bare = Endpoint(
             "bare Flask, fixed TwiML", bare_server.port, bare_pool, bare_server.worker_pids
         )
         endpoints = [
             bare,
-            Endpoint("POST /twilio/voice", app_server.port, voice_pool, app_pids),
-            Endpoint("POST /twilio/voice/step Digits=1", app_server.port, step_pool, app_pids),
-            Endpoint("POST /twilio/sms SAFE/1/menu", app_server.port, sms_pool, app_pids),
+            Endpoint("POST /twilio/voice", app_server.port, voice_pool, app_pids, redis_pids),
+            Endpoint(
+                "POST /twilio/voice/step Digits=1", app_server.port, step_pool, app_pids, redis_pids
+            ),
+            Endpoint(
+                "POST /twilio/sms SAFE/1/menu", app_server.port, sms_pool, app_pids, redis_pids
+            ),
         ]
         print(
             f"gunicorn {config.describe()} ready; warming up, then {args.rounds} rounds", flush=True

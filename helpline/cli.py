@@ -18,7 +18,7 @@ import redis
 
 from helpline import embedded
 from helpline.config import Settings, load_settings
-from helpline.errors import HelplineError
+from helpline.errors import ConfigError, HelplineError
 from helpline.privacy import mask_phone
 
 DEFAULT_FROM = "+447700900123"  # an Ofcom drama number: never a real subscriber
@@ -163,21 +163,23 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _web(args: argparse.Namespace) -> int:
+    # Checked first: gunicorn reads WEB_CONCURRENCY when imported, and fails with a traceback.
+    workers = args.workers or _web_concurrency()
     from gunicorn.app.base import BaseApplication
 
     from helpline import create_app
 
     settings = load_settings()
     port = args.port or settings.port
-    workers = args.workers or max(2, (os.cpu_count() or 1) * 2)
     app = create_app(settings)  # fail here, loudly, before forking workers
 
     class Server(BaseApplication):
+        # As the Procfile runs it: sync workers measured best for the webhooks
+        # (bench/webhooks.py); each answers in a few milliseconds.
         def load_config(self) -> None:
             self.cfg.set("bind", f"{args.host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", 4)
+            self.cfg.set("worker_class", "sync")
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", None)  # access logs would show numbers in URLs
 
@@ -186,6 +188,18 @@ def _web(args: argparse.Namespace) -> int:
 
     Server().run()
     return 0
+
+
+def _web_concurrency() -> int:
+    """Return WEB_CONCURRENCY (the Procfile's setting), else 2 workers."""
+    text = os.environ.get("WEB_CONCURRENCY", "")
+    try:
+        workers = int(text) if text else 2
+        if workers < 1:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"WEB_CONCURRENCY must be a whole number above 0, not {text!r}") from None
+    return workers
 
 
 def _worker(args: argparse.Namespace) -> int:

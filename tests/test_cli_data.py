@@ -127,6 +127,14 @@ def test_commands_say_what_to_fix_when_redis_is_unreachable(env) -> None:
     assert "cannot reach Redis" in done.stderr and "REDIS_URL" in done.stderr
 
 
+@pytest.mark.parametrize("value", ["0", "many"])
+def test_web_says_what_to_fix_in_a_bad_web_concurrency(env, value) -> None:
+    env["WEB_CONCURRENCY"] = value
+    done = helpline(env, "web", "--port", "1")
+    assert done.returncode == 1
+    assert f"WEB_CONCURRENCY must be a whole number above 0, not {value!r}" in done.stderr
+
+
 def test_purge_also_trims_the_audit_log_past_retention(env, redis) -> None:
     old_ms = int((time.time() - 40 * 24 * 3600) * 1000)
     redis.xadd("helpline:audit", {"actor": "sam", "action": "reveal"}, id=f"{old_ms}-0")
