@@ -35,7 +35,7 @@ from helpline.constants import (
     KEY_PREFIX,
     WAIT_SAMPLE,
 )
-from helpline.crypto import Sealer
+from helpline.crypto import Sealer, lookup_key
 from helpline.errors import NotYours, QueueError, QueueUnavailable
 from helpline.privacy import mask_phone, phone_digest
 
@@ -366,6 +366,11 @@ class CallbackQueue:
         self._settle = client.register_script(_SETTLE)
         self._expire = client.register_script(_EXPIRE)
         self._refresh = client.register_script(_REFRESH)
+
+    @classmethod
+    def for_secret(cls, client: redis.Redis, secret: str) -> CallbackQueue:
+        """Return the queue whose numbers are sealed and looked up with keys from secret."""
+        return cls(client, Sealer(secret), lookup_key(secret))
 
     # -- callers ---------------------------------------------------------------------------
 

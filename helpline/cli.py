@@ -370,12 +370,10 @@ def _counsellor_duty(args: argparse.Namespace) -> int:
 
 def _queue_list(args: argparse.Namespace) -> int:
     from helpline.callbacks import CallbackQueue
-    from helpline.crypto import Sealer, lookup_key
 
     settings = load_settings()
-    secret = settings.encryption_secret
     with _redis(settings) as client:
-        requests = CallbackQueue(client, Sealer(secret), lookup_key(secret)).active()
+        requests = CallbackQueue.for_secret(client, settings.encryption_secret).active()
     if args.json:
         print(json.dumps([r.to_json() for r in requests], indent=2))
         return 0
@@ -394,12 +392,10 @@ def _purge(args: argparse.Namespace) -> int:
     from helpline import retention
     from helpline.audit import AuditLog
     from helpline.callbacks import CallbackQueue
-    from helpline.crypto import Sealer, lookup_key
 
     settings = load_settings()
-    secret = settings.encryption_secret
     with _redis(settings) as client:
-        queue = CallbackQueue(client, Sealer(secret), lookup_key(secret))
+        queue = CallbackQueue.for_secret(client, settings.encryption_secret)
         removed = retention.purge(queue, AuditLog(client), settings.retention_days)
     print(f"purged {removed} closed request(s) older than {settings.retention_days:g} days")
     return 0

@@ -24,7 +24,6 @@ from helpline.callbacks import OPEN_STATUSES, REQ, UNCONFIRMED, CallbackQueue, R
 from helpline.config import Settings, load_settings
 from helpline.constants import HISTORY_SAMPLE_SECONDS, KEY_PREFIX
 from helpline.counsellors import Counsellors
-from helpline.crypto import Sealer, lookup_key
 from helpline.errors import Failure, OutboundError
 from helpline.flows.gsm import as_sent
 from helpline.flows.lint import Library, load_flows
@@ -72,13 +71,12 @@ def context() -> Context:
     settings = load_settings()
     url = embedded.resolve_redis_url(settings.redis_url, settings.data_dir)
     client = redis.Redis.from_url(url)
-    secret = settings.encryption_secret
-    sealer = Sealer(secret)
+    queue = CallbackQueue.for_secret(client, settings.encryption_secret)
     return Context(
         settings=settings,
         client=client,
-        queue=CallbackQueue(client, sealer, lookup_key(secret)),
-        counsellors=Counsellors(client, sealer),
+        queue=queue,
+        counsellors=Counsellors(client, queue.sealer),
         library=load_flows(settings.flows_dir),
     )
 
