@@ -73,6 +73,10 @@ SESSION_ABSOLUTE_SECONDS = 12 * 60 * 60
 LOGIN_MAX_FAILURES = 10
 # ...this many seconds, counted from the last wrong password.
 LOGIN_LOCK_SECONDS = 15 * 60
+# Wrong passwords from one client address, whatever the usernames, after which that
+# address is refused for LOGIN_LOCK_SECONDS: a whole office behind one address stays
+# well under it.
+LOGIN_MAX_ADDRESS_FAILURES = 30
 
 # Entries the audit log keeps (oldest trimmed first); entries shown on the admin page.
 AUDIT_MAX_ENTRIES = 200_000

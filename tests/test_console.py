@@ -240,6 +240,37 @@ def test_a_good_login_resets_the_count_of_wrong_passwords(client, alex):
     assert login(client).status_code == 302
 
 
+def client_from(app: Flask, address: str) -> FlaskClient:
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_one_address_trying_many_accounts_is_refused_after_thirty_wrong_passwords(app, alex):
+    sprayer = client_from(app, "203.0.113.5")
+    for n in range(30):  # one try per account: no account reaches its own limit
+        assert login(sprayer, f"user{n}", "Summer2026!").status_code == 401
+
+    assert login(sprayer, "alex", PASSWORD).status_code == 401
+    assert login(client_from(app, "198.51.100.7"), "alex", PASSWORD).status_code == 302
+
+
+def test_twenty_nine_wrong_passwords_from_one_address_still_let_a_good_login_in(app, alex):
+    office = client_from(app, "203.0.113.5")
+    for n in range(29):
+        login(office, f"user{n}", "wrong password!!")
+
+    assert login(office, "alex", PASSWORD).status_code == 302
+
+
+def test_login_limits_keep_no_address_or_username_in_redis(app, alex, redis):
+    login(client_from(app, "203.0.113.5"), "someone.else", "wrong password!!")
+
+    keys = b" ".join(redis.keys("helpline:login:*"))
+    assert len(redis.keys("helpline:login:*")) == 2
+    assert b"203.0.113" not in keys and b"someone" not in keys
+
+
 def test_login_failures_read_the_same_for_unknown_users_wrong_passwords_and_locks(client, alex):
     def message(response) -> str:
         text = response.get_data(as_text=True)

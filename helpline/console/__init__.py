@@ -12,6 +12,7 @@ from helpline.audit import AuditLog
 from helpline.console.throttle import LoginThrottle
 from helpline.constants import (
     LOGIN_LOCK_SECONDS,
+    LOGIN_MAX_ADDRESS_FAILURES,
     LOGIN_MAX_FAILURES,
     SESSION_ABSOLUTE_SECONDS,
 )
@@ -65,7 +66,9 @@ def init_app(app: Flask) -> Console:
         audit=AuditLog(client),
         notes=Notes(client, core.sealer),
         sessions=sessions,
-        throttle=LoginThrottle(client, LOGIN_MAX_FAILURES, LOGIN_LOCK_SECONDS),
+        throttle=LoginThrottle(
+            client, LOGIN_MAX_FAILURES, LOGIN_LOCK_SECONDS, LOGIN_MAX_ADDRESS_FAILURES
+        ),
         jobs=job_queue(client),
     )
     app.extensions[EXTENSION] = console

@@ -115,10 +115,12 @@ def login() -> BaseResponse | str | tuple[str, int]:
     password = request.form.get("password", "")[:1024]
     services = console()
     account = None
-    if not services.throttle.locked(username):
+    # The client's address, as the one trusted proxy hop (ProxyFix) reports it.
+    address = request.remote_addr or ""
+    if not services.throttle.locked(username, address):
         account = services.counsellors.authenticate(username, password)
         if account is None:
-            services.throttle.failed(username)
+            services.throttle.failed(username, address)
     if account is None:
         shown = username if USERNAME.match(username) else "?"
         services.audit.record(shown, "login_failed")
