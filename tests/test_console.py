@@ -493,6 +493,30 @@ def test_call_now_queues_a_bridge_job_with_ids_only(app, logged_in, redis):
     assert ("alex", "call", request.id) in [(e.actor, e.action, e.request) for e in audit(app)]
 
 
+def test_call_status_is_shown_to_its_counsellor_only_without_a_number_or_an_audit(
+    app, logged_in, redis
+):
+    request = enqueue(app)
+    post(logged_in, "/console/take")
+    post(logged_in, f"/console/requests/{request.id}/call")
+    reveals = [e for e in audit(app) if e.action == "reveal"]
+    sid = logged_in.get_cookie("helpline_session").value
+    seen = json.loads(redis.get(SESSION + sid))["_seen"]
+    time.sleep(0.01)
+
+    response = logged_in.get(f"/console/requests/{request.id}/call-status")
+
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "starting the call"}
+    assert response.headers["Cache-Control"] == "no-store"
+    assert [e for e in audit(app) if e.action == "reveal"] == reveals
+    assert json.loads(redis.get(SESSION + sid))["_seen"] == seen  # polling is not activity
+    add_counsellor(app, "sam")
+    other = app.test_client()
+    login(other, "sam")
+    assert other.get(f"/console/requests/{request.id}/call-status").status_code == 403
+
+
 def test_notes_are_stored_encrypted_and_shown_to_the_counsellor(app, logged_in, redis):
     request = enqueue(app)
     post(logged_in, "/console/take")

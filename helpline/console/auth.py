@@ -36,7 +36,7 @@ LOGIN_FAILED = (
     f"an account is paused for {LOGIN_LOCK_SECONDS // 60} minutes."
 )
 # Endpoints that are not the counsellor's own doing and so do not keep a session alive.
-PASSIVE_ENDPOINTS = frozenset({"console.live"})
+PASSIVE_ENDPOINTS = frozenset({"console.live", "console.call_status"})
 PUBLIC_ENDPOINTS = frozenset({"console.login", "console.static"})
 
 

@@ -8,7 +8,7 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from helpline.bridge import STATUS_FIELD
@@ -141,7 +141,21 @@ def request_page(rid: str) -> str:
         now=time.time(),
         zone=services.settings.zone,
         max_note=MAX_NOTE_CHARS,
+        poll=CONSOLE_POLL_SECONDS,
     )
+
+
+@bp.get("/requests/<rid>/call-status")
+def call_status(rid: str) -> BaseResponse:
+    """Return how the bridged call is going, for the request page to show as it changes.
+
+    Only the status: no number, so this is not a view of the request to audit.
+    """
+    _claimed_by_me(rid)
+    status = console().notes.field(rid, STATUS_FIELD) or ""
+    response = jsonify(status=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/requests/<rid>/call")

@@ -1,5 +1,7 @@
+// Live updates, where a page asks for them. Everything in the console also works
+// without JavaScript: a reload shows the same.
+
 // Live queue: ask whether the queue changed; swap in the new fragment when it did.
-// Everything else in the console works without JavaScript.
 (function () {
   "use strict";
   var live = document.getElementById("live");
@@ -29,6 +31,40 @@
       return response.text();
     }).then(function (html) {
       if (html) { live.innerHTML = html; last = Date.now(); }
+    }).catch(function () { /* offline for a moment: try again next time */ })
+      .then(function () { window.setTimeout(check, every); });
+  }
+
+  window.setTimeout(check, every);
+})();
+
+// Call status on a callback's page: show each change of the bridged call as it happens.
+(function () {
+  "use strict";
+  var line = document.getElementById("call-status");
+  if (!line || !window.fetch) { return; }
+  var url = line.getAttribute("data-status-url");
+  var every = (parseInt(line.getAttribute("data-poll"), 10) || 3) * 1000;
+  var text = line.querySelector("span");
+
+  function check() {
+    fetch(url, {
+      credentials: "same-origin",
+      headers: { "Accept": "application/json" },
+      redirect: "manual"
+    }).then(function (response) {
+      if (response.status === 200) { return response.json(); }
+      // Logged out, or the callback is no longer this counsellor's: show why.
+      if (response.status === 401 || response.status === 403 || response.status === 404 ||
+          response.type === "opaqueredirect") {
+        window.location.reload();
+      }
+      return null;
+    }).then(function (body) {
+      if (body && body.status && body.status !== text.textContent) {
+        text.textContent = body.status;
+        line.hidden = false;
+      }
     }).catch(function () { /* offline for a moment: try again next time */ })
       .then(function () { window.setTimeout(check, every); });
   }
