@@ -1,73 +1,60 @@
 // Live updates, where a page asks for them. Everything in the console also works
 // without JavaScript: a reload shows the same.
-
-// Live queue: ask whether the queue changed; swap in the new fragment when it did.
 (function () {
   "use strict";
-  var live = document.getElementById("live");
-  if (!live || !window.fetch) { return; }
-  var url = live.getAttribute("data-live-url");
-  var every = (parseInt(live.getAttribute("data-poll"), 10) || 3) * 1000;
-  var fullEvery = 60000;  // waits grow even when nothing changes
-  var last = Date.now();
+  if (!window.fetch) { return; }
 
-  function version() {
-    var queue = live.querySelector(".queue");
-    return queue ? queue.getAttribute("data-version") : "";
-  }
-
-  function check() {
-    var stale = Date.now() - last > fullEvery;
-    fetch(url + "?v=" + (stale ? "" : version()), {
-      credentials: "same-origin",
-      headers: { "Accept": "text/html" },
-      redirect: "manual"
-    }).then(function (response) {
-      if (response.status === 401 || response.type === "opaqueredirect") {
-        window.location.reload();  // the session ended: show the login page
+  // Ask url every few seconds (data-poll on element); hand each 200 answer to use().
+  // A logged-out session, or a page no longer this counsellor's, reloads to show why.
+  function poll(element, url, accept, read, use) {
+    var every = (parseInt(element.getAttribute("data-poll"), 10) || 3) * 1000;
+    function check() {
+      fetch(url(), {
+        credentials: "same-origin",
+        headers: { "Accept": accept },
+        redirect: "manual"
+      }).then(function (response) {
+        if (response.status === 200) { return read(response); }
+        if (response.status === 401 || response.status === 403 || response.status === 404 ||
+            response.type === "opaqueredirect") {
+          window.location.reload();
+        }
         return null;
-      }
-      if (response.status !== 200) { return null; }
-      return response.text();
-    }).then(function (html) {
-      if (html) { live.innerHTML = html; last = Date.now(); }
-    }).catch(function () { /* offline for a moment: try again next time */ })
-      .then(function () { window.setTimeout(check, every); });
+      }).then(function (body) { if (body) { use(body); } })
+        .catch(function () { /* offline for a moment: try again next time */ })
+        .then(function () { window.setTimeout(check, every); });
+    }
+    window.setTimeout(check, every);
   }
 
-  window.setTimeout(check, every);
-})();
+  // Live queue: ask whether the queue changed (204 if not); swap in the new fragment.
+  var live = document.getElementById("live");
+  if (live) {
+    var fullEvery = 60000;  // waits grow even when nothing changes
+    var last = Date.now();
+    var version = function () {
+      var queue = live.querySelector(".queue");
+      return queue ? queue.getAttribute("data-version") : "";
+    };
+    poll(live, function () {
+      var stale = Date.now() - last > fullEvery;
+      return live.getAttribute("data-live-url") + "?v=" + (stale ? "" : version());
+    }, "text/html", function (response) { return response.text(); }, function (html) {
+      live.innerHTML = html;
+      last = Date.now();
+    });
+  }
 
-// Call status on a callback's page: show each change of the bridged call as it happens.
-(function () {
-  "use strict";
+  // Call status on a callback's page: show each change of the bridged call.
   var line = document.getElementById("call-status");
-  if (!line || !window.fetch) { return; }
-  var url = line.getAttribute("data-status-url");
-  var every = (parseInt(line.getAttribute("data-poll"), 10) || 3) * 1000;
-  var text = line.querySelector("span");
-
-  function check() {
-    fetch(url, {
-      credentials: "same-origin",
-      headers: { "Accept": "application/json" },
-      redirect: "manual"
-    }).then(function (response) {
-      if (response.status === 200) { return response.json(); }
-      // Logged out, or the callback is no longer this counsellor's: show why.
-      if (response.status === 401 || response.status === 403 || response.status === 404 ||
-          response.type === "opaqueredirect") {
-        window.location.reload();
-      }
-      return null;
-    }).then(function (body) {
-      if (body && body.status && body.status !== text.textContent) {
-        text.textContent = body.status;
-        line.hidden = false;
-      }
-    }).catch(function () { /* offline for a moment: try again next time */ })
-      .then(function () { window.setTimeout(check, every); });
+  if (line) {
+    var text = line.querySelector("span");
+    poll(line, function () { return line.getAttribute("data-status-url"); },
+      "application/json", function (response) { return response.json(); }, function (body) {
+        if (body.status && body.status !== text.textContent) {
+          text.textContent = body.status;
+          line.hidden = false;
+        }
+      });
   }
-
-  window.setTimeout(check, every);
 })();
