@@ -39,7 +39,7 @@ from tests.factories import (
 )
 from tests.twilio_api import TwilioApi
 from workers import jobs
-from workers.main import RESULT_TTL, tick_housekeeping
+from workers.main import MAINTENANCE_INTERVAL, RESULT_TTL, make_worker, tick_housekeeping
 from workers.main import queue as job_queue
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -426,6 +426,24 @@ def test_sigterm_lets_the_worker_finish_its_job_then_exit(
     stored = ctx.client.hget(REQ + request.id, "sent:confirm")
     assert stored is not None and stored.decode() == twilio_api.messages()[0].sid
     assert len(twilio_api.messages()) == 1
+
+
+def test_a_maintenance_lock_left_by_a_dead_worker_lapses_before_the_next_pass(
+    ctx: jobs.Context,
+) -> None:
+    worker = make_worker(ctx.client)
+    (queue,) = worker.queues
+    # What a worker killed in the middle of a maintenance pass leaves behind:
+    assert queue.acquire_maintenance_lock()
+
+    # Another worker cannot clean meanwhile, but only until the next pass is due
+    # (RQ's own lock would hold it up for 15 minutes).
+    assert not queue.acquire_maintenance_lock()
+    assert 0 < ctx.client.ttl(queue.registry_cleaning_key) < MAINTENANCE_INTERVAL
+    # A pass that finishes lets go of the lock at once.
+    ctx.client.delete(queue.registry_cleaning_key)
+    worker.clean_registries()
+    assert not ctx.client.exists(queue.registry_cleaning_key)
 
 
 # -- housekeeping ---------------------------------------------------------------------------

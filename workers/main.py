@@ -39,6 +39,10 @@ QUEUE_NAME = "helpline"
 # Seconds between maintenance passes (RQ's registry clean-up, which retries abandoned
 # jobs, and our housekeeping tick). Idle workers wake this often to run them.
 MAINTENANCE_INTERVAL = 30
+# Seconds a maintenance pass holds its lock (it releases it when done). RQ's own lock
+# lasts 899 seconds: a worker killed mid-pass would hold up every other worker's passes,
+# and so the retry of abandoned jobs, for 15 minutes.
+MAINTENANCE_LOCK_SECONDS = MAINTENANCE_INTERVAL - 1
 # Seconds between a busy worker's heartbeats for the job its work-horse runs.
 JOB_MONITORING_INTERVAL = 10
 # Seconds a missed heartbeat is forgiven before a started job counts as abandoned.
@@ -51,9 +55,17 @@ FAILURE_TTL = 7 * 24 * 60 * 60
 JOB_TIMEOUT = 120
 
 
+class HelplineQueue(Queue):
+    """RQ's queue, with a maintenance lock that lapses before the next pass."""
+
+    def acquire_maintenance_lock(self) -> bool:
+        key = self.registry_cleaning_key
+        return bool(self.connection.set(key, 1, nx=True, ex=MAINTENANCE_LOCK_SECONDS))
+
+
 def queue(connection: redis.Redis) -> Queue:
     """Return the helpline's job queue (JSON serialised: jobs carry ids, never objects)."""
-    return Queue(
+    return HelplineQueue(
         QUEUE_NAME,
         connection=connection,
         serializer=JSONSerializer,
@@ -65,6 +77,7 @@ class HelplineWorker(Worker):
     """RQ's forking worker, with a shorter abandoned-job deadline and a housekeeping tick."""
 
     heartbeat_grace = HEARTBEAT_GRACE
+    queue_class = HelplineQueue
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """Return how long a started job counts as alive without another heartbeat."""
