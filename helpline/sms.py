@@ -76,7 +76,7 @@ class SmsConversations:
         # Replies live in the sender's own conversation: never replayed to another number.
         cached = next((answer for kept, answer in replies if sid and kept == sid), None)
         if cached is not None:
-            return cached  # Twilio retried this very message: say the same again, once
+            return cached  # Twilio retried this very message: say the same again
 
         words = tokens(text.body)
         if len(words) == 1 and words[0] in OPT_OUT_WORDS:

@@ -40,20 +40,22 @@ class LoginThrottle:
         self.lock_seconds = lock_seconds
         self.max_address_failures = max_address_failures
 
-    def _keys(self, username: str, address: str) -> tuple[str, str]:
-        return (
-            FAILURES + _digest(username.strip().lower()),
-            ADDRESS_FAILURES + _digest(address),
-        )
+    @staticmethod
+    def _account_key(username: str) -> str:
+        return FAILURES + _digest(username.strip().lower())
+
+    @staticmethod
+    def _address_key(address: str) -> str:
+        return ADDRESS_FAILURES + _digest(address)
 
     def locked(self, username: str, address: str) -> bool:
-        account, source = self.client.mget(self._keys(username, address))
+        account, source = self.client.mget(self._account_key(username), self._address_key(address))
         return _at_least(account, self.max_failures) or _at_least(source, self.max_address_failures)
 
     def failed(self, username: str, address: str) -> int:
         """Count one wrong password; return the count for this username."""
         pipe = self.client.pipeline(transaction=True)
-        for key in self._keys(username, address):
+        for key in (self._account_key(username), self._address_key(address)):
             pipe.incr(key)
             pipe.expire(key, self.lock_seconds)
         count, _, _, _ = pipe.execute()
@@ -61,7 +63,7 @@ class LoginThrottle:
 
     def succeeded(self, username: str) -> None:
         """Clear the username's count (the address keeps its own)."""
-        self.client.delete(self._keys(username, "")[0])
+        self.client.delete(self._account_key(username))
 
 
 def _at_least(raw: Any, limit: int) -> bool:
