@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
 
 from helpline.config import REGIONS, Settings
+from workers import jobs
 
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
@@ -165,3 +170,35 @@ def scan_for_numbers(client: Any, numbers: list[str]) -> list[str]:
         if any(needle in item for item in haystack for needle in needles):
             found.append(key.decode(errors="replace"))
     return found
+
+
+@contextmanager
+def worker_environment(
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    data_dir: Path,
+    redis_url: str,
+    twilio_api_url: str,
+    **extra: str,
+) -> Iterator[dict[str, str]]:
+    """Point this process's jobs at a test's Redis and Twilio stand-in, as a worker's are.
+
+    Yields the whole environment, for worker processes the test starts itself.
+    """
+    env = {
+        "HELPLINE_DATA_DIR": str(data_dir),
+        "REDIS_URL": redis_url,
+        "TWILIO_API_URL": twilio_api_url,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "SECRET_KEY": SECRET_KEY,
+        "HELPLINE_PHONE_NUMBER": HELPLINE_NUMBER,
+        **extra,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    jobs.context.cache_clear()  # the jobs read their settings once per process
+    try:
+        yield {**os.environ, **env}
+    finally:
+        jobs.context.cache_clear()

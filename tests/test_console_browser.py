@@ -21,16 +21,14 @@ from tests.browser import save_screenshot
 from tests.console_helpers import COUNSELLOR_PHONE, PASSWORD, add_counsellor
 from tests.factories import (
     ACCOUNT_SID,
-    AUTH_TOKEN,
     HELPLINE_NUMBER,
-    SECRET_KEY,
     callback_number,
     sign,
     sms_params,
     twilio_post,
+    worker_environment,
 )
 from tests.twilio_api import TwilioApi
-from workers import jobs
 from workers.jobs import HISTORY
 from workers.main import queue as job_queue
 
@@ -49,21 +47,14 @@ def worker_env(
     tmp_path: Path,
 ) -> Iterator[None]:
     """Point the workers' environment at this test's Redis, Twilio stand-in and server."""
-    values = {
-        "REDIS_URL": settings.redis_url or "",
-        "HELPLINE_DATA_DIR": str(tmp_path / "worker"),
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "TWILIO_API_URL": twilio_api.url,
-        "SECRET_KEY": SECRET_KEY,
-        "HELPLINE_PHONE_NUMBER": HELPLINE_NUMBER,
-        "PUBLIC_URL": live_server,
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    jobs.context.cache_clear()
-    yield
-    jobs.context.cache_clear()
+    with worker_environment(
+        monkeypatch,
+        data_dir=tmp_path / "worker",
+        redis_url=settings.redis_url or "",
+        twilio_api_url=twilio_api.url,
+        PUBLIC_URL=live_server,
+    ):
+        yield
 
 
 def run_jobs(redis: redis_py.Redis) -> None:

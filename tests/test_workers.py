@@ -29,13 +29,11 @@ from helpline.outbound import make_client
 from helpline.privacy import phone_digest
 from helpline.sms import OPT_OUT_KEY
 from tests.factories import (
-    ACCOUNT_SID,
-    AUTH_TOKEN,
     HELPLINE_NUMBER,
-    SECRET_KEY,
     FakeClock,
     callback_number,
     scan_for_numbers,
+    worker_environment,
 )
 from tests.twilio_api import TwilioApi
 from workers import jobs
@@ -57,20 +55,13 @@ def worker_env(
     twilio_api: TwilioApi,
 ) -> Iterator[dict[str, str]]:
     """Point this process's jobs, and any worker process, at the test Redis and stand-in."""
-    env = {
-        "HELPLINE_DATA_DIR": str(tmp_path / "var"),
-        "REDIS_URL": redis_server,
-        "TWILIO_API_URL": twilio_api.url,
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "SECRET_KEY": SECRET_KEY,
-        "HELPLINE_PHONE_NUMBER": HELPLINE_NUMBER,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    jobs.context.cache_clear()
-    yield {**os.environ, **env}
-    jobs.context.cache_clear()
+    with worker_environment(
+        monkeypatch,
+        data_dir=tmp_path / "var",
+        redis_url=redis_server,
+        twilio_api_url=twilio_api.url,
+    ) as env:
+        yield env
 
 
 @pytest.fixture
