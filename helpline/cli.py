@@ -268,6 +268,9 @@ def _simulate_call(args: argparse.Namespace) -> int:
 
 
 def _flows_check(args: argparse.Namespace) -> int:
+    from helpline import twiml
+    from helpline.config import REGIONS
+    from helpline.flows.explore import explore
     from helpline.flows.lint import check_flows, load_flows
 
     flows_dir = args.dir or Settings().flows_dir
@@ -284,7 +287,12 @@ def _flows_check(args: argparse.Namespace) -> int:
     nodes = sum(len(f.nodes) for f in library.flows.values())
     languages = ", ".join(library.content.languages)
     print(f"flows OK: {len(library.flows)} flows, {nodes} nodes, languages {languages}")
-    return 0
+    # Then prove the safety invariants over every state, region and store condition.
+    report = explore(library, REGIONS.values(), twiml.reply)
+    for found in report.problems:
+        print(found)
+    print(report.summary())
+    return 1 if report.problems else 0
 
 
 # -- data -------------------------------------------------------------------------------

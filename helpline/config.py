@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -30,9 +31,17 @@ class Region:
     voice_language: dict[str, str]  # helpline language -> Twilio speech/voice locale
     timezone: str  # where opening hours are read, unless HELPLINE_TIMEZONE says otherwise
 
-    def variables(self) -> dict[str, str]:
-        """Return the placeholders the content may use."""
-        return {"emergency": self.emergency_number, "crisis_line": self.crisis_line}
+    def variables(self, *, spoken: bool = False) -> dict[str, str]:
+        """Return the placeholders the content may use; spoken: numbers digit by digit."""
+        values = {"emergency": self.emergency_number, "crisis_line": self.crisis_line}
+        return {name: speakable(value) for name, value in values.items()} if spoken else values
+
+
+def speakable(text: str) -> str:
+    """Spell numbers digit by digit for text-to-speech: '116 123' -> '1 1 6, 1 2 3'."""
+    return re.sub(
+        r"\d+(?: \d+)*", lambda m: ", ".join(" ".join(group) for group in m.group().split()), text
+    )
 
 
 REGIONS: dict[str, Region] = {

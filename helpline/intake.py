@@ -18,7 +18,7 @@ from helpline.callbacks import Added, CallbackQueue, Contact, Placement
 from helpline.crypto import Sealer
 from helpline.errors import QueueError, SealError
 from helpline.flows.engine import Act, Engine, State, Step
-from helpline.flows.model import Content
+from helpline.flows.model import STORE_DOWN, STORE_FACT, Content
 from helpline.hours import OpeningHours
 from helpline.phones import callable_number
 from helpline.store import Store
@@ -39,32 +39,41 @@ class Caller:
 
 
 class CallerFacts(Mapping[str, str]):
-    """What the flow may know of the caller, worked out only when a node asks.
+    """What the flow may know of the caller and the store, worked out only when asked.
 
-    Reading the caller ID with phonenumbers costs more than the rest of a menu step,
-    and only the callback intake needs it.
+    Reading the caller ID with phonenumbers costs more than the rest of a menu step, and
+    asking Redis whether it is up costs a round trip: only the callback intake needs them.
     """
 
-    def __init__(self, caller: Caller, *, spoken: bool):
+    def __init__(
+        self, caller: Caller, *, spoken: bool, region: str, store_down: Callable[[], bool]
+    ):
         self.caller = caller
         self.spoken = spoken
+        self.region = region
+        self._store_down = store_down
 
     @functools.cached_property
-    def _facts(self) -> dict[str, str]:
-        number = callable_number(self.caller.number)
+    def _caller(self) -> dict[str, str]:
+        # Judged where it is offered: a caller ID we could not call is never offered.
+        number = callable_number(self.caller.number, self.region)
         if number is None:
             return {}
         end = number[-3:]
         return {"caller_id": "known", "number_end": " ".join(end) if self.spoken else end}
 
+    @functools.cached_property
+    def _store(self) -> dict[str, str]:
+        return {STORE_FACT: STORE_DOWN} if self._store_down() else {}
+
     def __getitem__(self, key: str) -> str:
-        return self._facts[key]
+        return (self._store if key == STORE_FACT else self._caller)[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._facts)
+        return iter({**self._caller, **self._store})
 
     def __len__(self) -> int:
-        return len(self._facts)
+        return len(self._caller) + len(self._store)
 
 
 class CallbackDesk:
@@ -78,7 +87,9 @@ class CallbackDesk:
         content: Content,
         notify: Callable[[Placement, bool], None],
         clock: Callable[[], float],
+        region: str = "GB",
     ):
+        self.region = region
         self.queue = queue
         self.store = store
         self.hours = hours
@@ -86,9 +97,20 @@ class CallbackDesk:
         self.notify = notify
         self.clock = clock
 
-    def facts(self, caller: Caller, *, spoken: bool) -> CallerFacts:
-        """Return what the flow may branch on or say before any action."""
-        return CallerFacts(caller, spoken=spoken)
+    def facts(self, caller: Caller, *, spoken: bool, kept: bool | None = None) -> CallerFacts:
+        """Return what the flow may branch on or say before any action.
+
+        kept says whether the conversation will be remembered (a text's state was read);
+        None: ask Redis, if and when the flow needs to know.
+        """
+
+        def store_down() -> bool:
+            if kept is not None:
+                return not kept
+            ping = self.store.attempt("store check", lambda client: bool(client.ping()), False)
+            return not (self.store.available and ping)
+
+        return CallerFacts(caller, spoken=spoken, region=self.region, store_down=store_down)
 
     def settle(self, engine: Engine, caller: Caller, step: Step, facts: Mapping[str, str]) -> Step:
         """If the step ends by asking for an action, perform it and continue the flow."""
@@ -103,7 +125,7 @@ class CallbackDesk:
         """Queue the caller; return the flow outcome and the facts to tell them."""
         answers = state.answers
         wanted = answers.get("phone", "")
-        phone = callable_number(caller.number) if wanted == "caller" else wanted
+        phone = callable_number(caller.number, self.region) if wanted == "caller" else wanted
         if not phone or not self.store.available:
             reason = "no number" if not phone else "redis"
             log.error("callback not queued", extra={"reason": reason})
@@ -146,7 +168,7 @@ class CallbackDesk:
 
     def escalate(self, caller: Caller) -> None:
         """A crisis phrase from someone with an open request makes it urgent."""
-        number = callable_number(caller.number)
+        number = callable_number(caller.number, self.region)
         if number is None or not self.store.available:
             return
         try:

@@ -23,11 +23,12 @@ WITHHELD = frozenset(
 )
 
 
-def callable_number(caller_id: str) -> str | None:
-    """Return Twilio's From as an E.164 number we could call back, or None if withheld."""
+def callable_number(caller_id: str, region: str = "ZZ") -> str | None:
+    """Return Twilio's From as an E.164 number we could call back; None if withheld or
+    not a valid number (for region's national format, or in international form)."""
     if caller_id.strip().lower() in WITHHELD:
         return None
-    return to_e164(caller_id, "ZZ")
+    return to_e164(caller_id, region)
 
 
 def to_e164(text: str, region: str) -> str | None:

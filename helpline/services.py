@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 
@@ -25,13 +24,6 @@ from workers.jobs import after_queued
 from workers.main import queue as job_queue
 
 EXTENSION = "helpline"
-
-
-def speakable(text: str) -> str:
-    """Spell numbers digit by digit for text-to-speech: '116 123' -> '1 1 6, 1 2 3'."""
-    return re.sub(
-        r"\d+(?: \d+)*", lambda m: ", ".join(" ".join(group) for group in m.group().split()), text
-    )
 
 
 @dataclass
@@ -58,9 +50,9 @@ def init_app(app: Flask, settings: Settings) -> Helpline:
     library = load_flows(settings.flows_dir)
     content = library.content
     region = settings.region
-    spoken = {name: speakable(value) for name, value in region.variables().items()}
-    voice_engine = Engine(library.flow_for(Channel.VOICE), spoken, region.code)
-    sms_engine = Engine(library.flow_for(Channel.SMS), region.variables(), region.code)
+    spoken = region.variables(spoken=True)
+    voice_engine = library.engine(Channel.VOICE, region)
+    sms_engine = library.engine(Channel.SMS, region)
 
     redis_url = embedded.resolve_redis_url(settings.redis_url, settings.data_dir)
     store = Store(connect(redis_url))
@@ -80,6 +72,7 @@ def init_app(app: Flask, settings: Settings) -> Helpline:
         content,
         notify,
         time.time,
+        region.code,
     )
     services = Helpline(
         settings=settings,

@@ -11,19 +11,13 @@ from typing import Any
 from helpline import twiml
 from helpline.constants import KEY_PREFIX, SMS_STATE_TTL
 from helpline.crypto import Sealer
-from helpline.flows.engine import Engine, Event, Reply, State
-from helpline.flows.matching import tokens
+from helpline.flows.engine import Engine, Event, State
+from helpline.flows.texting import answer_text
 from helpline.intake import CallbackDesk, Caller, open_answers, seal_answers
 from helpline.privacy import mask_phone, phone_digest
 from helpline.store import Store
 
 log = logging.getLogger(__name__)
-
-# Carrier-standard opt-out and opt-in words; matched only as the whole message.
-OPT_OUT_WORDS = frozenset(
-    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
-)
-OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP", "ALTA"})
 
 OPT_OUT_KEY = f"{KEY_PREFIX}:sms:optout"  # set of keyed hashes of opted-out numbers
 _MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
@@ -78,37 +72,23 @@ class SmsConversations:
         if cached is not None:
             return cached  # Twilio retried this very message: say the same again
 
-        words = tokens(text.body)
-        if len(words) == 1 and words[0] in OPT_OUT_WORDS:
-            self._opt_out(who)
-            return twiml.empty_messaging()
-
         state = self._restore(stored, who)
         caller = Caller(number=text.sender, channel="sms", webhook_sid=sid)
         crisis = self.engine.is_crisis(text.body)
         if crisis:
             self.desk.escalate(caller)
-        if opted_out:
-            if len(words) == 1 and words[0] in OPT_IN_WORDS:
-                self._opt_in(who)
-                lang = state.lang if state else None
-                new_state, events = self.engine.enter("resubscribed", self.engine.language(lang))
-                return self._reply(who, sid, new_state, events, replies)
-            if not crisis:
+        # Without a sender, or with the store down, nothing said now is remembered.
+        facts = self.desk.facts(caller, spoken=False, kept=bool(who) and self.store.available)
+        step = answer_text(self.engine, state, opted_out, text.body, context=facts, crisis=crisis)
+        if step.opted_out != opted_out:
+            if step.opted_out:
+                self._opt_out(who)
                 return twiml.empty_messaging()
-            # Someone in danger gets the emergency advice even after opting out.
-
-        fresh = state is None
-        if state is None:
-            state = State(
-                flow=self.engine.flow.id,
-                node=self.engine.flow.start,
-                lang=self.engine.content.default_language,
-            )
-        facts = self.desk.facts(caller, spoken=False)
-        reply = Reply(text=text.body)
-        step = self.engine.resume(state, reply, fresh=fresh, context=facts, crisis=crisis)
-        new_state, events = self.desk.settle(self.engine, caller, step, facts)
+            self._opt_in(who)
+        if not step.events:
+            return twiml.empty_messaging()  # opted out: no reply, and nothing to keep
+        assert step.state is not None
+        new_state, events = self.desk.settle(self.engine, caller, (step.state, step.events), facts)
         log.debug(
             "sms answered",
             extra={"node": new_state.node, "lang": new_state.lang, "from": mask_phone(text.sender)},

@@ -12,11 +12,19 @@ from helpline.config import Region
 from helpline.constants import GATHER_TIMEOUT, NUMBER_TIMEOUT
 from helpline.flows.engine import Ask, Event, Hangup, Say
 from helpline.flows.lint import sms_text
+from helpline.flows.model import Channel
 
 # Twilio ignores hints past a few hundred phrases; ours stay far below this.
 MAX_HINTS = 100
 # Distinct rendered answers kept; far more than the flows can produce.
 RENDER_CACHE_SIZE = 1024
+
+
+def reply(region: Region, channel: Channel, events: Sequence[Event], gsm: bool) -> str:
+    """Render one reply as a webhook would (voice with a placeholder action URL)."""
+    if channel is Channel.VOICE:
+        return voice(events, "/twilio/voice/step", region)
+    return sms(events, gsm)
 
 
 def voice(events: Sequence[Event], action_url: str, region: Region) -> str:

@@ -126,8 +126,8 @@ def test_unknown_placeholder_is_reported(flows):
 def test_waiting_node_without_cases_is_reported(flows):
     edit(
         flows / "sms.yaml",
-        '  info:\n    prompt: [sms.info]\n    cases:\n      - {digits: "0", goto: main}\n',
-        "  info:\n    prompt: [sms.info]\n",
+        '    prompt: [sms.back_to_menu]\n    cases:\n      - {digits: "0", goto: main}\n',
+        "    prompt: [sms.back_to_menu]\n",
     )
     assert any(
         "'info' waits for input, so it needs 'prompt' and 'cases'" in p for p in check_flows(flows)

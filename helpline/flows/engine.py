@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from helpline.constants import MAX_ANSWER_CHARS, MAX_REPROMPTS
 from helpline.flows.matching import PhraseIndex, as_choice, contains_phrase, is_keyword, tokens
-from helpline.flows.model import Case, Channel, Flow, Node
+from helpline.flows.model import STORE_DOWN, STORE_FACT, Case, Channel, Flow, Node
 from helpline.phones import to_e164
 
 
@@ -27,6 +27,8 @@ class State:
     flow: str
     node: str
     lang: str
+    # Inputs in a row that were not understood; past MAX_REPROMPTS the flow gives up
+    # on the question (voice: the safe goodbye; SMS: the main menu).
     reprompts: int = 0
     ended: bool = False
     # What the caller has told us on the way to an action (e.g. a callback number).
@@ -145,43 +147,60 @@ class Engine:
         lang, answers = state.lang, state.answers
         context = context if context is not None else {}
 
-        def go(target: str, new_lang: str = lang, **more: str) -> Step:
-            return self.enter(target, new_lang, {**answers, **more}, context)
+        def go(
+            target: str,
+            more: tuple[tuple[str, str], ...] = (),
+            *,
+            new_lang: str = lang,
+            misses: int = 0,
+        ) -> Step:
+            return self.enter(target, new_lang, {**answers, **dict(more)}, context, misses)
 
         # A person in danger comes first, whatever the conversation was doing.
         if crisis is None:
             crisis = self.is_crisis(reply.text)
         if flow.crisis and crisis:
-            return go(flow.crisis)
+            if node.on_crisis is None:
+                return go(flow.crisis)
+            # The emergency reply first; then what the caller was asking for goes on.
+            variables = self._variables(context)
+            first = [self._say(key, lang, variables) for key in flow.nodes[flow.crisis].say]
+            state, events = go(node.on_crisis.goto or node.id, node.on_crisis.set)
+            return state, [*first, *events]
 
         if choice:
             for case in node.cases:
                 if choice in case.digits:
-                    return go(case.goto, **dict(case.set))
+                    return go(case.goto, case.set)
 
         if node.collect:
             value = to_e164(reply.digits or reply.text, self.phone_region)
             if value:
-                return go(node.collect.goto, **{node.collect.slot: value})
+                return go(node.collect.goto, ((node.collect.slot, value),))
 
         chosen = self._chosen_language(node, choice, words)
         if chosen and flow.language_start:
-            return go(flow.language_start, chosen)
+            return go(flow.language_start, new_lang=chosen)
 
         if words:
             matched = self._match_words(node, words)
             if matched:
-                return go(matched.goto, **dict(matched.set))
+                return go(matched.goto, matched.set)
 
-        if not choice and not words and not reply.digits:
-            if node.no_response:
-                return go(node.no_response)
-            if flow.channel is Channel.VOICE:
-                return self.reprompt(state, context)
+        # Not understood. Every route below counts a miss, so that no question, not even
+        # one whose 'other' loops back to itself, can be asked for ever.
+        misses = 0 if fresh else state.reprompts + 1
+        silent = not choice and not words and not reply.digits
+        if silent and flow.channel is Channel.VOICE and not node.no_response:
+            return self.reprompt(state, context)
+        if misses > MAX_REPROMPTS and flow.exhausted:
+            return self.exhausted(state, context)
+        if silent and node.no_response:
+            return go(node.no_response, misses=misses)
         if node.other:
-            return go(node.other)
+            return go(node.other, misses=misses)
         if flow.other:
-            state, events = go(flow.other)
+            state, events = go(flow.other, misses=misses)
             if fresh:
                 return state, events
             return state, [self._say(flow.reprompt, lang), *events]
@@ -224,9 +243,10 @@ class Engine:
         lang: str,
         answers: Mapping[str, str] | None = None,
         context: Mapping[str, str] | None = None,
+        misses: int = 0,
     ) -> Step:
         """Arrive at a node: say what it says, follow 'next' and branches until it waits,
-        acts or ends."""
+        acts or ends. misses carries the inputs not understood on the way here."""
         answers = dict(answers or {})
         context = context if context is not None else {}
         variables = self._variables(context)
@@ -241,24 +261,41 @@ class Engine:
                 node = self.flow.nodes[node.next]
             else:
                 break
-        state = State(flow=self.flow.id, node=node.id, lang=lang, answers=answers)
+        state = State(flow=self.flow.id, node=node.id, lang=lang, reprompts=misses, answers=answers)
         if node.end:
             events.append(Hangup())
             return replace(state, ended=True, answers={}), events
         if node.action:
             return state, [*events, Act(node.action)]
+        if (
+            self.flow.stateless_prompt
+            and node.id != self.flow.start
+            and context.get(STORE_FACT) == STORE_DOWN
+        ):
+            # Nothing said now will be remembered, so ask only what a conversation that
+            # starts afresh understands: the next text is read from the start.
+            start = self.flow.nodes[self.flow.start]
+            events.append(self._say(self.flow.stateless_prompt, lang, variables))
+            events.append(Ask(lang=lang, hints=(), max_digits=1))
+            return State(flow=self.flow.id, node=start.id, lang=lang), events
         return state, events + self._prompt(node, lang, variables)
 
     def reprompt(self, state: State, context: Mapping[str, str] | None = None) -> Step:
         """Ask again after silence or an unknown key; after too many, say goodbye safely."""
         if state.reprompts >= MAX_REPROMPTS and self.flow.exhausted:
-            return self.enter(self.flow.exhausted, state.lang)
+            return self.exhausted(state, context)
         node = self.flow.nodes[state.node]
         variables = self._variables(context if context is not None else {})
         events: list[Event] = [self._say(self.flow.reprompt, state.lang)]
         return replace(state, reprompts=state.reprompts + 1), events + self._prompt(
             node, state.lang, variables
         )
+
+    def exhausted(self, state: State, context: Mapping[str, str] | None = None) -> Step:
+        """Give up on a question after too many misses: say so, then go where the flow says."""
+        assert self.flow.exhausted is not None
+        after, events = self.enter(self.flow.exhausted, state.lang, {}, context)
+        return after, [self._say(self.flow.reprompt, state.lang), *events]
 
     # -- helpers -----------------------------------------------------------------------
 

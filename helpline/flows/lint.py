@@ -11,7 +11,15 @@ from helpline.constants import SMS_MAX_SEGMENTS
 from helpline.errors import FlowError
 from helpline.flows.engine import Engine, Say, language_offer_key
 from helpline.flows.gsm import as_sent, non_gsm_characters, segments
-from helpline.flows.model import Channel, Content, Flow, parse_content, parse_flow
+from helpline.flows.model import (
+    STORE_DOWN,
+    STORE_FACT,
+    Channel,
+    Content,
+    Flow,
+    parse_content,
+    parse_flow,
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,11 @@ class Library:
 
     def flow_for(self, channel: Channel) -> Flow:
         return next(f for f in self.flows.values() if f.channel is channel)
+
+    def engine(self, channel: Channel, region: Region) -> Engine:
+        """Return the engine that runs this channel's flow for a region's callers."""
+        variables = region.variables(spoken=channel is Channel.VOICE)
+        return Engine(self.flow_for(channel), variables, region.code)
 
 
 # Texts the workers send on their own, outside any conversation.
@@ -47,7 +60,13 @@ REQUIRED_MESSAGES = (
     *BRIDGE_MESSAGES,
 )
 # Facts the web layer gives branches, each with the values that change the route.
-FACTS = {"caller_id": "known", "place": "known", "hours": "closed", "wait": "known"}
+FACTS = {
+    "caller_id": "known",
+    "place": "known",
+    "hours": "closed",
+    "wait": "known",
+    STORE_FACT: STORE_DOWN,
+}
 
 
 def check_flows(flows_dir: Path, regions: Iterable[Region] = REGIONS.values()) -> list[str]:

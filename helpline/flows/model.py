@@ -25,6 +25,12 @@ KNOWN_PLACEHOLDERS = frozenset(
 )
 # Effects a node can ask the web layer to perform, and the outcomes each must route.
 ACTIONS = {"callback": frozenset({"queued", "already", "failed"})}
+# The fact that says the store is down, so nothing said now can be remembered: branches
+# route on it, and an SMS flow's replies then ask only what a fresh conversation knows.
+STORE_FACT, STORE_DOWN = "store", "down"
+# The answer that says a caller is at risk right now: their request is urgent, and the
+# reply that records it must give the emergency number.
+AT_RISK = ("urgent", "yes")
 # What a node can collect from free input.
 COLLECTABLE = frozenset({"phone"})
 DIGIT_KEYS = re.compile(r"^[0-9*#]{1,2}$")
@@ -66,6 +72,18 @@ class Collect:
 
 
 @dataclass(frozen=True)
+class OnCrisis:
+    """Where a conversation goes on after the emergency reply, instead of the crisis menu.
+
+    A crisis phrase in the middle of a call back request keeps the request: the caller
+    hears the emergency advice, then the request carries on, marked urgent.
+    """
+
+    goto: str | None  # None: ask the interrupted question again
+    set: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Node:
     id: str
     say: tuple[str, ...] = ()
@@ -80,6 +98,7 @@ class Node:
     collect: Collect | None = None
     action: str | None = None  # an effect the web layer performs on arrival
     outcomes: tuple[tuple[str, str], ...] = ()  # the action's result -> node
+    on_crisis: OnCrisis | None = None
 
     @property
     def waits(self) -> bool:
@@ -94,6 +113,8 @@ class Node:
         if self.collect:
             targets.append(self.collect.goto)
         targets += [goto for _, goto in self.outcomes]
+        if self.on_crisis and self.on_crisis.goto:
+            targets.append(self.on_crisis.goto)
         return targets
 
 
@@ -155,6 +176,9 @@ class Flow:
     other: str | None = None  # where unrecognised input goes when a node does not say
     exhausted: str | None = None  # where a caller goes after too many reprompts
     language_start: str | None = None  # where a caller lands after choosing a language
+    # Said instead of a node's own prompt when the conversation cannot be kept (the
+    # store is down): the reply may then only ask what a fresh conversation understands.
+    stateless_prompt: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -297,6 +321,7 @@ def parse_flow(path: Path, content: Content, problems: list[str]) -> Flow | None
         "other",
         "exhausted",
         "language_start",
+        "stateless_prompt",
     }
     for key in sorted(set(data) - known):
         problems.append(f"{name}: unknown setting {key!r}")
@@ -336,6 +361,7 @@ def parse_flow(path: Path, content: Content, problems: list[str]) -> Flow | None
         other=data.get("other"),
         exhausted=data.get("exhausted"),
         language_start=data.get("language_start"),
+        stateless_prompt=data.get("stateless_prompt"),
     )
     _check_flow(flow, name, problems)
     return flow
@@ -358,6 +384,7 @@ def _parse_node(node_id: str, raw: Any, where: str, problems: list[str]) -> Node
         "collect",
         "action",
         "outcomes",
+        "on_crisis",
     }
     for key in sorted(set(raw) - known):
         problems.append(f"{where}: unknown setting {key!r}")
@@ -373,17 +400,24 @@ def _parse_node(node_id: str, raw: Any, where: str, problems: list[str]) -> Node
         if not digits and not case.get("words"):
             problems.append(f"{where}: cases[{i}] needs 'digits' or 'words'")
         answers = case.get("set") or {}
-        if not isinstance(answers, dict):
-            problems.append(f"{where}: cases[{i}] 'set' must be a mapping of answers")
-            answers = {}
         cases.append(
             Case(
                 goto=str(case["goto"]),
                 digits=digits,
                 words=case.get("words"),
-                set=tuple((str(k), str(v)) for k, v in answers.items()),
+                set=_answers_set(answers, f"{where}: cases[{i}]", problems),
             )
         )
+    on_crisis = None
+    if "on_crisis" in raw:
+        spec = raw["on_crisis"]
+        if not isinstance(spec, dict) or set(spec) - {"goto", "set"}:
+            problems.append(f"{where}: 'on_crisis' takes 'goto' and/or 'set'")
+        else:
+            on_crisis = OnCrisis(
+                goto=str(spec["goto"]) if spec.get("goto") else None,
+                set=_answers_set(spec.get("set") or {}, f"{where}: on_crisis", problems),
+            )
     branch = None
     if "branch" in raw:
         spec = raw["branch"]
@@ -431,7 +465,15 @@ def _parse_node(node_id: str, raw: Any, where: str, problems: list[str]) -> Node
         outcomes=tuple((str(k), str(v)) for k, v in outcomes.items())
         if isinstance(outcomes, dict)
         else (),
+        on_crisis=on_crisis,
     )
+
+
+def _answers_set(raw: Any, where: str, problems: list[str]) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: 'set' must be a mapping of answers")
+        return ()
+    return tuple((str(k), str(v)) for k, v in raw.items())
 
 
 def _check_flow(flow: Flow, name: str, problems: list[str]) -> None:
@@ -461,6 +503,8 @@ def _check_flow(flow: Flow, name: str, problems: list[str]) -> None:
     need_words(flow.crisis_words, "crisis_words")
     if bool(flow.crisis) != bool(flow.crisis_words):
         problems.append(f"{name}: 'crisis' and 'crisis_words' go together")
+    if flow.stateless_prompt:
+        need_message(flow.stateless_prompt, "stateless_prompt")
     if flow.reprompt:
         need_message(flow.reprompt, "reprompt")
     else:
@@ -469,6 +513,11 @@ def _check_flow(flow: Flow, name: str, problems: list[str]) -> None:
         problems.append(f"{name}: a voice flow needs 'exhausted' (the goodbye after reprompts)")
     if flow.channel is Channel.SMS and not flow.other:
         problems.append(f"{name}: an SMS flow needs 'other' (where unrecognised texts go)")
+    if flow.channel is Channel.SMS and not flow.stateless_prompt:
+        problems.append(
+            f"{name}: an SMS flow needs 'stateless_prompt' (what a reply asks when the"
+            " conversation cannot be kept)"
+        )
     for kw in flow.keywords:
         need_node(kw.goto, f"keyword {kw.words!r}")
         need_words(kw.words, "keywords")
@@ -496,6 +545,10 @@ def _check_flow(flow: Flow, name: str, problems: list[str]) -> None:
             problems.append(f"{name}: {where} waits for input, so it needs 'prompt' and 'cases'")
         if not node.waits and (node.cases or node.prompt):
             problems.append(f"{name}: {where} does not wait, so 'cases'/'prompt' would be unused")
+        if node.on_crisis and not node.waits:
+            problems.append(f"{name}: {where} does not wait, so 'on_crisis' would be unused")
+        if node.on_crisis and not flow.crisis:
+            problems.append(f"{name}: {where} has 'on_crisis' but the flow has no 'crisis'")
         seen_digits: set[str] = set()
         for case in node.cases:
             for d in case.digits:
