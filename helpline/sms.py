@@ -66,7 +66,7 @@ class SmsConversations:
         """Return the TwiML reply to one text: one Redis read, one write."""
         who = phone_digest(self.phone_key, text.sender) if text.sender else ""
         sid = text.message_sid if _MESSAGE_SID.match(text.message_sid) else ""
-        opted_out, stored, replies = self._read(who)
+        read, opted_out, stored, replies = self._read(who)
         # Replies live in the sender's own conversation: never replayed to another number.
         cached = next((answer for kept, answer in replies if sid and kept == sid), None)
         if cached is not None:
@@ -78,7 +78,7 @@ class SmsConversations:
         if crisis:
             self.desk.escalate(caller)
         # Without a sender, or with the store down, nothing said now is remembered.
-        facts = self.desk.facts(caller, spoken=False, kept=bool(who) and self.store.available)
+        facts = self.desk.facts(caller, spoken=False, kept=read)
         step = answer_text(self.engine, state, opted_out, text.body, context=facts, crisis=crisis)
         if step.opted_out != opted_out:
             if step.opted_out:
@@ -97,18 +97,19 @@ class SmsConversations:
 
     # -- Redis, each call fail-soft ------------------------------------------------------
 
-    def _read(self, who: str) -> tuple[bool, dict[str, Any] | None, list[tuple[str, str]]]:
-        """Return (opted out, the stored conversation, its recent replies as (sid, TwiML))."""
+    def _read(self, who: str) -> tuple[bool, bool, dict[str, Any] | None, list[tuple[str, str]]]:
+        """Return (read, opted out, the stored conversation, its recent replies as
+        (sid, TwiML)); read is False when there was nothing to read it with."""
 
         def read(client):
             opted, raw = self._read_script(
                 keys=[OPT_OUT_KEY, _state_key(who)], args=[who], client=client
             )
-            return (bool(opted), *_decode(raw))
+            return (True, bool(opted), *_decode(raw))
 
         if not who:
-            return False, None, []
-        return self.store.attempt("sms read", read, (False, None, []))
+            return False, False, None, []
+        return self.store.attempt("sms read", read, (False, False, None, []))
 
     def _restore(self, stored: dict[str, Any] | None, who: str) -> State | None:
         if not stored:
