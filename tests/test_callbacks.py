@@ -18,7 +18,14 @@ from helpline.crypto import Sealer
 from helpline.errors import NotYours, QueueError, QueueUnavailable
 from helpline.privacy import derive_key
 from helpline.store import connect
-from tests.factories import SECRET_KEY, FakeClock, callback_number, scan_for_numbers
+from tests.factories import (
+    SECRET_KEY,
+    WAIT_SECONDS,
+    FakeClock,
+    callback_number,
+    join,
+    scan_for_numbers,
+)
 
 START = 1_790_000_000.0
 
@@ -134,7 +141,7 @@ def test_twenty_concurrent_claims_never_share_a_request(
         add(queue, n)
     results: list[str | None] = []
     lock = threading.Lock()
-    barrier = threading.Barrier(20)
+    barrier = threading.Barrier(20, timeout=WAIT_SECONDS)
 
     def take(name: str) -> None:
         client = redis_py.Redis.from_url(redis_server)
@@ -148,8 +155,7 @@ def test_twenty_concurrent_claims_never_share_a_request(
     threads = [threading.Thread(target=take, args=(f"c{n}",)) for n in range(20)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    join(threads)
 
     taken = [rid for rid in results if rid]
     assert len(taken) == 15

@@ -20,7 +20,13 @@ from helpline.cli import EXAMPLE_NUMBER, main
 from helpline.counsellors import Counsellors
 from helpline.crypto import Sealer, lookup_key
 from helpline.phones import to_e164
-from tests.factories import AUTH_TOKEN, SECRET_KEY, callback_number, scan_for_numbers
+from tests.factories import (
+    AUTH_TOKEN,
+    PROCESS_WAIT_SECONDS,
+    SECRET_KEY,
+    callback_number,
+    scan_for_numbers,
+)
 
 
 @pytest.fixture
@@ -42,7 +48,7 @@ def helpline(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.Com
         capture_output=True,
         text=True,
         env=env,
-        timeout=60,
+        timeout=PROCESS_WAIT_SECONDS,
     )
 
 
