@@ -32,6 +32,7 @@ from helpline.constants import (
     CALLBACK_LEASE_SECONDS,
     CALLBACK_MAX_ATTEMPTS,
     CALLBACK_RETRY_SECONDS,
+    CALLBACK_URGENT_RETRY_SECONDS,
     KEY_PREFIX,
     WAIT_SAMPLE,
 )
@@ -503,10 +504,12 @@ class CallbackQueue:
                 raise QueueError("choose a time in the future to call back")
             self._run_settle(rid, counsellor, "later", call_back_at, 0)
             return Status.WAITING
-        # No answer: try again later, up to the limit.
+        # No answer: try again later (soon, if urgent), up to the limit. The request keeps
+        # its score, so it rejoins in its band and age order: an urgent one at the front.
         if request.attempts + 1 >= CALLBACK_MAX_ATTEMPTS:
             return Status(self._run_settle(rid, counsellor, "close", "no_answer", outcome, 1))
-        self._run_settle(rid, counsellor, "later", self.clock() + CALLBACK_RETRY_SECONDS, 1)
+        wait = CALLBACK_URGENT_RETRY_SECONDS if request.urgent else CALLBACK_RETRY_SECONDS
+        self._run_settle(rid, counsellor, "later", self.clock() + wait, 1)
         return Status.WAITING
 
     def _run_settle(self, rid: str, counsellor: str, action: str, *extra: object) -> str:

@@ -21,7 +21,9 @@ from helpline.config import Settings, load_settings
 from helpline.errors import ConfigError, HelplineError
 from helpline.privacy import mask_phone
 
-DEFAULT_FROM = "+447700900123"  # an Ofcom drama number: never a real subscriber
+# Ofcom keeps 020 7946 0000-0999 for drama: a valid number that is never a subscriber's,
+# so the simulator's caller can queue a call back and examples can be copied as they are.
+EXAMPLE_NUMBER = "+442079460123"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,7 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--digits", help="key presses in order, e.g. 1,3 (* for star)")
     call.add_argument("--say", action="append", default=[], help="speech, in order (repeatable)")
     for sub in (sms, call):
-        sub.add_argument("--from", dest="sender", default=DEFAULT_FROM, help="caller's number")
+        sub.add_argument(
+            "--from",
+            dest="sender",
+            default=EXAMPLE_NUMBER,
+            help="caller's number (default: %(default)s)",
+        )
         sub.add_argument("--url", help="a running server's base URL (default: in-process)")
     sms.set_defaults(handler=_simulate_sms)
     call.set_defaults(handler=_simulate_call)
@@ -85,7 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     add.add_argument("username")
     add.add_argument("--name", required=True, help="the counsellor's name, as colleagues see it")
-    add.add_argument("--phone", required=True, help="their own phone, E.164 (+447...)")
+    add.add_argument(
+        "--phone", required=True, help=f"their own phone, E.164 (e.g. {EXAMPLE_NUMBER})"
+    )
     add.add_argument("--admin", action="store_true", help="may manage counsellors and data")
     add.set_defaults(handler=_counsellor_add)
     listing = counsellor_commands.add_parser("list", help="every account (phones masked)")
@@ -339,7 +348,7 @@ def _counsellor_add(args: argparse.Namespace) -> int:
     if phone is None:
         raise HelplineError(
             f"--phone {mask_phone(args.phone)} is not a valid phone number; "
-            "give it in international form, e.g. +447700900123"
+            f"give it in international form, e.g. {EXAMPLE_NUMBER}"
         )
     password = _read_password()
     with _redis(settings) as client:

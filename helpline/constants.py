@@ -42,6 +42,8 @@ CALLBACK_MAX_ATTEMPTS = 3
 
 # After a missed call, the request rejoins the queue after this many seconds.
 CALLBACK_RETRY_SECONDS = 30 * 60
+# ...or if urgent: overdose risk runs in minutes; five give a missed caller time to get free.
+CALLBACK_URGENT_RETRY_SECONDS = 5 * 60
 
 # Completed callbacks looked at to estimate how long a caller will wait.
 WAIT_SAMPLE = 20

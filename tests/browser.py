@@ -8,10 +8,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
-from playwright.sync_api import Browser, Page, Playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright
 from werkzeug.serving import make_server
+
+from tests.factories import PROCESS_WAIT_SECONDS, WAIT_SECONDS
 
 # Debian's package installs it here (`make test` does that); Playwright's own
 # browser download is never used.
@@ -32,8 +35,9 @@ CHROMIUM_ARGS = [
 ]
 # How often the server thread checks for shutdown; keeps teardown quick.
 POLL_INTERVAL = 0.05
-# Playwright waits 30 s by default; a page served on loopback needs far less.
-TIMEOUT_MS = 10_000
+# Longest Playwright waits for an action or an expect(): a page on loopback is quick, but
+# not always on a busy machine, and a passing expect() returns as soon as it holds.
+TIMEOUT_MS = int(WAIT_SECONDS * 1000)
 
 
 def chromium_path() -> str:
@@ -50,8 +54,18 @@ def chromium_path() -> str:
 def launch_chromium(playwright: Playwright) -> Browser:
     """Launch Debian's Chromium headless with flags that suit a container."""
     return playwright.chromium.launch(
-        executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
+        executable_path=chromium_path(),
+        headless=True,
+        args=CHROMIUM_ARGS,
+        timeout=PROCESS_WAIT_SECONDS * 1000,
     )
+
+
+def new_context(browser: Browser, **options: Any) -> BrowserContext:
+    """Open a browser context whose actions wait up to TIMEOUT_MS."""
+    context = browser.new_context(**options)
+    context.set_default_timeout(TIMEOUT_MS)
+    return context
 
 
 @contextmanager
@@ -66,7 +80,7 @@ def serve(app: Flask, host: str = "127.0.0.1") -> Iterator[str]:
         yield f"http://{host}:{server.server_port}"
     finally:
         server.shutdown()
-        thread.join()
+        thread.join(WAIT_SECONDS)
         server.server_close()
 
 

@@ -9,11 +9,11 @@ import pytest
 import redis as redis_py
 from flask import Flask
 from flask.testing import FlaskClient
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from helpline import create_app, embedded
 from helpline.config import Settings
-from tests.browser import TIMEOUT_MS, launch_chromium, save_screenshot, serve
+from tests.browser import TIMEOUT_MS, launch_chromium, new_context, save_screenshot, serve
 from tests.factories import ACCOUNT_SID, AUTH_TOKEN, make_settings
 from tests.twilio_api import TwilioApi
 
@@ -76,6 +76,7 @@ def playwright() -> Iterator[Playwright]:
 @pytest.fixture(scope="session")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """Launch Debian's Chromium once for the session, headless."""
+    expect.set_options(timeout=TIMEOUT_MS)  # expect()'s own default is 5 s
     chromium = launch_chromium(playwright)
     yield chromium
     chromium.close()
@@ -84,8 +85,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 @pytest.fixture
 def page(request: pytest.FixtureRequest, browser: Browser, live_server: str) -> Iterator[Page]:
     """Open a page in a fresh browser context whose relative URLs go to the live server."""
-    context = browser.new_context(base_url=live_server)
-    context.set_default_timeout(TIMEOUT_MS)
+    context = new_context(browser, base_url=live_server)
     opened = context.new_page()
     yield opened
     if request.node.stash.get(CALL_FAILED, False):

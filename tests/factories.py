@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
+import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,11 @@ AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 SECRET_KEY = "test-secret-key-" + "k" * 48
 CALLER = "+447700900123"  # Ofcom drama range: never a real subscriber
 HELPLINE_NUMBER = "+447700900999"
+# Longest a test waits for what it expects (a text sent, a page updated, a thread done).
+# Generous, so a busy machine does not fail a test: a passing test stops at once.
+WAIT_SECONDS = 30.0
+# ...and for a process to start or stop (imports, forks), which a busy machine slows most.
+PROCESS_WAIT_SECONDS = 60.0
 
 
 def make_settings(data_dir: Path, redis_url: str | None, **overrides: Any) -> Settings:
@@ -128,6 +135,23 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def wait_until(check: Callable[[], bool], timeout: float = WAIT_SECONDS, what: str = "") -> None:
+    """Return as soon as check() is true; fail if it is still false after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or check}")
+        time.sleep(0.05)
+
+
+def join(threads: Iterable[threading.Thread], timeout: float = WAIT_SECONDS) -> None:
+    """Wait for every thread to finish; fail, not hang, if one is still running."""
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+        assert not thread.is_alive(), f"{thread.name} still running after {timeout:.0f} s"
 
 
 def callback_number(n: int) -> str:

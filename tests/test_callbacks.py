@@ -9,12 +9,23 @@ import pytest
 import redis as redis_py
 
 from helpline.callbacks import Added, CallbackQueue, Contact, Outcome, Status
-from helpline.constants import CALLBACK_LEASE_SECONDS, CALLBACK_RETRY_SECONDS
+from helpline.constants import (
+    CALLBACK_LEASE_SECONDS,
+    CALLBACK_RETRY_SECONDS,
+    CALLBACK_URGENT_RETRY_SECONDS,
+)
 from helpline.crypto import Sealer
 from helpline.errors import NotYours, QueueError, QueueUnavailable
 from helpline.privacy import derive_key
 from helpline.store import connect
-from tests.factories import SECRET_KEY, FakeClock, callback_number, scan_for_numbers
+from tests.factories import (
+    SECRET_KEY,
+    WAIT_SECONDS,
+    FakeClock,
+    callback_number,
+    join,
+    scan_for_numbers,
+)
 
 START = 1_790_000_000.0
 
@@ -130,7 +141,7 @@ def test_twenty_concurrent_claims_never_share_a_request(
         add(queue, n)
     results: list[str | None] = []
     lock = threading.Lock()
-    barrier = threading.Barrier(20)
+    barrier = threading.Barrier(20, timeout=WAIT_SECONDS)
 
     def take(name: str) -> None:
         client = redis_py.Redis.from_url(redis_server)
@@ -144,8 +155,7 @@ def test_twenty_concurrent_claims_never_share_a_request(
     threads = [threading.Thread(target=take, args=(f"c{n}",)) for n in range(20)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    join(threads)
 
     taken = [rid for rid in results if rid]
     assert len(taken) == 15
@@ -234,6 +244,58 @@ def test_no_answer_retries_later_then_closes(queue: CallbackQueue, clock: FakeCl
     assert claimed is not None
     assert queue.record(claimed.id, "sam", Outcome.NO_ANSWER) is Status.NO_ANSWER
     assert queue.active() == []
+
+
+def test_an_urgent_no_answer_is_due_in_minutes_and_a_normal_one_in_half_an_hour(
+    queue: CallbackQueue, clock: FakeClock
+) -> None:
+    normal = add(queue, 1)
+    urgent = add(queue, 2, urgent=True)
+    for _ in range(2):
+        claimed = queue.claim_next("sam")
+        assert claimed is not None
+        assert queue.record(claimed.id, "sam", Outcome.NO_ANSWER) is Status.WAITING
+    missed = clock()
+
+    assert {r.id: r.due_at for r in queue.active()} == {
+        urgent.request.id: missed + CALLBACK_URGENT_RETRY_SECONDS,
+        normal.request.id: missed + CALLBACK_RETRY_SECONDS,
+    }
+    clock.advance(CALLBACK_URGENT_RETRY_SECONDS - 1)
+    assert queue.claim_next("sam") is None
+    clock.advance(1)
+    retried = queue.claim_next("sam")
+    assert retried is not None and retried.id == urgent.request.id
+    queue.record(retried.id, "sam", Outcome.REACHED)
+    assert queue.claim_next("sam") is None  # the normal one is not due yet
+    clock.advance(CALLBACK_RETRY_SECONDS - CALLBACK_URGENT_RETRY_SECONDS)
+    assert queue.claim_next("sam").id == normal.request.id  # type: ignore[union-attr]
+
+
+def test_an_urgent_retry_rejoins_at_the_front_in_its_age_order(
+    queue: CallbackQueue, clock: FakeClock
+) -> None:
+    older_normal = add(queue, 1)
+    clock.advance(60)
+    urgent = add(queue, 2, urgent=True)
+    claimed = queue.claim_next("sam")
+    assert claimed is not None and claimed.id == urgent.request.id
+    queue.record(claimed.id, "sam", Outcome.NO_ANSWER)
+    clock.advance(60)
+    newer_normal = add(queue, 3)
+    newer_urgent = add(queue, 4, urgent=True)
+
+    clock.advance(CALLBACK_URGENT_RETRY_SECONDS)
+
+    assert [r.id for r in queue.active()] == [
+        urgent.request.id,
+        newer_urgent.request.id,
+        older_normal.request.id,
+        newer_normal.request.id,
+    ]
+    assert queue.position(urgent.request.id) == 1
+    assert queue.counts() == {"urgent": 2, "normal": 2, "claimed": 0, "scheduled": 0}
+    assert queue.claim_next("alex").id == urgent.request.id  # type: ignore[union-attr]
 
 
 def test_call_back_later_needs_a_future_time(queue: CallbackQueue, clock: FakeClock) -> None:

@@ -1,9 +1,12 @@
-"""The operator's commands: counsellor accounts, the queue listing, the retention purge."""
+"""The operator's commands: accounts, the queue listing, the purge, the simulator's caller."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -13,9 +16,17 @@ import pytest
 import redis as redis_py
 
 from helpline.callbacks import CLOSED, CallbackQueue, Contact, Outcome
+from helpline.cli import EXAMPLE_NUMBER, main
 from helpline.counsellors import Counsellors
 from helpline.crypto import Sealer, lookup_key
-from tests.factories import AUTH_TOKEN, SECRET_KEY, callback_number, scan_for_numbers
+from helpline.phones import to_e164
+from tests.factories import (
+    AUTH_TOKEN,
+    PROCESS_WAIT_SECONDS,
+    SECRET_KEY,
+    callback_number,
+    scan_for_numbers,
+)
 
 
 @pytest.fixture
@@ -37,7 +48,7 @@ def helpline(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.Com
         capture_output=True,
         text=True,
         env=env,
-        timeout=60,
+        timeout=PROCESS_WAIT_SECONDS,
     )
 
 
@@ -74,6 +85,46 @@ def test_counsellor_add_explains_what_to_fix(env, args, stdin, says) -> None:
     done = helpline(env, "counsellor", "add", "sam", "--name", "Sam", *args, stdin=stdin)
     assert done.returncode == 1
     assert says in done.stderr
+
+
+def test_the_number_counsellor_add_suggests_is_one_it_accepts(env) -> None:
+    refused = helpline(env, "counsellor", "add", "sam", "--name", "Sam", "--phone", "12")
+    assert refused.returncode == 1
+    [example] = re.findall(r"e\.g\. (\+\d+)", refused.stderr)
+
+    done = helpline(
+        env, "counsellor", "add", "sam", "--name", "Sam", "--phone", example,
+        stdin="a long enough password\n",
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("command", [["counsellor", "add"], ["simulate", "sms"]])
+def test_every_number_in_the_help_is_a_valid_one(command, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    numbers = re.findall(r"\+\d{6,}", capsys.readouterr().out)
+
+    assert numbers and all(to_e164(n, "ZZ") == n for n in numbers)
+
+
+def test_a_simulated_texter_on_the_default_number_gets_on_the_list(env, redis, monkeypatch) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for name in set(os.environ) - set(env):
+        monkeypatch.delenv(name)
+
+    replies = []
+    for text in ("TALK", "2", "1", "1", "1"):  # not at risk; this number; voicemail; texts
+        # Not capsys: the app's log handler keeps the sys.stderr it first finds.
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            assert main(["simulate", "sms", text]) == 0
+        replies.append(out.getvalue())
+
+    assert "You're on the list" in replies[-1], replies
+    [request] = queue(redis).active()
+    assert queue(redis).phone(request.id) == EXAMPLE_NUMBER
 
 
 def test_adding_the_same_username_twice_is_refused(env) -> None:

@@ -30,7 +30,9 @@ from tests.console_helpers import (
 )
 from tests.factories import (
     HELPLINE_NUMBER,
+    WAIT_SECONDS,
     callback_number,
+    join,
     make_settings,
     scan_for_numbers,
     sms_params,
@@ -387,7 +389,7 @@ def test_two_counsellors_pressing_take_next_together_get_different_callers(app):
         client = app.test_client()
         login(client, name)
         clients.append((client, csrf_token(client, "/console/")))
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(2, timeout=WAIT_SECONDS)
     taken: dict[int, str] = {}
 
     def press(index: int) -> None:
@@ -399,8 +401,7 @@ def test_two_counsellors_pressing_take_next_together_get_different_callers(app):
     threads = [threading.Thread(target=press, args=(i,)) for i in range(2)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    join(threads)
 
     assert sorted(taken.values()) == sorted([first.id, second.id])
 

@@ -17,11 +17,12 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from helpline.config import Settings
-from tests.browser import save_screenshot
+from tests.browser import new_context, save_screenshot
 from tests.console_helpers import COUNSELLOR_PHONE, PASSWORD, add_counsellor
 from tests.factories import (
     ACCOUNT_SID,
     HELPLINE_NUMBER,
+    WAIT_SECONDS,
     callback_number,
     sign,
     sms_params,
@@ -117,7 +118,10 @@ def test_a_text_arrives_live_is_taken_called_through_the_helpline_and_closed(
 
     params = {"CallSid": call.sid or "", "AccountSid": ACCOUNT_SID, "CallStatus": "in-progress"}
     twiml = requests.post(
-        answer, data=params, headers={"X-Twilio-Signature": sign(answer, params)}, timeout=5
+        answer,
+        data=params,
+        headers={"X-Twilio-Signature": sign(answer, params)},
+        timeout=WAIT_SECONDS,
     )
     assert twiml.status_code == 200
     dial = ET.fromstring(twiml.text).find("Dial")
@@ -131,7 +135,10 @@ def test_a_text_arrives_live_is_taken_called_through_the_helpline_and_closed(
     ended = dict(params, DialCallStatus="completed")
     assert (
         requests.post(
-            dialled, data=ended, headers={"X-Twilio-Signature": sign(dialled, ended)}, timeout=5
+            dialled,
+            data=ended,
+            headers={"X-Twilio-Signature": sign(dialled, ended)},
+            timeout=WAIT_SECONDS,
         ).status_code
         == 200
     )
@@ -152,8 +159,11 @@ def test_the_queue_page_works_with_javascript_off_and_on_a_phone_screen(
     browser, app: Flask, live_server: str
 ) -> None:
     add_counsellor(app, "alex")
-    context = browser.new_context(
-        base_url=live_server, java_script_enabled=False, viewport={"width": 375, "height": 740}
+    context = new_context(
+        browser,
+        base_url=live_server,
+        java_script_enabled=False,
+        viewport={"width": 375, "height": 740},
     )
     page = context.new_page()
     try:

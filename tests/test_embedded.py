@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -16,7 +15,14 @@ from pathlib import Path
 import redis as redis_py
 
 from helpline import embedded
-from tests.factories import AUTH_TOKEN, SECRET_KEY, sign
+from tests.factories import (
+    AUTH_TOKEN,
+    PROCESS_WAIT_SECONDS,
+    SECRET_KEY,
+    WAIT_SECONDS,
+    sign,
+    wait_until,
+)
 
 
 def test_embedded_redis_keeps_data_across_a_restart_with_aof(tmp_path):
@@ -74,26 +80,26 @@ def _post_sms(port: int, body: str) -> str:
         data=urllib.parse.urlencode(form).encode(),
         headers={"X-Twilio-Signature": sign(url, form)},
     )
-    with urllib.request.urlopen(request, timeout=5) as response:
+    with urllib.request.urlopen(request, timeout=WAIT_SECONDS) as response:
         return response.read().decode()
 
 
 def _wait_until_up(port: int, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         assert process.poll() is None, "helpline serve exited early"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("helpline serve did not come up within 30 s")
+            url = f"http://127.0.0.1:{port}/healthz"
+            with urllib.request.urlopen(url, timeout=WAIT_SECONDS) as response:
+                return bool(response.status == 200)
+        except OSError:  # not listening yet
+            return False
+
+    wait_until(healthy, PROCESS_WAIT_SECONDS, what="helpline serve to answer /healthz")
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
     process.send_signal(signal.SIGTERM)
-    process.wait(timeout=30)
+    process.wait(timeout=PROCESS_WAIT_SECONDS)
     if process.stdout:
         process.stdout.close()
 
@@ -107,10 +113,11 @@ def test_serve_runs_web_worker_and_redis_and_conversations_survive_a_restart(tmp
         assert "Helpline is running at" in process.stdout.readline() + process.stdout.readline()
         assert "Dependence is a medical problem" in _post_sms(port, "2")
         client = redis_py.Redis.from_url(embedded.url_for(tmp_path))
-        deadline = time.monotonic() + 20
-        while not client.smembers("rq:workers") and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert client.smembers("rq:workers"), "the worker registered itself in the shared Redis"
+        wait_until(
+            lambda: bool(client.smembers("rq:workers")),
+            PROCESS_WAIT_SECONDS,
+            what="the worker to register itself in the shared Redis",
+        )
         client.close()
     finally:
         _stop(process)

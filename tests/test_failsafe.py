@@ -32,12 +32,14 @@ from helpline.flows.gsm import segments
 from helpline.logs import MaskingJsonFormatter, configure_logging
 from tests.factories import (
     CALLER,
+    WAIT_SECONDS,
     call_params,
     make_settings,
     parse_voice,
     sms_params,
     sms_replies,
     twilio_post,
+    wait_until,
 )
 
 # Every answer must reach Twilio well inside its 15 s timeout; we promise far less.
@@ -256,7 +258,8 @@ def test_conversation_is_remembered_again_once_redis_is_back(tmp_path, monkeypat
 
         url_again, started = embedded.ensure_running(redis_dir)
         assert started and url_again == url
-        time.sleep(store_module.BREAKER_SECONDS + 0.2)
+        store = app.extensions["helpline"].store
+        wait_until(lambda: store.available, what="the breaker to let Redis be tried again")
 
         # Back: "2" now follows on from FAMILY, so the state was stored and read again.
         assert sms_reply(client, "FAMILY").startswith("Pick a calm")
@@ -299,7 +302,7 @@ def silent_redis_url() -> Iterator[str]:
         yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
     finally:
         done.set()
-        thread.join(timeout=5)
+        thread.join(timeout=WAIT_SECONDS)
         server.close()
         for conn in accepted:
             conn.close()

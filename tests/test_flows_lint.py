@@ -13,6 +13,7 @@ from helpline.config import Settings
 from helpline.errors import FlowError
 from helpline.flows.gsm import fold_to_gsm, segments
 from helpline.flows.lint import check_flows, load_flows
+from tests.factories import PROCESS_WAIT_SECONDS
 
 FLOWS = Settings().flows_dir
 
@@ -148,7 +149,7 @@ def test_flows_check_command_exits_non_zero_and_names_the_problem(flows):
         [sys.executable, "-m", "helpline", "flows", "check", "--dir", str(flows)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PROCESS_WAIT_SECONDS,
     )
     assert result.returncode == 1
     assert "'nowhere', which is not a node" in result.stdout
@@ -159,7 +160,7 @@ def test_flows_check_command_passes_on_shipped_flows():
         [sys.executable, "-m", "helpline", "flows", "check"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PROCESS_WAIT_SECONDS,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "flows OK" in result.stdout

@@ -15,10 +15,11 @@ from twilio.rest import Client
 from helpline.config import Settings
 from helpline.errors import Failure, OutboundError
 from helpline.outbound import classify, make_client, place_call, send_text
-from tests.factories import CALLER, HELPLINE_NUMBER, make_settings
+from tests.factories import CALLER, HELPLINE_NUMBER, WAIT_SECONDS, make_settings
 from tests.twilio_api import TwilioApi
 
-# Short enough to keep the timeout test quick, long enough for a loaded machine.
+# The client's timeout where a test makes Twilio answer too late on purpose, so that it gives
+# up quickly; every other client waits WAIT_SECONDS, so a busy machine cannot time it out.
 CLIENT_TIMEOUT = 0.5
 # Too long for E.164: Twilio refuses it with 21211 and names it in the error message.
 INVALID_NUMBER = "+44770090012345678"
@@ -32,8 +33,8 @@ def outbound_settings(tmp_path, twilio_api: TwilioApi) -> Settings:
 
 
 @contextmanager
-def open_client(settings: Settings) -> Iterator[Client]:
-    client = make_client(settings, timeout=CLIENT_TIMEOUT)
+def open_client(settings: Settings, timeout: float = WAIT_SECONDS) -> Iterator[Client]:
+    client = make_client(settings, timeout=timeout)
     try:
         yield client
     finally:
@@ -128,15 +129,16 @@ def test_server_errors_and_rate_limits_are_retryable_and_not_retried_underneath(
     assert text(twilio) == twilio_api.messages()[0].sid  # the next attempt goes through
 
 
-def test_an_answer_slower_than_the_timeout_is_retryable(twilio, twilio_api):
-    twilio_api.delay_next(CLIENT_TIMEOUT * 6)
+def test_an_answer_slower_than_the_timeout_is_retryable(outbound_settings, twilio_api):
+    twilio_api.delay_next(WAIT_SECONDS)  # cut short when the stand-in stops
 
     started = time.monotonic()
-    error = failure_of(lambda: text(twilio))
+    with open_client(outbound_settings, timeout=CLIENT_TIMEOUT) as impatient:
+        error = failure_of(lambda: text(impatient))
     elapsed = time.monotonic() - started
 
     assert (error.kind, error.status, error.code) == (Failure.RETRY, None, None)
-    assert elapsed < CLIENT_TIMEOUT * 4
+    assert elapsed < WAIT_SECONDS  # it gave up; it did not wait for the answer
     # Twilio may still have taken it: a timeout means "unknown", not "not sent".
     assert len(twilio_api.wait_for(1)) == 1
 
@@ -187,27 +189,29 @@ def test_an_invalid_number_is_not_in_the_error_though_twilio_named_it(twilio, tw
 
 
 @pytest.mark.parametrize(
-    "prepare",
+    ("prepare", "timeout"),
     [
-        pytest.param(lambda api: api.fail_for(CALLER, 21610), id="opted-out"),
+        pytest.param(lambda api: api.fail_for(CALLER, 21610), WAIT_SECONDS, id="opted-out"),
         pytest.param(
             lambda api: api.fail_for(CALLER, 21211, message=f"The 'To' number {CALLER} is bad"),
+            WAIT_SECONDS,
             id="invalid",
         ),
-        pytest.param(lambda api: api.fail_next(status=503), id="unavailable"),
-        pytest.param(lambda api: api.delay_next(CLIENT_TIMEOUT * 6), id="timeout"),
+        pytest.param(lambda api: api.fail_next(status=503), WAIT_SECONDS, id="unavailable"),
+        pytest.param(lambda api: api.delay_next(WAIT_SECONDS), CLIENT_TIMEOUT, id="timeout"),
     ],
 )
 @pytest.mark.parametrize("kind", ["message", "call"])
-def test_no_failure_carries_the_number(twilio, twilio_api, prepare, kind):
+def test_no_failure_carries_the_number(outbound_settings, twilio_api, prepare, timeout, kind):
     prepare(twilio_api)
 
-    if kind == "message":
-        error = failure_of(lambda: text(twilio))
-    else:
-        error = failure_of(
-            lambda: place_call(twilio, sender=HELPLINE_NUMBER, to=CALLER, url=TWIML_URL)
-        )
+    with open_client(outbound_settings, timeout=timeout) as twilio:
+        if kind == "message":
+            error = failure_of(lambda: text(twilio))
+        else:
+            error = failure_of(
+                lambda: place_call(twilio, sender=HELPLINE_NUMBER, to=CALLER, url=TWIML_URL)
+            )
 
     assert_no_trace_of(CALLER, error)
 

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,9 +30,13 @@ from helpline.privacy import phone_digest
 from helpline.sms import OPT_OUT_KEY
 from tests.factories import (
     HELPLINE_NUMBER,
+    PROCESS_WAIT_SECONDS,
+    WAIT_SECONDS,
     FakeClock,
     callback_number,
+    join,
     scan_for_numbers,
+    wait_until,
     worker_environment,
 )
 from tests.twilio_api import TwilioApi
@@ -113,14 +117,6 @@ def confirmation(ctx: jobs.Context, lang: str, position: int) -> str:
     return ctx.text("sms.confirm_queued", lang, position=str(position))
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.05)
-
-
 # -- confirmations --------------------------------------------------------------------------
 
 
@@ -174,11 +170,13 @@ def test_twilio_opt_out_error_is_remembered_and_never_retried(
     assert len(twilio_api.received()) == 1
 
 
-def test_invalid_number_error_is_not_retried(ctx: jobs.Context, twilio_api: TwilioApi) -> None:
+def test_invalid_number_error_is_not_retried(
+    ctx: jobs.Context, twilio_api: TwilioApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "RETRY", QUICK_RETRY)  # a retry would be due at once
     twilio_api.fail_for(callback_number(1), 21211)
     ask(ctx, 1)
     work(ctx)
-    time.sleep(0.2)
     work(ctx)
     assert [r.status for r in twilio_api.received()] == [400]
     assert job_queue(ctx.client).scheduled_job_registry.count == 0
@@ -208,7 +206,7 @@ def test_a_send_that_timed_out_but_went_through_is_not_sent_again(
 ) -> None:
     monkeypatch.setattr(jobs, "RETRY", QUICK_RETRY)
     ctx.twilio = make_client(ctx.settings, timeout=0.3)  # a shorter wait than in production
-    twilio_api.delay_next(1.0)
+    twilio_api.delay_next(WAIT_SECONDS)  # the answer comes long after the client gave up
     placement = ask(ctx, 1)
     work(ctx)
 
@@ -246,7 +244,7 @@ def test_urgent_request_alerts_on_duty_counsellors_only(
 def test_duplicate_webhooks_from_several_threads_queue_one_request_and_send_one_text(
     ctx: jobs.Context, twilio_api: TwilioApi
 ) -> None:
-    start = threading.Barrier(8)
+    start = threading.Barrier(8, timeout=WAIT_SECONDS)
     placements: list[Placement] = []
 
     def deliver() -> None:
@@ -256,8 +254,7 @@ def test_duplicate_webhooks_from_several_threads_queue_one_request_and_send_one_
     threads = [threading.Thread(target=deliver) for _ in range(8)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    join(threads)
     work(ctx)
 
     assert Counter(p.added for p in placements) == {Added.NEW: 1, Added.DUPLICATE: 7}
@@ -294,7 +291,7 @@ class Workers:
                 for child in _children(pid):
                     _kill(child)
                 os.killpg(pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+            proc.wait(timeout=PROCESS_WAIT_SECONDS)
 
 
 def _children(pid: int) -> list[int]:
@@ -351,7 +348,7 @@ def _running(ctx: jobs.Context, job_id: str) -> int:
                 return True
         return False
 
-    wait_until(started, what=f"a worker to run {job_id}")
+    wait_until(started, PROCESS_WAIT_SECONDS, what=f"a worker to run {job_id}")
     return found[0]
 
 
@@ -369,7 +366,7 @@ def test_killed_workers_lose_no_confirmation_and_send_none_twice(
         ask(ctx, n)
     workers.start()
     workers.start()
-    twilio_api.wait_for(rounds)
+    twilio_api.wait_for(rounds, timeout=PROCESS_WAIT_SECONDS)  # the workers start first
 
     for n in range(rounds, 2 * rounds):
         twilio_api.delay_next(30)  # Twilio takes the text, then holds its answer
@@ -386,6 +383,7 @@ def test_killed_workers_lose_no_confirmation_and_send_none_twice(
             workers.start()
         wait_until(
             lambda rid=request.id: ctx.client.hexists(REQ + rid, "sent:confirm"),
+            PROCESS_WAIT_SECONDS,  # a new worker may have to start first
             what="the killed job's retry",
         )
 
@@ -407,9 +405,9 @@ def test_sigterm_lets_the_worker_finish_its_job_then_exit(
     try:
         twilio_api.delay_next(1.5)
         request = ask(ctx, 1).request
-        twilio_api.wait_for(1)
+        twilio_api.wait_for(1, timeout=PROCESS_WAIT_SECONDS)  # the worker starts first
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
+        assert proc.wait(timeout=PROCESS_WAIT_SECONDS) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

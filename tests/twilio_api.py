@@ -16,6 +16,8 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.factories import WAIT_SECONDS
+
 API_VERSION = "2010-04-01"
 _ROUTE = re.compile(
     rf"^/{API_VERSION}/Accounts/(?P<account>AC\w+)/(?P<resource>Messages|Calls)\.json$"
@@ -111,7 +113,7 @@ class TwilioApi:
             self._server.shutdown()
             self._server.server_close()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=WAIT_SECONDS)
 
     def __enter__(self) -> TwilioApi:
         return self.start()
@@ -161,7 +163,7 @@ class TwilioApi:
         return [r for r in self.received("call") if r.accepted]
 
     def wait_for(
-        self, count: int, *, kind: str | None = None, timeout: float = 5.0
+        self, count: int, *, kind: str | None = None, timeout: float = WAIT_SECONDS
     ) -> list[Received]:
         """Wait until `count` requests (of `kind`, if given) were accepted; return them."""
 
