@@ -17,6 +17,10 @@ GATHER_TIMEOUT = 6
 # Seconds to wait between key presses while someone keys in a phone number.
 NUMBER_TIMEOUT = 10
 
+# In texts, crisis words this long or longer forgive one slip of the thumb ("overdoes",
+# "unconcious"); shorter ones must be exact, so "doing" and "coding" are not "ODing".
+CRISIS_TYPO_FROM = 6
+
 # Most SMS segments any reply may take.
 SMS_MAX_SEGMENTS = 2
 

@@ -11,7 +11,7 @@ from typing import Any
 from helpline import twiml
 from helpline.constants import KEY_PREFIX, SMS_STATE_TTL
 from helpline.crypto import Sealer
-from helpline.flows.engine import Engine, Event, State
+from helpline.flows.engine import Engine, Event, Reply, State
 from helpline.flows.texting import answer_text
 from helpline.intake import CallbackDesk, Caller, open_answers, seal_answers
 from helpline.privacy import mask_phone, phone_digest
@@ -79,7 +79,9 @@ class SmsConversations:
             self.desk.escalate(caller)
         # Without a sender, or with the store down, nothing said now is remembered.
         facts = self.desk.facts(caller, spoken=False, kept=read)
-        step = answer_text(self.engine, state, opted_out, text.body, context=facts, crisis=crisis)
+        step = answer_text(
+            self.engine, state, opted_out, Reply(text=text.body), context=facts, crisis=crisis
+        )
         if step.opted_out != opted_out:
             if step.opted_out:
                 self._opt_out(who)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -51,6 +52,14 @@ def app(settings: Settings) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def flows(tmp_path: Path) -> Path:
+    """A copy of the shipped flows and content, for a test to break."""
+    target = tmp_path / "flows"
+    shutil.copytree(Settings().flows_dir, target)
+    return target
 
 
 @pytest.fixture

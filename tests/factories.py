@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -23,7 +25,8 @@ from workers import jobs
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 SECRET_KEY = "test-secret-key-" + "k" * 48
-CALLER = "+447700900123"  # Ofcom drama range: never a real subscriber
+CALLER = "+447700900123"  # Ofcom drama range: never a real subscriber, nor one we can call
+USABLE_CALLER = "+12025550107"  # reserved for fiction, yet a number phonenumbers accepts
 HELPLINE_NUMBER = "+447700900999"
 # Longest a test waits for what it expects (a text sent, a page updated, a thread done).
 # Generous, so a busy machine does not fail a test: a passing test stops at once.
@@ -46,6 +49,27 @@ def make_settings(data_dir: Path, redis_url: str | None, **overrides: Any) -> Se
     )
     values.update(overrides)
     return Settings(**values)
+
+
+def run_helpline(
+    *args: str, env: dict[str, str] | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run the helpline command as an operator would; return what it printed."""
+    return subprocess.run(
+        [sys.executable, "-m", "helpline", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=PROCESS_WAIT_SECONDS,
+    )
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    """Replace the first old with new in a copied flows file; old must be there."""
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path.name}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 def sign(url: str, params: dict[str, str], token: str = AUTH_TOKEN) -> str:
@@ -122,6 +146,36 @@ def sms_replies(xml: str) -> list[str]:
     root = ET.fromstring(xml)
     assert root.tag == "Response"
     return ["".join(message.itertext()) for message in root.iter("Message")]
+
+
+class Call:
+    """One phone call: the same CallSid and caller ID on every step, as Twilio sends."""
+
+    def __init__(self, client: FlaskClient, sender: str = USABLE_CALLER):
+        self.client = client
+        self.params = call_params(sender=sender)
+        self.step = self._post("/twilio/voice", {})
+
+    def _post(self, path: str, extra: dict[str, str]) -> VoiceStep:
+        response = twilio_post(self.client, path, {**self.params, **extra})
+        assert response.status_code == 200
+        return parse_voice(response.get_data(as_text=True))
+
+    def press(self, *keys: str) -> VoiceStep:
+        for key in keys:
+            self.step = self._post(self.step.action, {"Digits": key})
+        return self.step
+
+    def say(self, words: str) -> VoiceStep:
+        self.step = self._post(self.step.action, {"SpeechResult": words})
+        return self.step
+
+
+def text(client: FlaskClient, body: str, sender: str = USABLE_CALLER) -> str:
+    """Send one signed text; return the reply as the texter reads it (one string)."""
+    response = twilio_post(client, "/twilio/sms", sms_params(body, sender=sender))
+    assert response.status_code == 200
+    return "\n".join(sms_replies(response.get_data(as_text=True)))
 
 
 class FakeClock:

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,9 +21,9 @@ from helpline.crypto import Sealer, lookup_key
 from helpline.phones import to_e164
 from tests.factories import (
     AUTH_TOKEN,
-    PROCESS_WAIT_SECONDS,
     SECRET_KEY,
     callback_number,
+    run_helpline,
     scan_for_numbers,
 )
 
@@ -42,14 +41,7 @@ def env(tmp_path: Path, redis_server: str, redis: redis_py.Redis) -> dict[str, s
 
 
 def helpline(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "helpline", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=PROCESS_WAIT_SECONDS,
-    )
+    return run_helpline(*args, env=env, stdin=stdin)
 
 
 def queue(redis: redis_py.Redis) -> CallbackQueue:

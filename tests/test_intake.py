@@ -13,49 +13,20 @@ from helpline import create_app
 from helpline.callbacks import COMPLETED, CallbackQueue, Contact, Outcome, Priority, Status
 from helpline.services import helpline
 from tests.factories import (
-    VoiceStep,
+    USABLE_CALLER,
+    Call,
     call_params,
     callback_number,
     make_settings,
     parse_voice,
     scan_for_numbers,
-    sms_params,
-    sms_replies,
+    text,
     twilio_post,
 )
 from workers.main import queue as job_queue
 
-CALLER = callback_number(7)
+CALLER = USABLE_CALLER
 OTHER = callback_number(42)
-
-
-class Call:
-    """One phone call: the same CallSid and caller ID on every step, as Twilio sends."""
-
-    def __init__(self, client: FlaskClient, sender: str = CALLER):
-        self.client = client
-        self.params = call_params(sender=sender)
-        self.step = self._post("/twilio/voice", {})
-
-    def _post(self, path: str, extra: dict[str, str]) -> VoiceStep:
-        response = twilio_post(self.client, path, {**self.params, **extra})
-        assert response.status_code == 200
-        return parse_voice(response.get_data(as_text=True))
-
-    def press(self, *keys: str) -> VoiceStep:
-        for key in keys:
-            self.step = self._post(self.step.action, {"Digits": key})
-        return self.step
-
-    def say(self, words: str) -> VoiceStep:
-        self.step = self._post(self.step.action, {"SpeechResult": words})
-        return self.step
-
-
-def text(client: FlaskClient, body: str, sender: str = CALLER) -> str:
-    response = twilio_post(client, "/twilio/sms", sms_params(body, sender=sender))
-    assert response.status_code == 200
-    return "\n".join(sms_replies(response.get_data(as_text=True)))
 
 
 def _queue(client: FlaskClient) -> CallbackQueue:

@@ -4,14 +4,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpline.config import REGIONS, Settings
+from helpline.constants import CRISIS_TYPO_FROM
+from helpline.flows.engine import Reply
+from helpline.flows.lint import load_flows
 from helpline.flows.matching import (
+    KeywordIndex,
     PhraseIndex,
     as_choice,
     contains_phrase,
     edit_distance_at_most_one,
+    first_phrase,
     is_keyword,
     tokens,
 )
+from helpline.flows.model import Channel
 
 
 @pytest.mark.parametrize(
@@ -67,21 +74,36 @@ def _slip(data: st.DataObject, word: str) -> str:
     return word
 
 
-@settings(max_examples=500, deadline=None)
-@given(phrases=_PHRASES, fuzzy=st.booleans(), data=st.data())
-def test_the_phrase_index_finds_exactly_what_trying_every_phrase_finds(phrases, fuzzy, data):
-    # Messages mix random words with phrase words typed with a slip or two.
+def _message(data, phrases, longest: int = 4):  # type: ignore[no-untyped-def]
+    """Random words mixed with phrase words typed with a slip or two."""
     phrase_words = [w for phrase in phrases for w in phrase]
     words: list[str] = []
-    for _ in range(data.draw(st.integers(0, 10))):
+    for _ in range(data.draw(st.integers(0, longest))):
         if phrase_words and data.draw(st.booleans()):
             words.append(_slip(data, data.draw(st.sampled_from(phrase_words))))
         else:
             words.append(data.draw(_WORDS))
+    return words
 
+
+@settings(max_examples=500, deadline=None)
+@given(phrases=_PHRASES, fuzzy=st.booleans(), data=st.data())
+def test_the_phrase_index_finds_exactly_what_trying_every_phrase_finds(phrases, fuzzy, data):
+    words = _message(data, phrases, longest=10)
     index = PhraseIndex(phrases, fuzzy=fuzzy)
 
     assert index.contains(words) == contains_phrase(words, phrases, fuzzy=fuzzy)
+
+
+@settings(max_examples=500, deadline=None)
+@given(keywords=st.lists(_PHRASES, min_size=1, max_size=4), fuzzy=st.booleans(), data=st.data())
+def test_the_keyword_index_finds_the_keyword_trying_each_in_order_finds(keywords, fuzzy, data):
+    words = _message(data, [p for phrases in keywords for p in phrases])
+    expected = next(
+        (n for n, phrases in enumerate(keywords) if is_keyword(words, phrases, fuzzy=fuzzy)), None
+    )
+
+    assert KeywordIndex(keywords).find(words, fuzzy=fuzzy) == expected
 
 
 @pytest.mark.parametrize(
@@ -120,3 +142,40 @@ def test_keyword_is_the_whole_message_give_or_take_a_word():
 )
 def test_short_replies_are_read_as_menu_choices(text, choice):
     assert as_choice(text) == choice
+
+
+def test_the_phrase_that_comes_first_wins_and_then_the_longer_one():
+    yes, no = [("YES",), ("PLEASE",), ("I", "AM")], [("NO",), ("I", "AM", "NOT")]
+
+    def answer(text: str) -> str:
+        found = {"yes": first_phrase(tokens(text), yes), "no": first_phrase(tokens(text), no)}
+        return min((where, name) for name, where in found.items() if where is not None)[1]
+
+    assert answer("no, please don't") == "no"
+    assert answer("yes please") == "yes"
+    assert answer("I am not at risk") == "no"
+    assert answer("I am") == "yes"
+    assert first_phrase(tokens("maybe later"), yes) is None
+
+
+# Everyday texts that share letters with crisis words, read by the shipped SMS flow.
+SMS_ENGINE = load_flows(Settings().flows_dir).engine(Channel.SMS, REGIONS["GB"])
+
+
+@pytest.mark.parametrize(
+    "text", ["what are you doing?", "no I'm doing ok", "that's odd", "I'm coding", "cool"]
+)
+def test_everyday_words_are_not_read_as_a_crisis(text):
+    assert not SMS_ENGINE.is_crisis(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["he's ODing", "i think she OD", "overdoes", "he is unconcious", "not breathin"]
+)
+def test_crisis_words_are_found_with_a_slip_in_long_words(text):
+    assert SMS_ENGINE.is_crisis(text), CRISIS_TYPO_FROM
+
+
+def test_a_reply_folds_its_words_once():
+    reply = Reply(text="No, please don't!")
+    assert reply.words == ("NO", "PLEASE", "DONT") and reply.words is reply.words

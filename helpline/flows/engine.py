@@ -9,13 +9,21 @@ The web layer turns events into TwiML and keeps the state; the simulator prints 
 
 from __future__ import annotations
 
+import functools
 from collections import ChainMap
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
-from helpline.constants import MAX_ANSWER_CHARS, MAX_REPROMPTS
-from helpline.flows.matching import PhraseIndex, as_choice, contains_phrase, is_keyword, tokens
+from helpline.constants import CRISIS_TYPO_FROM, MAX_ANSWER_CHARS, MAX_REPROMPTS
+from helpline.flows.matching import (
+    KeywordIndex,
+    PhraseIndex,
+    as_choice,
+    contains_phrase,
+    first_phrase,
+    tokens,
+)
 from helpline.flows.model import STORE_DOWN, STORE_FACT, Case, Channel, Flow, Node
 from helpline.phones import to_e164
 
@@ -53,6 +61,11 @@ class Reply:
 
     digits: str = ""
     text: str = ""
+
+    @functools.cached_property
+    def words(self) -> tuple[str, ...]:
+        """The text folded into plain words, worked out once for every matcher."""
+        return tokens(self.text)
 
 
 @dataclass(frozen=True)
@@ -101,14 +114,25 @@ class Engine:
         self.phone_region = phone_region
         self.content = flow.content
         self.variables = dict(variables)
+        # Where a conversation rests when it starts: the main menu.
+        home = flow.nodes[flow.start]
+        while home.next is not None:
+            home = flow.nodes[home.next]
+        self.home = home.id
         # Fold every phrase once, up front: matching runs on every webhook.
         keys = set().union(*(w.keys() for w in self.content.words.values()))
         self._phrases = {key: self.content.all_phrase_tokens(key) for key in keys}
+        self._keywords = KeywordIndex(self._phrases[kw.words] for kw in flow.keywords)
+        self._languages = list(self.content.languages)
+        self._language_names = KeywordIndex(
+            self._phrases[lang.words] for lang in self.content.languages.values()
+        )
         # Typos are forgiven in texts; speech recognition returns real words, where
         # forgiving "overdose" as "overdosed" would skip the menu the caller asked for.
         self._crisis = PhraseIndex(
             self._phrases[flow.crisis_words] if flow.crisis_words else (),
             fuzzy=flow.channel is Channel.SMS,
+            typo_from=CRISIS_TYPO_FROM,
         )
 
     # -- public API --------------------------------------------------------------------
@@ -140,10 +164,10 @@ class Engine:
         """
         flow = self.flow
         if state.ended:
-            state = replace(state, node=flow.start, ended=False, reprompts=0)
+            state = self.start(state.lang)[0]  # a new conversation, at the menu
         node = flow.nodes[state.node]
-        words = tokens(reply.text)
-        choice = reply.digits.strip()[:2] or as_choice(reply.text)
+        words = reply.words
+        choice = reply.digits.strip()[:2] or as_choice(reply.text, words)
         lang, answers = state.lang, state.answers
         context = context if context is not None else {}
 
@@ -189,11 +213,11 @@ class Engine:
 
         # Not understood. Every route below counts a miss, so that no question, not even
         # one whose 'other' loops back to itself, can be asked for ever.
-        misses = 0 if fresh else state.reprompts + 1
+        misses = 0 if fresh else min(state.reprompts + 1, MAX_REPROMPTS)
         silent = not choice and not words and not reply.digits
         if silent and flow.channel is Channel.VOICE and not node.no_response:
             return self.reprompt(state, context)
-        if misses > MAX_REPROMPTS and flow.exhausted:
+        if state.reprompts >= MAX_REPROMPTS and flow.exhausted:
             return self.exhausted(state, context)
         if silent and node.no_response:
             return go(node.no_response, misses=misses)
@@ -230,6 +254,7 @@ class Engine:
         valid = (
             state.flow == self.flow.id
             and state.node in self.flow.nodes
+            and (state.ended or self.flow.nodes[state.node].waits)
             and state.lang in self.content.languages
             and 0 <= state.reprompts <= MAX_REPROMPTS
         )
@@ -287,9 +312,8 @@ class Engine:
         node = self.flow.nodes[state.node]
         variables = self._variables(context if context is not None else {})
         events: list[Event] = [self._say(self.flow.reprompt, state.lang)]
-        return replace(state, reprompts=state.reprompts + 1), events + self._prompt(
-            node, state.lang, variables
-        )
+        misses = min(state.reprompts + 1, MAX_REPROMPTS)
+        return replace(state, reprompts=misses), events + self._prompt(node, state.lang, variables)
 
     def exhausted(self, state: State, context: Mapping[str, str] | None = None) -> Step:
         """Give up on a question after too many misses: say so, then go where the flow says."""
@@ -336,25 +360,35 @@ class Engine:
         return events
 
     def _chosen_language(self, node: Node, choice: str | None, words: tuple[str, ...]) -> str:
+        if self.flow.channel is Channel.SMS:
+            # A language's name works anywhere in a text conversation.
+            found = self._language_names.find(words, fuzzy=True)
+            if found is not None:
+                return self._languages[found]
+        if not node.offer_languages:
+            return ""
         for lang in self.content.languages.values():
-            phrases = self._phrases[lang.words]
-            if self.flow.channel is Channel.VOICE and node.offer_languages and choice == lang.digit:
+            if self.flow.channel is Channel.VOICE and choice == lang.digit:
                 return lang.code
-            if self.flow.channel is Channel.SMS and is_keyword(words, phrases, fuzzy=True):
-                return lang.code
-            if node.offer_languages and contains_phrase(words, phrases):
+            if contains_phrase(words, self._phrases[lang.words]):
                 return lang.code
         return ""
 
     def _match_words(self, node: Node, words: tuple[str, ...]) -> Case | None:
         # Exact matches beat typo-forgiving ones, so "HELLO" is never read as "HELP".
         for fuzzy in (False, True):
-            for kw in self.flow.keywords:
-                if is_keyword(words, self._phrases[kw.words], fuzzy=fuzzy):
-                    return Case(goto=kw.goto)
-            for case in node.cases:
-                if case.words and contains_phrase(words, self._phrases[case.words], fuzzy=fuzzy):
-                    return case
+            keyword = self._keywords.find(words, fuzzy=fuzzy)
+            if keyword is not None:
+                return Case(goto=self.flow.keywords[keyword].goto)
+            # The case whose words come first in the reply, the longest there, wins.
+            found = [
+                (where, order, case)
+                for order, case in enumerate(node.cases)
+                if case.words
+                and (where := first_phrase(words, self._phrases[case.words], fuzzy=fuzzy))
+            ]
+            if found:
+                return min(found, key=lambda hit: (hit[0], hit[1]))[2]
         return None
 
 

@@ -50,6 +50,9 @@ QUEUED_FACTS: tuple[tuple[str, dict[str, str]], ...] = (
 )
 # Most replies a run of inputs not understood may take before it rests (invariant 4).
 MISS_RUN = MAX_REPROMPTS + 1
+# States one walk may visit: the shipped flows need about a thousand. A flow whose
+# states have no end (a counter the engine never bounds) is reported, not walked for ever.
+MAX_STATES = 50_000
 
 
 class Store(StrEnum):
@@ -192,6 +195,7 @@ class _Walk:
         self._routed = frozenset(n.branch.on for n in self.flow.nodes.values() if n.branch)
         self._steps: dict[tuple[object, ...], list[Turn]] = {}
         self._crisis: dict[Input, bool] = {}
+        self._sms_checked: set[tuple[Event, ...]] = set()
 
     # -- the walk -------------------------------------------------------------------------
 
@@ -207,6 +211,9 @@ class _Walk:
                 pending.append(root)
             self._check_first_reply(events, lambda: ())
         while pending:
+            if len(points) > MAX_STATES:
+                self._problem(4, f"more than {MAX_STATES:,} states: some state has no bound", tuple)
+                break
             point = pending.popleft()
             here = point.key(self._routed)
 
@@ -264,11 +271,17 @@ class _Walk:
         facts = self._facts(point, store)
         if self.voice:
             assert point.state is not None
-            state, events = self.engine.resume(point.state, way.reply, context=facts)
+            crisis = self._is_crisis(way)
+            state, events = self.engine.resume(point.state, way.reply, context=facts, crisis=crisis)
             opted_out = False
         else:
             step = answer_text(
-                self.engine, point.state, point.opted_out, way.reply.text, context=facts
+                self.engine,
+                point.state,
+                point.opted_out,
+                way.reply,
+                context=facts,
+                crisis=self._is_crisis(way),
             )
             if not step.events:
                 kept = None if step.opted_out else point.state
@@ -393,6 +406,10 @@ class _Walk:
             if isinstance(events[-1], Hangup) and self.emergency not in _text(events):
                 self._problem(6, "a goodbye does not say the emergency number", path)
             return
+        key = tuple(events)
+        if key in self._sms_checked:
+            return  # the same reply, already checked
+        self._sms_checked.add(key)
         gsm = self.engine.content.languages[lang].gsm if lang else True
         text = sms_text(events, gsm)
         if segments(text) > SMS_MAX_SEGMENTS:
@@ -447,7 +464,7 @@ class _Walk:
         says = [e for e in events if isinstance(e, Say)]
         if way.kind == "crisis" and events:
             crisis = self.flow.nodes[self.flow.crisis].say[0] if self.flow.crisis else None
-            if not says or says[0].key != crisis:
+            if not says or says[0].key != crisis or self.emergency not in says[0].text:
                 self._problem(
                     2, f"a crisis phrase at {_at(point)} is not answered first", path, way.label
                 )
@@ -582,25 +599,11 @@ def _intake_nodes(flow: Flow, home: str) -> frozenset[str]:
 
 
 def _told_queued(flow: Flow) -> frozenset[str]:
-    """Messages said only when a request was queued (never when it failed)."""
-
-    def said_from(start: str) -> set[str]:
-        keys: set[str] = set()
-        seen, pending = set(), [start]
-        while pending:
-            node = flow.nodes[pending.pop()]
-            if node.id in seen:
-                continue
-            seen.add(node.id)
-            keys.update(node.say)
-            if not node.waits:
-                pending.extend(node.exits())
-        return keys
-
+    """Messages that tell a caller their request is on the list: what the nodes an
+    action's "queued" and "already" outcomes lead to say first."""
     told: set[str] = set()
     for node in flow.nodes.values():
-        outcomes = dict(node.outcomes)
-        if "failed" in outcomes:
-            ok = said_from(outcomes["queued"]) | said_from(outcomes["already"])
-            told |= ok - said_from(outcomes["failed"])
+        for result, target in node.outcomes:
+            if result in ("queued", "already"):
+                told.update(flow.nodes[target].say)
     return frozenset(told)

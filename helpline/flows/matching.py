@@ -55,12 +55,16 @@ def tokens(text: str) -> tuple[str, ...]:
     return tuple(t for t in _NON_WORD.split(ascii_only.upper()) if t)
 
 
-def as_choice(text: str) -> str | None:
-    """Return the menu key a short reply stands for ("2", "2.", "two", "*"), if any."""
-    stripped = text.strip()[:20]
+def as_choice(text: str, words: Sequence[str] | None = None) -> str | None:
+    """Return the menu key a short reply stands for ("2", "2.", "two", "*"), if any.
+
+    words: tokens(text), when the caller has them already.
+    """
+    stripped = text.strip()
     if stripped in {"*", "#"}:
         return stripped
-    words = tokens(stripped)
+    if words is None:
+        words = tokens(stripped[:20])
     if len(words) != 1:
         return None
     word = words[0]
@@ -109,16 +113,45 @@ def _phrase_at(
     return all(_word_matches(words[start + k], phrase[k], typo_from) for k in range(len(phrase)))
 
 
+# Words this long or longer forgive one slip when matching is fuzzy.
+TYPO_FROM = 5
+
+
 def contains_phrase(
-    words: Sequence[str], phrases: Iterable[Sequence[str]], *, fuzzy: bool = False
+    words: Sequence[str],
+    phrases: Iterable[Sequence[str]],
+    *,
+    fuzzy: bool = False,
+    typo_from: int = TYPO_FROM,
 ) -> bool:
     """Return True if any phrase appears, word for word, anywhere in the words."""
-    typo_from = 5 if fuzzy else None
+    return first_phrase(words, phrases, fuzzy=fuzzy, typo_from=typo_from) is not None
+
+
+def first_phrase(
+    words: Sequence[str],
+    phrases: Iterable[Sequence[str]],
+    *,
+    fuzzy: bool = False,
+    typo_from: int = TYPO_FROM,
+) -> tuple[int, int] | None:
+    """Return where the earliest phrase starts and, negated, how long the longest there is.
+
+    A reply is read as a person reads it: "no, please don't" is a no, although "please"
+    says yes, because the no comes first; at the same place the longer phrase wins, so
+    "I am not" beats "I am". The pair sorts so that the better match is the smaller.
+    """
+    forgive = typo_from if fuzzy else None
+    best: tuple[int, int] | None = None
     for phrase in phrases:
         n = len(phrase)
-        if n and any(_phrase_at(words, phrase, i, typo_from) for i in range(len(words) - n + 1)):
-            return True
-    return False
+        for i in range(len(words) - n + 1 if n else 0):
+            if best is not None and (i, -n) >= best:
+                break
+            if _phrase_at(words, phrase, i, forgive):
+                best = (i, -n)
+                break
+    return best
 
 
 class PhraseIndex:
@@ -132,8 +165,10 @@ class PhraseIndex:
     a key, so no candidate is missed, and every candidate is then checked in full.
     """
 
-    def __init__(self, phrases: Iterable[Sequence[str]], *, fuzzy: bool = False):
-        self.typo_from = 5 if fuzzy else None
+    def __init__(
+        self, phrases: Iterable[Sequence[str]], *, fuzzy: bool = False, typo_from: int = TYPO_FROM
+    ):
+        self.typo_from = typo_from if fuzzy else None
         self._by_key: dict[str, list[tuple[str, ...]]] = {}
         for phrase in dict.fromkeys(tuple(p) for p in phrases if p):
             for key in self._keys(phrase[0], self._forgives(phrase[0])):
@@ -175,3 +210,44 @@ def is_keyword(
         if n and n <= len(words) <= n + 1 and _phrase_at(words, phrase, 0, typo_from):
             return True
     return False
+
+
+class KeywordIndex:
+    """Which of several keywords, each a list of phrases, a whole message is, if any.
+
+    find(words, fuzzy=...) answers as trying is_keyword on each keyword in order would,
+    with a few dictionary lookups instead of a pass over every phrase. As in PhraseIndex,
+    with fuzzy each first word is also filed under itself minus any one letter, so a
+    first word one slip away always shares a key with it.
+    """
+
+    TYPO_FROM = 4  # is_keyword's, when fuzzy
+
+    def __init__(self, keywords: Iterable[Iterable[Sequence[str]]]):
+        self._exact: dict[tuple[str, ...], int] = {}
+        self._by_key: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
+        for order, phrases in enumerate(keywords):
+            for phrase in map(tuple, phrases):
+                if not phrase:
+                    continue
+                self._exact.setdefault(phrase, order)
+                forgives = len(phrase[0]) >= self.TYPO_FROM
+                for key in PhraseIndex._keys(phrase[0], forgives):
+                    self._by_key.setdefault(key, []).append((order, phrase))
+
+    def find(self, words: Sequence[str], *, fuzzy: bool = False) -> int | None:
+        """Return the position of the first keyword the message is, or None."""
+        if not words:
+            return None
+        # The keyword alone, or followed by one more word ("SAFE please").
+        whole, all_but_last = tuple(words), tuple(words[:-1])
+        hits = [self._exact[c] for c in (whole, all_but_last) if c and c in self._exact]
+        if not fuzzy:
+            return min(hits) if hits else None
+        first = words[0]
+        for key in PhraseIndex._keys(first, len(first) >= self.TYPO_FROM - 1):
+            for order, phrase in self._by_key.get(key, ()):
+                n = len(phrase)
+                if n <= len(words) <= n + 1 and _phrase_at(words, phrase, 0, self.TYPO_FROM):
+                    hits.append(order)
+        return min(hits) if hits else None

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from helpline.flows.engine import Engine, Event, Reply, State
-from helpline.flows.matching import tokens
 
 # Carrier-standard opt-out and opt-in words; matched only as the whole message.
 OPT_OUT_WORDS = frozenset(
@@ -31,9 +30,8 @@ class TextStep:
     opted_out: bool
 
 
-def opt_word(body: str) -> str | None:
-    """Return "out" or "in" if the whole message is an opt-out or opt-in word."""
-    words = tokens(body)
+def opt_word(words: tuple[str, ...]) -> str | None:
+    """Return "out" or "in" if the whole message (as words) is an opt-out or opt-in word."""
     if len(words) != 1:
         return None
     if words[0] in OPT_OUT_WORDS:
@@ -45,31 +43,30 @@ def answer_text(
     engine: Engine,
     state: State | None,
     opted_out: bool,
-    body: str,
+    reply: Reply,
     *,
     context: Mapping[str, str],
     crisis: bool | None = None,
 ) -> TextStep:
     """Advance a text conversation by one message. state None: no conversation yet."""
-    opt = opt_word(body)
+    opt = opt_word(reply.words)
     if opt == "out":
         return TextStep(None, [], True)
     if crisis is None:
-        crisis = engine.is_crisis(body)
+        crisis = engine.is_crisis(reply.text)
     if opted_out:
         if opt == "in":
             lang = engine.language(state.lang if state else None)
             after, events = engine.enter(RESUBSCRIBED, lang, {}, context)
             return TextStep(after, events, False)
-        if not crisis:
+        if state is None and not crisis:
             return TextStep(state, [], True)
-        # Someone in danger gets the emergency advice even after opting out.
+        # Someone in danger gets the emergency advice even after opting out. Nothing is
+        # kept for an opted-out texter but what a crisis started: they may follow it on.
     fresh = state is None
     if state is None:
         state = State(
             flow=engine.flow.id, node=engine.flow.start, lang=engine.content.default_language
         )
-    after, events = engine.resume(
-        state, Reply(text=body), fresh=fresh, context=context, crisis=crisis
-    )
+    after, events = engine.resume(state, reply, fresh=fresh, context=context, crisis=crisis)
     return TextStep(after, events, opted_out)
