@@ -7,9 +7,11 @@ Keys (all under helpline:cb:):
     req:<id>      hash: one request; the phone number is sealed, never plain
     waiting       zset id -> score (urgent band first, then creation time): the queue
     claimed       zset id -> lease deadline
-    scheduled     zset id -> time it rejoins the queue (retry, or "call back at")
+    scheduled     zset id -> time it rejoins the queue (retry, or "call back at"); a
+                  caller who asks again, or says a crisis phrase, brings it back at once
     open          hash caller digest -> id: one open request per caller
-    seen:<sid>    id of the request a webhook (CallSid/MessageSid digest) made, for retries
+    seen:<sid>    id of the request a webhook (CallSid/MessageSid digest) made, for retries;
+                  followed only while that request is open and for the same number
     completed     zset id -> time reached: recent pace, for wait estimates
     closed        zset id -> time closed: what the retention purge deletes
     version       counter bumped on every change, for live views
@@ -156,7 +158,10 @@ class Placement:
 
     request: Request
     added: Added
-    position: int | None  # 1 = next; None while a counsellor is calling or it is scheduled
+    # 1 = next. Asking again brings a scheduled request back into the line, so None
+    # means a counsellor has it now.
+    position: int | None
+    raised: bool = False  # this very call made it urgent: the counsellors' alert is owed
 
 
 # -- Lua -----------------------------------------------------------------------------------
@@ -188,50 +193,94 @@ local function requeue(prefix, now)
 end
 """
 
+# The caller has come back to an open request (asked again, or said a crisis phrase).
+# Shared by the scripts below, so what the caller is then told is read after the change.
+_REVIVE = """
+local function is_open(prefix, id)
+  local status = redis.call('HGET', prefix .. 'req:' .. id, 'status')
+  return status == 'waiting' or status == 'claimed'
+end
+
+-- A request parked in 'scheduled' (a retry, or "call back at") rejoins the line now, in
+-- its band and age order; urgent makes it urgent, which puts it in the front band.
+-- Returns 1 only to the call that turns it from normal to urgent: the priority is the
+-- flag that makes the counsellors' alert go out once, however often the webhook comes.
+local function revive(prefix, id, now, urgent, band)
+  local key = prefix .. 'req:' .. id
+  local score = tonumber(redis.call('HGET', key, 'score'))
+  local raised = 0
+  if urgent and redis.call('HGET', key, 'priority') ~= 'urgent' then
+    score = score - band
+    redis.call('HSET', key, 'priority', 'urgent', 'score', score)
+    raised = 1
+  end
+  local parked = redis.call('ZREM', prefix .. 'scheduled', id) == 1
+  if parked then redis.call('HDEL', key, 'due_at') end
+  if parked or (raised == 1 and redis.call('ZSCORE', prefix .. 'waiting', id)) then
+    redis.call('ZADD', prefix .. 'waiting', score, id)
+  end
+  if parked or raised == 1 then redis.call('INCR', prefix .. 'version') end
+  return raised
+end
+"""
+
 # KEYS: new request key.  ARGV: prefix, now, caller digest, id, score, urgent, seen key
 # (or ''), seen ttl, band, confirmation ('pending' or 'none'), then the request's fields.
+# Returns {how, id, rank in the line (-1: not waiting), 1 if raised to urgent now}.
 _ENQUEUE = (
     _REQUEUE
+    + _REVIVE
     + """
 local prefix, now, who, id, score, urgent = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local seen_key, seen_ttl = ARGV[7], ARGV[8]
+local seen_key, seen_ttl, band = ARGV[7], ARGV[8], tonumber(ARGV[9])
 requeue(prefix, now)
 
-local function placed(how, rid)
-  if seen_key ~= '' then redis.call('SET', seen_key, rid, 'EX', seen_ttl) end
-  return {how, rid, redis.call('ZRANK', prefix .. 'waiting', rid) or -1}
-end
-
+-- The request this ask is about: the one an earlier delivery of this webhook (or an
+-- earlier ask in this call) made, else the caller's open one. A closed request is never
+-- found again, nor one for another number: asking then makes a new request.
+local found, how = nil, nil
 if seen_key ~= '' then
   local seen = redis.call('GET', seen_key)
-  if seen then return {'duplicate', seen, redis.call('ZRANK', prefix .. 'waiting', seen) or -1} end
-end
-
-local existing = redis.call('HGET', prefix .. 'open', who)
-if existing then
-  local key = prefix .. 'req:' .. existing
-  local status = redis.call('HGET', key, 'status')
-  if status == 'waiting' or status == 'claimed' then
-    if urgent == '1' and redis.call('HGET', key, 'priority') ~= 'urgent' then
-      local raised = tonumber(redis.call('HGET', key, 'score')) - tonumber(ARGV[9])
-      redis.call('HSET', key, 'priority', 'urgent', 'score', raised)
-      if redis.call('ZSCORE', prefix .. 'waiting', existing) then
-        redis.call('ZADD', prefix .. 'waiting', raised, existing)
-      end
-      redis.call('INCR', prefix .. 'version')
-    end
-    return placed('existing', existing)
+  if seen and is_open(prefix, seen)
+      and redis.call('HGET', prefix .. 'req:' .. seen, 'who') == who then
+    found, how = seen, 'duplicate'
   end
 end
+if not found then
+  local existing = redis.call('HGET', prefix .. 'open', who)
+  if existing and is_open(prefix, existing) then found, how = existing, 'existing' end
+end
 
-local fields = {}
-for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('ZADD', prefix .. 'waiting', score, id)
-redis.call('HSET', prefix .. 'open', who, id)
-if ARGV[10] == 'pending' then redis.call('ZADD', prefix .. 'unconfirmed', now, id) end
-redis.call('INCR', prefix .. 'version')
-return placed('new', id)
+local raised = 0
+if found then
+  raised = revive(prefix, found, now, urgent == '1', band)
+else
+  found, how = id, 'new'
+  local fields = {}
+  for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[1], unpack(fields))
+  redis.call('ZADD', prefix .. 'waiting', score, id)
+  redis.call('HSET', prefix .. 'open', who, id)
+  if ARGV[10] == 'pending' then redis.call('ZADD', prefix .. 'unconfirmed', now, id) end
+  redis.call('INCR', prefix .. 'version')
+end
+if seen_key ~= '' then redis.call('SET', seen_key, found, 'EX', seen_ttl) end
+return {how, found, redis.call('ZRANK', prefix .. 'waiting', found) or -1, raised}
+"""
+)
+
+# ARGV: prefix, now, caller digest, band. Makes the caller's open request urgent and puts
+# it back in the line now; returns {id, rank, 1 if raised to urgent now}, or false.
+_ESCALATE = (
+    _REQUEUE
+    + _REVIVE
+    + """
+local prefix, now, who, band = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+requeue(prefix, now)
+local id = redis.call('HGET', prefix .. 'open', who)
+if not id or not is_open(prefix, id) then return false end
+local raised = revive(prefix, id, now, true, band)
+return {id, redis.call('ZRANK', prefix .. 'waiting', id) or -1, raised}
 """
 )
 
@@ -363,6 +412,7 @@ class CallbackQueue:
         self.phone_key = phone_key
         self.clock = clock
         self._enqueue = client.register_script(_ENQUEUE)
+        self._escalate = client.register_script(_ESCALATE)
         self._claim_next = client.register_script(_CLAIM_NEXT)
         self._settle = client.register_script(_SETTLE)
         self._expire = client.register_script(_EXPIRE)
@@ -385,11 +435,12 @@ class CallbackQueue:
         webhook_sid: str = "",
         confirm: bool = False,
     ) -> Placement:
-        """Queue a callback, or return the caller's open one (raised to urgent if asked).
+        """Queue a callback, or return the caller's open one: back in the line, urgent if asked.
 
         webhook_sid (CallSid or MessageSid) makes a retried webhook find the request its
-        first delivery made instead of adding another. confirm=True marks that the
-        caller is to be sent a confirmation text (the workers' job).
+        first delivery made instead of adding another, while that request is open.
+        confirm=True marks that the caller is to be sent a confirmation text (the
+        workers' job).
         """
         rid, args = self.enqueue_args(
             contact,
@@ -399,12 +450,16 @@ class CallbackQueue:
             webhook_sid=webhook_sid,
             confirm=confirm,
         )
-        how, found, rank = _guard(lambda: self._enqueue(keys=[REQ + rid], args=args))
-        request = self.get(found.decode())
+        how, found, rank, raised = _guard(lambda: self._enqueue(keys=[REQ + rid], args=args))
+        return self._placement(found, Added(how.decode()), rank, raised)
+
+    def _placement(self, rid: bytes, added: Added, rank: int, raised: int) -> Placement:
+        """Return a Placement from what a script reported: the request is read afresh."""
+        request = self.get(rid.decode())
         if request is None:  # purged between the script and this read: vanishingly rare
             raise QueueError("the request disappeared while being queued")
         position = int(rank) + 1 if int(rank) >= 0 else None
-        return Placement(request=request, added=Added(how.decode()), position=position)
+        return Placement(request=request, added=added, position=position, raised=bool(raised))
 
     def enqueue_args(
         self,
@@ -445,26 +500,19 @@ class CallbackQueue:
         ]
         return rid, args
 
-    def open_request_for(self, phone: str) -> Request | None:
-        """Return the caller's open request, if they have one."""
-        who = phone_digest(self.phone_key, phone)
-        rid = _guard(lambda: self.client.hget(OPEN, who))
-        request = self.get(rid.decode()) if rid else None
-        return request if request and request.status in OPEN_STATUSES else None
-
     def position(self, rid: str) -> int | None:
         """Return 1 for the next caller to be called, or None if not in the waiting line."""
         rank = _guard(lambda: self.client.zrank(WAITING, rid))
         return None if rank is None else int(rank) + 1
 
-    def escalate(self, phone: str) -> Request | None:
-        """Make the caller's open request urgent (a crisis phrase arrived); return it."""
-        request = self.open_request_for(phone)
-        if request is None or request.urgent:
-            return request
-        contact = Contact(phone, voicemail_ok=request.voicemail_ok, texts_ok=request.texts_ok)
-        raised = self.enqueue(contact, channel=request.channel, lang=request.lang, urgent=True)
-        return raised.request
+    def escalate(self, phone: str) -> Placement | None:
+        """Make the caller's open request urgent and in the line now; None if they have none."""
+        who = phone_digest(self.phone_key, phone)
+        found = _guard(lambda: self._escalate(args=[PREFIX, self.clock(), who, _BAND]))
+        if not found:
+            return None
+        rid, rank, raised = found
+        return self._placement(rid, Added.EXISTING, rank, raised)
 
     # -- counsellors -----------------------------------------------------------------------
 

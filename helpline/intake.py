@@ -157,27 +157,31 @@ class CallbackDesk:
                 "request": placement.request.id,
                 "added": placement.added.value,
                 "priority": placement.request.priority.value,
+                "raised": placement.raised,
                 "channel": caller.channel,
             },
         )
         if placement.added is Added.NEW:
             self._notify(placement, confirm)
+        elif placement.raised:
+            self._notify(placement, False)  # confirmed when it was made: only the alert
         return ("queued" if placement.added is Added.NEW else "already"), self.where(
             placement, state.lang
         )
 
     def escalate(self, caller: Caller) -> None:
-        """A crisis phrase from someone with an open request makes it urgent."""
+        """Make a crisis caller's open request urgent, in the line now; alert on the raise."""
         number = callable_number(caller.number, self.region)
         if number is None or not self.store.available:
             return
         try:
-            before = self.queue.open_request_for(number)
-            if before is not None and not before.urgent:
-                self.queue.escalate(number)
-                log.warning("callback raised to urgent", extra={"request": before.id})
+            placement = self.queue.escalate(number)
         except QueueError as exc:
             log.error("could not raise a callback", extra={"error": type(exc).__name__})
+            return
+        if placement is not None and placement.raised:
+            log.warning("callback raised to urgent", extra={"request": placement.request.id})
+            self._notify(placement, False)
 
     def where(self, placement: Placement, lang: str) -> dict[str, str]:
         """Return the facts that tell a caller their place, the wait, and the hours."""

@@ -100,8 +100,8 @@ def test_crisis_escalation_moves_the_open_request_to_the_front(queue: CallbackQu
     mine = add(queue, 2)
     escalated = queue.escalate(callback_number(2))
 
-    assert escalated is not None and escalated.urgent
-    assert queue.position(mine.request.id) == 1
+    assert escalated is not None and escalated.request.urgent and escalated.raised
+    assert escalated.position == 1 == queue.position(mine.request.id)
     assert queue.escalate(callback_number(99)) is None
 
 
@@ -113,6 +113,118 @@ def test_retried_webhook_finds_its_first_request(queue: CallbackQueue) -> None:
     assert retry.added is Added.DUPLICATE
     assert retry.request.id == first.request.id
     assert len(queue.active()) == 1
+
+
+DAY = 24 * 60 * 60
+
+
+def park(queue: CallbackQueue, clock: FakeClock, rid: str, outcome: Outcome) -> None:
+    """Have a counsellor take rid and put it off: a missed call, or "call back later"."""
+    claimed = queue.claim_next("sam")
+    assert claimed is not None and claimed.id == rid
+    later = clock() + 2 * DAY if outcome is Outcome.CALL_BACK_LATER else None
+    queue.record(rid, "sam", outcome, call_back_at=later)
+    assert queue.counts()["scheduled"] == 1
+
+
+@pytest.mark.parametrize("outcome", [Outcome.NO_ANSWER, Outcome.CALL_BACK_LATER])
+def test_an_at_risk_answer_brings_a_parked_request_to_the_front_now(
+    queue: CallbackQueue, clock: FakeClock, outcome: Outcome
+) -> None:
+    mine = add(queue, 1)
+    park(queue, clock, mine.request.id, outcome)
+    clock.advance(60)
+    add(queue, 2)
+    add(queue, 3, urgent=True)
+
+    again = add(queue, 1, urgent=True)
+
+    assert again.added is Added.EXISTING and again.request.id == mine.request.id
+    assert again.request.urgent and again.request.status is Status.WAITING
+    assert again.request.due_at is None
+    assert again.position == 1 == queue.position(mine.request.id)
+    assert queue.counts() == {"urgent": 2, "normal": 1, "claimed": 0, "scheduled": 0}
+    assert queue.claim_next("alex").id == mine.request.id  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("urgent", [False, True], ids=["normal", "urgent"])
+def test_a_crisis_phrase_brings_a_parked_request_to_the_front_now(
+    queue: CallbackQueue, clock: FakeClock, urgent: bool
+) -> None:
+    mine = add(queue, 1, urgent=urgent)
+    park(queue, clock, mine.request.id, Outcome.NO_ANSWER)
+    clock.advance(60)
+    add(queue, 2)
+
+    queue.escalate(callback_number(1))
+
+    request = queue.get(mine.request.id)
+    assert request is not None and request.urgent and request.due_at is None
+    assert queue.position(mine.request.id) == 1
+    assert queue.counts()["scheduled"] == 0
+
+
+def test_asking_again_brings_a_parked_request_back_into_the_line_in_its_old_place(
+    queue: CallbackQueue, clock: FakeClock
+) -> None:
+    mine = add(queue, 1)
+    clock.advance(60)
+    add(queue, 2)
+    park(queue, clock, mine.request.id, Outcome.CALL_BACK_LATER)
+    clock.advance(60)
+    add(queue, 3)
+
+    again = add(queue, 1)
+
+    assert again.request.id == mine.request.id and not again.request.urgent
+    assert again.request.due_at is None
+    assert again.position == 1 == queue.position(mine.request.id)
+    assert queue.counts() == {"urgent": 0, "normal": 3, "claimed": 0, "scheduled": 0}
+
+
+def test_a_webhook_sid_never_finds_a_closed_request(queue: CallbackQueue) -> None:
+    sid = "CA" + "b" * 32
+    first = add(queue, 1, sid=sid)
+    queue.claim_next("sam")
+    queue.record(first.request.id, "sam", Outcome.WRONG_NUMBER)
+
+    again = add(queue, 1, sid=sid)
+    retry = add(queue, 1, sid=sid)
+
+    assert again.added is Added.NEW and again.request.id != first.request.id
+    assert again.request.status is Status.WAITING and again.position == 1
+    assert retry.added is Added.DUPLICATE and retry.request.id == again.request.id
+    assert [r.id for r in queue.active()] == [again.request.id]
+
+
+def test_a_webhook_sid_finds_only_a_request_for_the_same_number(queue: CallbackQueue) -> None:
+    sid = "CA" + "c" * 32
+    first = add(queue, 1, sid=sid)
+
+    other = add(queue, 2, sid=sid)  # the same call, another number keyed in
+
+    assert other.added is Added.NEW and other.request.id != first.request.id
+    assert queue.phone(other.request.id) == callback_number(2)
+    assert len(queue.active()) == 2
+
+
+def test_an_at_risk_answer_later_in_the_same_call_raises_the_request_once(
+    queue: CallbackQueue, clock: FakeClock
+) -> None:
+    sid = "CA" + "d" * 32
+    add(queue, 2)
+    clock.advance(60)
+    mine = add(queue, 1, sid=sid)
+
+    raised = add(queue, 1, sid=sid, urgent=True)
+    retried = add(queue, 1, sid=sid, urgent=True)
+    escalated = queue.escalate(callback_number(1))
+
+    assert raised.request.id == mine.request.id
+    assert raised.request.urgent and raised.position == 1
+    assert [raised.raised, retried.raised] == [True, False]
+    assert escalated is not None and not escalated.raised and escalated.position == 1
+    assert not mine.raised
 
 
 def test_claim_next_takes_the_front_and_reveals_the_number_only_on_request(

@@ -134,6 +134,138 @@ def test_crisis_speech_from_a_queued_caller_makes_the_request_urgent(client, red
     assert _queue(client).phone(first.id) == CALLER
 
 
+DAY = 24 * 60 * 60
+
+
+def park(client: FlaskClient, outcome: Outcome) -> None:
+    """Have a counsellor take the next caller and put them off (missed, or "later")."""
+    queue = _queue(client)
+    claimed = queue.claim_next("sam")
+    assert claimed is not None
+    later = time.time() + 2 * DAY if outcome is Outcome.CALL_BACK_LATER else None
+    queue.record(claimed.id, "sam", outcome, call_back_at=later)
+    assert queue.counts()["scheduled"] == 1
+
+
+def assert_caller_is_next(client: FlaskClient, *, urgent: bool) -> None:
+    """Check the caller's request is in the line now (nothing parked) and taken next."""
+    queue = _queue(client)
+    assert queue.counts()["scheduled"] == 0
+    [first, *_] = queue.active()
+    assert first.status is Status.WAITING and first.due_at is None
+    assert first.urgent is urgent and queue.phone(first.id) == CALLER
+
+
+def ask_by_text(client: FlaskClient, sender: str = CALLER) -> None:
+    """Ask for a call back by text: not at risk, on this number, voicemail and texts safe."""
+    for body in ("TALK", "2", "1", "1", "1"):
+        text(client, body, sender=sender)
+
+
+@pytest.mark.parametrize("outcome", [Outcome.NO_ANSWER, Outcome.CALL_BACK_LATER])
+def test_at_risk_caller_whose_request_was_parked_goes_to_the_front_now(
+    client, redis, outcome
+) -> None:
+    Call(client).press("4", "2", "1", "1", "1")
+    park(client, outcome)
+    Call(client, sender=OTHER).press("4", "2", "1", "1", "1")
+
+    call = Call(client)
+    assert "mark your call back as urgent" in call.press("4", "1").text
+    done = call.press("1", "1", "1")
+
+    assert "already on our list" in done.text
+    assert "You are number 1 in the queue." in done.text
+    assert "getting ready to call you now" not in done.text
+    assert_caller_is_next(client, urgent=True)
+
+
+def test_at_risk_texter_whose_call_back_was_put_off_goes_to_the_front_now(client, redis) -> None:
+    ask_by_text(client)
+    park(client, Outcome.CALL_BACK_LATER)
+    ask_by_text(client, sender=OTHER)
+
+    text(client, "TALK")
+    assert text(client, "1").startswith("If someone has overdosed")
+    for body in ("1", "1"):
+        text(client, body)
+    reply = text(client, "1")
+
+    assert "already on our list" in reply and "You're number 1 in the queue." in reply
+    assert "getting ready to call you now" not in reply
+    assert_caller_is_next(client, urgent=True)
+
+
+def test_crisis_text_brings_a_parked_request_to_the_front_now(client, redis) -> None:
+    ask_by_text(client)
+    park(client, Outcome.NO_ANSWER)
+    ask_by_text(client, sender=OTHER)
+
+    assert text(client, "he's blue and won't wake up").startswith("If someone has overdosed")
+
+    assert_caller_is_next(client, urgent=True)
+
+
+def test_caller_asking_again_after_a_missed_call_rejoins_the_line_and_hears_their_place(
+    client, redis
+) -> None:
+    Call(client).press("4", "2", "1", "1", "1")
+    park(client, Outcome.NO_ANSWER)
+    Call(client, sender=OTHER).press("4", "2", "1", "1", "1")
+
+    again = Call(client).press("4", "2", "1", "1", "1")
+
+    assert "already on our list" in again.text
+    assert "You are number 1 in the queue." in again.text
+    assert "getting ready to call you now" not in again.text
+    assert_caller_is_next(client, urgent=False)
+
+
+def test_caller_whose_call_back_is_being_made_hears_a_counsellor_is_getting_ready(
+    client, redis
+) -> None:
+    Call(client).press("4", "2", "1", "1", "1")
+    assert _queue(client).claim_next("sam") is not None
+
+    again = Call(client).press("4", "2", "1", "1", "1")
+
+    assert "already on our list" in again.text
+    assert "A counsellor is getting ready to call you now." in again.text
+    assert "in the queue" not in again.text
+
+
+def test_asking_again_in_the_same_call_after_the_request_was_closed_queues_a_new_one(
+    client, redis
+) -> None:
+    call = Call(client)
+    call.press("4", "2", "1", "1", "1")
+    [closed] = _queue(client).active()
+    assert _queue(client).claim_next("sam") is not None
+    _queue(client).record(closed.id, "sam", Outcome.WRONG_NUMBER)
+
+    again = call.press("*", "4", "2", "1", "1", "1")
+
+    assert "You're now on the list" in again.text
+    assert "already on our list" not in again.text
+    assert "You are number 1 in the queue." in again.text
+    [request] = _queue(client).active()
+    assert request.id != closed.id and request.status is Status.WAITING
+
+
+def test_at_risk_answer_the_second_time_in_a_call_makes_the_request_urgent(client, redis) -> None:
+    Call(client, sender=OTHER).press("4", "2", "1", "1", "1")
+    call = Call(client)
+    call.press("4", "2", "1", "1", "1")
+
+    assert "mark your call back as urgent" in call.press("*", "4", "1").text
+    done = call.press("1", "1", "1")
+
+    assert "already on our list" in done.text
+    assert "You are number 1 in the queue." in done.text
+    assert_caller_is_next(client, urgent=True)
+    assert len(_queue(client).active()) == 2
+
+
 def test_redis_down_while_queueing_says_so_plainly_with_the_safety_essentials(
     client, redis
 ) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import redis as redis_py
+from flask.testing import FlaskClient
 from rq import Retry, SimpleWorker
 from rq.serializers import JSONSerializer
 
@@ -32,10 +33,14 @@ from tests.factories import (
     HELPLINE_NUMBER,
     PROCESS_WAIT_SECONDS,
     WAIT_SECONDS,
+    Call,
     FakeClock,
     callback_number,
     join,
+    parse_voice,
     scan_for_numbers,
+    text,
+    twilio_post,
     wait_until,
     worker_environment,
 )
@@ -236,6 +241,59 @@ def test_urgent_request_alerts_on_duty_counsellors_only(
     assert texts_to(twilio_api, 50) == [alert]
     assert texts_to(twilio_api, 51) == []
     assert len(twilio_api.messages()) == 3  # the alert and two confirmations
+
+
+def on_duty_counsellor(ctx: jobs.Context, n: int) -> None:
+    """Add a counsellor whose phone is callback_number(n), on duty."""
+    counsellors = Counsellors(ctx.client, ctx.queue.sealer)
+    counsellors.add(f"c{n}", name=f"Counsellor {n}", phone=callback_number(n), password="x" * 12)
+    counsellors.set_on_duty(f"c{n}", True)
+
+
+def test_a_request_raised_to_urgent_alerts_on_duty_counsellors_once(
+    ctx: jobs.Context, twilio_api: TwilioApi, client: FlaskClient
+) -> None:
+    on_duty_counsellor(ctx, 50)
+    call = Call(client, sender=callback_number(1))
+    call.press("4", "2", "1", "1", "2")  # not at risk: no alert
+    work(ctx)
+    assert texts_to(twilio_api, 50) == []
+
+    call.press("*", "4", "1", "1", "1")  # at risk now, in the same call
+    final = call.step.action
+    for _ in range(2):  # the step that raises it, and Twilio's retry of it
+        response = twilio_post(client, final, {**call.params, "Digits": "2"})
+        assert "already on our list" in parse_voice(response.get_data(as_text=True)).text
+    call.say("he's not breathing")
+    for body in ("TALK", "1", "1", "1", "1"):  # and asks again, at risk, by text
+        text(client, body, sender=callback_number(1))
+    [request] = ctx.queue.active()
+    assert request.urgent
+    assert job_queue(ctx.client).job_ids == [f"alert-{request.id}"]
+    work(ctx)
+
+    assert texts_to(twilio_api, 50) == [ctx.text("sms.counsellor_alert", "en")]
+
+
+def test_a_crisis_phrase_that_brings_back_a_parked_request_alerts_on_duty_counsellors_once(
+    ctx: jobs.Context, twilio_api: TwilioApi, client: FlaskClient
+) -> None:
+    on_duty_counsellor(ctx, 50)
+    for body in ("TALK", "2", "1", "1", "2"):
+        text(client, body, sender=callback_number(1))
+    claimed = ctx.queue.claim_next("c50")
+    assert claimed is not None
+    ctx.queue.record(claimed.id, "c50", Outcome.NO_ANSWER)
+    work(ctx)
+    assert texts_to(twilio_api, 50) == []
+
+    for _ in range(2):  # said twice, in two texts
+        text(client, "he's blue and won't wake up", sender=callback_number(1))
+    assert job_queue(ctx.client).job_ids == [f"alert-{claimed.id}"]
+    work(ctx)
+
+    assert texts_to(twilio_api, 50) == [ctx.text("sms.counsellor_alert", "en")]
+    assert ctx.queue.position(claimed.id) == 1
 
 
 # -- duplicates -----------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def context() -> Context:
 
 
 def after_queued(jobs: Queue, request: Request, *, confirm: bool) -> None:
-    """Queue the work a new callback request needs: its confirmation, and alerts."""
+    """Queue the work a request needs when it is made or raised to urgent: confirm, alert."""
     if confirm:
         _enqueue_once(jobs, confirm_request, request.id, f"confirm-{request.id}")
     if request.urgent:
