@@ -500,6 +500,13 @@ class CallbackQueue:
         ]
         return rid, args
 
+    def open_request_for(self, phone: str) -> Request | None:
+        """Return the caller's open request, if they have one."""
+        who = phone_digest(self.phone_key, phone)
+        rid = _guard(lambda: self.client.hget(OPEN, who))
+        request = self.get(rid.decode()) if rid else None
+        return request if request and request.status in OPEN_STATUSES else None
+
     def position(self, rid: str) -> int | None:
         """Return 1 for the next caller to be called, or None if not in the waiting line."""
         rank = _guard(lambda: self.client.zrank(WAITING, rid))
