@@ -185,7 +185,7 @@ class _Walk:
         self.voice = self.flow.channel is Channel.VOICE
         self.emergency = engine.variables["emergency"]
         self.crisis_line = engine.variables["crisis_line"]
-        self.home = engine.start()[0].node
+        self.home = engine.home
         self.intake = _intake_nodes(self.flow, self.home)
         self.told_queued = _told_queued(self.flow)
         self._rendered: dict[tuple[Event, ...], str | None] = {}
@@ -212,7 +212,8 @@ class _Walk:
             self._check_first_reply(events, lambda: ())
         while pending:
             if len(points) > MAX_STATES:
-                self._problem(4, f"more than {MAX_STATES:,} states: some state has no bound", tuple)
+                message = f"more than {MAX_STATES:,} states: some state has no bound"
+                self._problem(4, message, lambda: ())
                 break
             point = pending.popleft()
             here = point.key(self._routed)
