@@ -14,7 +14,7 @@ __all__ = ["create_app"]
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app: Twilio's webhooks and the counsellor console."""
-    from helpline import bridge, console, services, webhooks
+    from helpline import bridge, console, headers, services, webhooks
 
     settings = settings or load_settings()
     configure_logging(settings.log_level)
@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Behind a proxy or tunnel, trust one hop of X-Forwarded-* so request.url matches
     # the URL Twilio signed (PUBLIC_URL, when set, takes precedence).
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
+    headers.init_app(app, settings)
     services.init_app(app, settings)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(bridge.bp)

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import json
 import stat
+import uuid
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from helpline.config import load_settings
 from helpline.errors import ConfigError
@@ -79,6 +82,55 @@ def test_us_region_says_911_and_988(tmp_path):
 def test_numbers_are_masked_to_the_last_three_digits():
     assert mask_phone("+447700900123") == "***123"
     assert mask_text("call me on +44 7700 900123 or 07700-900-456") == "call me on ***123 or ***456"
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "+447700900123",
+        "+44 7700 900123",
+        "+44 (0)7700 900-123",
+        "07700 900123",
+        "07700-900-123",
+        "0044 7700 900123",
+        "+1 (202) 555-0123",
+        "202.555.0123",
+        "whatsapp:+12025550123",
+        "From=%2B12025550123&To=x",
+        "+12025550123abc",
+        "tel:+12025550123.",
+    ],
+)
+def test_log_masking_hides_a_phone_number_however_it_is_written(written):
+    masked = mask_text(f"reached {written} today")
+    assert masked.count("***123") == 1
+    assert "7700" not in masked and "555" not in masked
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        "6c2d6a7e-3c1b-4c9f-8d5e-123456789012",  # an RQ job id (a UUID), all-digit groups
+        "12345678-1234-4234-9234-123456789012",
+        "a1234567890b",  # a callback request id (12 hex digits)
+        "confirm-0123456789ab",  # the id of a confirmation job
+        "missed-0123456789ab-2",
+        "CA1234567890abcdef1234567890abcdef",  # a CallSid
+        "SM0123456789abcdef0123456789abcdef",  # a MessageSid
+        "2026-11-22T10:30:00",
+    ],
+)
+def test_log_masking_leaves_job_request_and_twilio_ids_alone(identifier):
+    assert mask_text(f"job {identifier} done") == f"job {identifier} done"
+
+
+@given(st.uuids(), st.binary(min_size=6, max_size=6), st.binary(min_size=16, max_size=16))
+def test_log_masking_never_changes_an_id_of_the_shapes_we_make(job, request_id, sid):
+    ids = [str(job), f"CA{sid.hex()}", f"SM{sid.hex()}", str(uuid.UUID(bytes=sid))]
+    if not request_id.hex().isdigit():  # all digits, it could be a number: it is masked
+        ids.append(request_id.hex())
+    for identifier in ids:
+        assert mask_text(identifier) == identifier
 
 
 def test_log_lines_are_json_and_never_carry_a_number():

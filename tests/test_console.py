@@ -106,14 +106,50 @@ def test_production_session_cookie_is_secure_and_host_only(tmp_path, redis_serve
     assert "; Secure" in cookie and "; HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
-def test_the_session_id_seen_before_login_is_forgotten_at_login(client, alex, redis):
+def test_the_cookie_seen_before_login_is_worthless_after_it(client, alex, redis):
     client.get("/console/login")
     before = client.get_cookie("helpline_session").value
-    assert redis.exists(SESSION + before)
 
     login(client)
 
-    assert not redis.exists(SESSION + before)
+    after = client.get_cookie("helpline_session").value
+    assert redis.exists(SESSION + after) and not redis.exists(SESSION + before)
+    client.set_cookie("helpline_session", before)
+    assert client.get("/console/").status_code == 302
+
+
+def test_cookieless_login_pages_store_nothing_in_redis(app, alex, redis):
+    keys = set(redis.scan_iter())
+
+    for _ in range(50):
+        page = app.test_client().get("/console/login")
+        assert page.status_code == 200 and 'name="csrf_token"' in page.get_data(as_text=True)
+
+    assert set(redis.scan_iter()) == keys
+
+
+def test_a_visitor_cookie_that_was_tampered_with_is_ignored(client, alex):
+    client.get("/console/login")
+    token = csrf_token(client)
+    forged = client.get_cookie("helpline_session").value[:-4] + "AAAA"
+    client.set_cookie("helpline_session", forged)
+
+    response = client.post(
+        "/console/login", data={"username": "alex", "password": PASSWORD, "csrf_token": token}
+    )
+
+    assert response.status_code == 400  # the token belongs to a session that no longer reads
+    assert client.get("/console/").status_code == 302
+
+
+def test_logging_out_leaves_no_session_in_redis_and_says_so(logged_in, redis):
+    assert list(redis.scan_iter(SESSION + "*"))
+
+    response = post(logged_in, "/console/logout")
+
+    assert list(redis.scan_iter(SESSION + "*")) == []
+    page = logged_in.get(location(response)).get_data(as_text=True)
+    assert "You are logged out." in page
 
 
 def test_logout_ends_the_session_on_the_server(logged_in):

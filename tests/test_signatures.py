@@ -8,6 +8,7 @@ against the X-Forwarded-* address when PUBLIC_URL is not set.
 
 from __future__ import annotations
 
+import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -295,6 +296,33 @@ def test_without_forwarded_headers_a_request_signed_for_the_tunnel_is_refused(cl
     params = sms_params("SAFE")
     signature = sign(TUNNEL + "/twilio/sms", params)
     assert_refused(post(client, "/twilio/sms", params, signature), redis)
+
+
+# -- bodies that cannot be read ----------------------------------------------------------------
+
+
+@routes
+def test_a_multipart_field_without_a_name_is_a_bad_request_not_an_error(
+    client, redis, route, caplog
+):
+    params = route.params()
+    body = "".join(
+        f'--B\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in params.items()
+    )
+    body += "--B\r\nContent-Disposition: form-data\r\n\r\nno name\r\n--B--\r\n"
+
+    response = client.post(
+        route.path,
+        data=body.encode(),
+        content_type="multipart/form-data; boundary=B",
+        headers={"X-Twilio-Signature": sign(LOCAL + route.path, params)},
+    )
+
+    assert response.status_code == 400
+    assert b"<Response" not in response.get_data()
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert redis.keys("*") == []
 
 
 # -- the validator agrees with Twilio's library ----------------------------------------------

@@ -50,7 +50,7 @@ def init_app(app: Flask) -> Console:
     core = app.extensions[HELPLINE]
     client = core.store.client
     settings = core.settings
-    sessions = RedisSessionInterface(client)
+    sessions = RedisSessionInterface(client, settings.secret_key)
     app.session_interface = sessions
     app.config.update(
         SESSION_COOKIE_NAME="__Host-helpline" if settings.production else "helpline_session",

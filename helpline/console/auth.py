@@ -60,20 +60,6 @@ def load_counsellor() -> BaseResponse | None:
     return None
 
 
-@bp.after_request
-def no_store(response: Response) -> Response:
-    """Keep console pages out of caches and frames, and scripts to our own."""
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
-    )
-    return response
-
-
 @bp.app_errorhandler(CSRFError)
 def csrf_refused(exc: CSRFError) -> tuple[str, int]:
     log.warning("form refused: CSRF token missing or wrong", extra={"path": request.path})
