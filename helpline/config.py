@@ -13,6 +13,7 @@ from typing import Any
 
 from helpline.errors import ConfigError
 from helpline.hours import OpeningHours
+from helpline.proxies import Network, parse_networks
 
 DEFAULT_TWILIO_API_URL = "https://api.twilio.com"
 # HELPLINE_LOG_LEVEL: INFO logs what the service did (a callback queued, an opt-out, a
@@ -84,6 +85,8 @@ class Settings:
     callback_expiry_hours: float = 72.0  # an unanswered request closes after this long
     retention_days: float = 30.0  # a closed request is deleted after this long
     log_level: str = "INFO"
+    # Proxies whose X-Forwarded-* headers are believed (HELPLINE_TRUSTED_PROXIES); none.
+    trusted_proxies: tuple[Network, ...] = ()
 
     @property
     def encryption_secret(self) -> str:
@@ -173,6 +176,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         callback_expiry_hours=expiry_hours,
         retention_days=retention_days,
         log_level=log_level,
+        trusted_proxies=parse_networks(env.get("HELPLINE_TRUSTED_PROXIES", "")),
     )
     # Fail at start-up, not at the first caller, if the hours cannot be read.
     OpeningHours.parse(settings.hours, settings.zone)

@@ -33,6 +33,13 @@ def add_counsellor(
     )
 
 
+def client_from(app: Flask, address: str) -> FlaskClient:
+    """Return a test client whose requests come from address (the socket's peer)."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
 def csrf_token(client: FlaskClient, path: str = "/console/login") -> str:
     """Return the CSRF token from a form on the page at path."""
     page = client.get(path)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ipaddress
 import json
 import stat
 import uuid
@@ -49,6 +50,21 @@ def test_production_rejects_a_short_secret_key():
         load_settings(dict(PRODUCTION, SECRET_KEY="short"))
 
 
+def test_trusted_proxies_are_read_as_addresses_and_networks(tmp_path):
+    settings = load_settings(
+        {
+            "HELPLINE_TRUSTED_PROXIES": " 10.0.0.0/8, 127.0.0.1,::1",
+            "HELPLINE_DATA_DIR": str(tmp_path),
+        }
+    )
+    assert settings.trusted_proxies == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("127.0.0.1/32"),
+        ipaddress.ip_network("::1/128"),
+    )
+    assert load_settings({"HELPLINE_DATA_DIR": str(tmp_path)}).trusted_proxies == ()
+
+
 def test_development_generates_secrets_once_into_the_data_dir(tmp_path):
     first = load_settings({"HELPLINE_DATA_DIR": str(tmp_path)})
     second = load_settings({"HELPLINE_DATA_DIR": str(tmp_path)})
@@ -66,6 +82,7 @@ def test_development_generates_secrets_once_into_the_data_dir(tmp_path):
         ({"HELPLINE_REGION": "XX"}, "HELPLINE_REGION 'XX'"),
         ({"HELPLINE_ENV": "staging"}, "HELPLINE_ENV must be"),
         ({"HELPLINE_LOG_LEVEL": "chatty"}, "HELPLINE_LOG_LEVEL must be one of DEBUG, INFO"),
+        ({"HELPLINE_TRUSTED_PROXIES": "10.0.0.0/8,proxy"}, "HELPLINE_TRUSTED_PROXIES: 'proxy'"),
     ],
 )
 def test_bad_values_are_explained(tmp_path, env, message):

@@ -9,13 +9,9 @@ from flask_wtf.csrf import CSRFProtect
 from rq import Queue
 
 from helpline.audit import AuditLog
+from helpline.console.devices import KnownDevices
 from helpline.console.throttle import LoginThrottle
-from helpline.constants import (
-    LOGIN_LOCK_SECONDS,
-    LOGIN_MAX_ADDRESS_FAILURES,
-    LOGIN_MAX_FAILURES,
-    SESSION_ABSOLUTE_SECONDS,
-)
+from helpline.constants import SESSION_ABSOLUTE_SECONDS
 from helpline.counsellors import Counsellors
 from helpline.notes import Notes
 from helpline.services import EXTENSION as HELPLINE
@@ -40,6 +36,7 @@ class Console:
     notes: Notes
     sessions: RedisSessionInterface
     throttle: LoginThrottle
+    devices: KnownDevices
     jobs: Queue
 
 
@@ -66,9 +63,8 @@ def init_app(app: Flask) -> Console:
         audit=AuditLog(client),
         notes=Notes(client, core.sealer),
         sessions=sessions,
-        throttle=LoginThrottle(
-            client, LOGIN_MAX_FAILURES, LOGIN_LOCK_SECONDS, LOGIN_MAX_ADDRESS_FAILURES
-        ),
+        throttle=LoginThrottle(client),
+        devices=KnownDevices(settings.secret_key, production=settings.production),
         jobs=job_queue(client),
     )
     app.extensions[EXTENSION] = console

@@ -22,6 +22,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response as BaseResponse
 
 from helpline.console import bp, console
+from helpline.console.notices import queue_notice
 from helpline.constants import LOGIN_LOCK_SECONDS
 from helpline.counsellors import USERNAME, Counsellor
 from helpline.sessions import USER, RedisSession
@@ -30,10 +31,11 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 # One message for every failed login: it must not tell a wrong username from a wrong
-# password, nor a locked account from a missing one.
+# password, nor a slowed account from a missing one.
 LOGIN_FAILED = (
-    "Those details did not work. Check them and try again. After repeated failures "
-    f"an account is paused for {LOGIN_LOCK_SECONDS // 60} minutes."
+    "Those details did not work. Check them and try again. After repeated failures, "
+    f"further tries must wait a while (at most {LOGIN_LOCK_SECONDS // 60} minutes); if you "
+    "still cannot log in, ask an admin to unlock your account."
 )
 # Endpoints that are not the counsellor's own doing and so do not keep a session alive.
 PASSIVE_ENDPOINTS = frozenset({"console.live", "console.call_status"})
@@ -101,24 +103,37 @@ def login() -> BaseResponse | str | tuple[str, int]:
     password = request.form.get("password", "")[:1024]
     services = console()
     account = None
-    # The client's address, as the one trusted proxy hop (ProxyFix) reports it.
+    shown = username if USERNAME.match(username) else "?"
+    # The client's address: the socket's peer, or what a trusted proxy says it saw.
     address = request.remote_addr or ""
-    if not services.throttle.locked(username, address):
+    device = services.devices.nonce(request, username)
+    if services.throttle.wait(username, address, device) == 0:
         account = services.counsellors.authenticate(username, password)
-        if account is None:
-            services.throttle.failed(username, address)
+        if account is None and services.throttle.failed(username, address, device):
+            _under_attack(shown)
     if account is None:
-        shown = username if USERNAME.match(username) else "?"
         services.audit.record(shown, "login_failed")
         return render_template(
             "console/login.html", error=LOGIN_FAILED, username=username, next=""
         ), 401
-    services.throttle.succeeded(username)
+    services.throttle.succeeded(username, address, device)
     assert isinstance(session, RedisSession)
     session.regenerate()
     session[USER] = account.username
     services.audit.record(account.username, "login")
-    return redirect(_safe_next(request.form.get("next")))
+    response = redirect(_safe_next(request.form.get("next")))
+    services.devices.remember(response, account.username)
+    return response
+
+
+def _under_attack(username: str) -> None:
+    """Record that unknown clients' wrong passwords now slow an account; tell its holder."""
+    services = console()
+    services.audit.record(username, "login_slowed")
+    log.warning("wrong passwords from unknown clients now slow logins to one account")
+    account = services.counsellors.get(username) if username != "?" else None
+    if account is not None and not account.disabled:
+        queue_notice(services.jobs, username)
 
 
 @bp.post("/logout")
