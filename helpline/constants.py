@@ -58,6 +58,15 @@ MAX_ANSWER_CHARS = 32
 # Shortest password a counsellor account accepts.
 MIN_PASSWORD_CHARS = 12
 
+# A secret production accepts (SECRET_KEY, HELPLINE_ENCRYPTION_KEY, TWILIO_AUTH_TOKEN) has
+# at least this many characters...
+MIN_SECRET_CHARS = 32
+# ...at least this many different ones...
+MIN_SECRET_DISTINCT = 8
+# ...and at least this much Shannon entropy per character, in bits. Random hex of 32
+# characters (a Twilio auth token) clears all three in every one of 10^6 draws tried;
+# 'a' * 32, 32 spaces or a repeated word do not.
+MIN_SECRET_BITS_PER_CHAR = 2.75
 
 # How often the queue's depth and longest wait are recorded for the console's chart.
 HISTORY_SAMPLE_SECONDS = 5 * 60

@@ -17,11 +17,15 @@ SECURITY_HEADERS = {
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
     ),
 }
+# Production is https only: browsers that have seen it once never try plain http again.
+HSTS = "max-age=63072000; includeSubDomains"
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    """Add the security headers to every response the app sends."""
+    """Add the security headers (and, in production, HSTS) to every response the app sends."""
     headers = dict(SECURITY_HEADERS)
+    if settings.production:
+        headers["Strict-Transport-Security"] = HSTS
 
     @app.after_request
     def secure(response: Response) -> Response:

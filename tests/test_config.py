@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import random
 import stat
 import uuid
 
@@ -9,17 +11,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpline.config import load_settings
+from helpline.config import load_settings, secret_weakness
 from helpline.errors import ConfigError
 from helpline.logs import MaskingJsonFormatter
 from helpline.privacy import mask_phone, mask_text
+from tests.factories import run_helpline
 
 PRODUCTION = {
     "HELPLINE_ENV": "production",
-    "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
-    "TWILIO_AUTH_TOKEN": "t" * 32,
-    "SECRET_KEY": "s" * 48,
-    "HELPLINE_PHONE_NUMBER": "+447700900999",
+    "TWILIO_ACCOUNT_SID": "AC" + "3f9c1e07" * 4,
+    "TWILIO_AUTH_TOKEN": "9b1d4c7e2a6f8053d1e94b7c0a2f6e38",
+    "SECRET_KEY": "e3b9c2f4a17d05698b4e1c3a7f20d96b5c8e14f2a9d37b06c1e58f4a2d9b730e",
+    "HELPLINE_PHONE_NUMBER": "+442079460999",
     "PUBLIC_URL": "https://helpline.example.org/",
     "REDIS_URL": "redis://redis.internal:6379/0",
 }
@@ -46,8 +49,69 @@ def test_production_with_everything_set_loads_and_strips_the_public_url_slash():
 
 
 def test_production_rejects_a_short_secret_key():
-    with pytest.raises(ConfigError, match="SECRET_KEY must be at least 32"):
+    with pytest.raises(
+        ConfigError, match="SECRET_KEY is only 5 characters long; it needs at least 32"
+    ):
         load_settings(dict(PRODUCTION, SECRET_KEY="short"))
+
+
+SECRET_FIXES = {
+    "SECRET_KEY": "secrets.token_hex(32)",
+    "HELPLINE_ENCRYPTION_KEY": "secrets.token_hex(32)",
+    "TWILIO_AUTH_TOKEN": "copy the Auth Token from the Twilio console",
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("SECRET_KEY", " " * 32, "SECRET_KEY uses only 1 distinct character"),
+        ("SECRET_KEY", "a" * 32, "SECRET_KEY uses only 1 distinct character"),
+        ("SECRET_KEY", "Password1" * 4, "SECRET_KEY repeats a short pattern"),
+        ("SECRET_KEY", "a" * 24 + "bcdefghi", "SECRET_KEY is too predictable"),
+        ("TWILIO_AUTH_TOKEN", " ", "TWILIO_AUTH_TOKEN is only 1 character long"),
+        ("HELPLINE_ENCRYPTION_KEY", "k", "HELPLINE_ENCRYPTION_KEY is only 1 character long"),
+        ("PUBLIC_URL", "http://helpline.example.org", "PUBLIC_URL must be the https:// address"),
+        ("PUBLIC_URL", "nonsense", "PUBLIC_URL must be the https:// address"),
+        ("HELPLINE_PHONE_NUMBER", "abc", "HELPLINE_PHONE_NUMBER must be a valid number in E.164"),
+        ("HELPLINE_PHONE_NUMBER", "02079460999", "HELPLINE_PHONE_NUMBER must be a valid number"),
+        ("TWILIO_ACCOUNT_SID", "AC123", "TWILIO_ACCOUNT_SID must be 'AC' and 32 hex digits"),
+    ],
+)
+def test_production_refuses_weak_settings_and_says_what_to_fix(name, value, says):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(dict(PRODUCTION, **{name: value}))
+
+    message = str(caught.value)
+    assert says in message
+    assert SECRET_FIXES.get(name, "") in message  # how to get a good one
+    if name in SECRET_FIXES:
+        assert repr(value) not in message  # a secret, even a bad one, is never printed
+
+
+def test_production_names_every_weak_setting_at_once():
+    weak = dict(PRODUCTION, SECRET_KEY="a" * 32, PUBLIC_URL="nonsense", TWILIO_AUTH_TOKEN=" ")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(weak)
+    assert all(name in str(caught.value) for name in ("SECRET_KEY", "PUBLIC_URL", "TWILIO_AUTH"))
+
+
+def test_production_never_refuses_a_real_twilio_token_or_a_generated_secret():
+    draw = random.Random(10)
+    tokens = [f"{draw.getrandbits(128):032x}" for _ in range(20_000)]
+    keys = [f"{draw.getrandbits(256):064x}" for _ in range(2_000)]
+    assert [t for t in tokens + keys if secret_weakness(t)] == []
+
+
+def test_a_command_refused_for_weak_production_settings_exits_1_saying_why(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HELPLINE_", "TWILIO_"))}
+    env.update(PRODUCTION, SECRET_KEY=" " * 32, HELPLINE_DATA_DIR=str(tmp_path))
+
+    done = run_helpline("queue", "list", env=env)
+
+    assert done.returncode == 1
+    assert done.stderr.startswith("helpline: production refuses weak settings: SECRET_KEY")
+    assert "Traceback" not in done.stderr
 
 
 def test_trusted_proxies_are_read_as_addresses_and_networks(tmp_path):

@@ -25,6 +25,7 @@ from tests.console_helpers import (
     add_counsellor,
     csrf_token,
     enqueue,
+    https_client,
     login,
     post,
 )
@@ -92,7 +93,7 @@ def test_login_starts_a_new_session_with_httponly_lax_cookie(client, alex):
 def test_production_session_cookie_is_secure_and_host_only(tmp_path, redis_server, redis):
     app = create_app(make_settings(tmp_path / "var", redis_server, env="production"))
     add_counsellor(app, "alex")
-    client = app.test_client()
+    client = https_client(app)
 
     response = login(client)
 

@@ -23,11 +23,14 @@ from helpline.constants import (
     LOGIN_MAX_FAILURES,
 )
 from helpline.proxies import parse_networks
+from helpline.sessions import SESSION
 from tests.console_helpers import (
     COUNSELLOR_PHONE,
     PASSWORD,
     add_counsellor,
     client_from,
+    csrf_token,
+    https_client,
     login,
     post,
 )
@@ -302,3 +305,60 @@ def test_behind_a_trusted_proxy_the_address_it_saw_is_the_client(tmp_path, redis
     assert login(proxy, "alex", PASSWORD).status_code == 401
     proxy.environ_base["HTTP_X_FORWARDED_FOR"] = HOME
     assert login(proxy, "alex", PASSWORD).status_code == 302
+
+
+# -- https only, in production -------------------------------------------------------------
+
+
+@pytest.fixture
+def production(tmp_path: Path, redis_server: str, redis: redis_py.Redis) -> Flask:
+    settings = make_settings(
+        tmp_path / "var",
+        redis_server,
+        env="production",
+        public_url="https://helpline.example.org",
+        trusted_proxies=parse_networks("10.0.0.2"),
+    )
+    app = create_app(settings)
+    add_counsellor(app, "alex")
+    return app
+
+
+def test_production_refuses_a_console_login_over_plain_http(production, redis):
+    browser = https_client(production)
+    form = {"username": "alex", "password": PASSWORD, "csrf_token": csrf_token(browser)}
+    browser.scheme = "http"
+
+    refused = browser.post("/console/login", data=form)
+
+    assert refused.status_code == 403 and "https" in refused.get_data(as_text=True)
+    assert list(redis.scan_iter(SESSION + "*")) == []
+    assert list(redis.scan_iter("helpline:login:*")) == []  # the password was not even tried
+    browser.scheme = "https"
+    assert browser.post("/console/login", data=form).status_code == 302
+
+
+def test_production_sends_console_pages_asked_for_over_http_to_https(production):
+    response = production.test_client().get("/console/login?next=/console/")
+
+    assert response.status_code == 308
+    assert (
+        response.headers["Location"] == "https://helpline.example.org/console/login?next=/console/"
+    )
+
+
+@pytest.mark.parametrize(
+    ("peer", "status"), [("10.0.0.2", 302), ("203.0.113.9", 403)], ids=["trusted", "untrusted"]
+)
+def test_forwarded_https_counts_only_from_a_trusted_proxy(production, peer, status):
+    browser = https_client(production, peer)
+    form = {"username": "alex", "password": PASSWORD, "csrf_token": csrf_token(browser)}
+    browser.scheme = "http"
+    browser.environ_base["HTTP_X_FORWARDED_PROTO"] = "https"
+
+    response = browser.post("/console/login", data=form)
+
+    assert response.status_code == status
+    if status == 403:  # said plainly, not redirected to https over and over
+        assert "HELPLINE_TRUSTED_PROXIES" in response.get_data(as_text=True)
+        assert "HELPLINE_TRUSTED_PROXIES" in browser.get("/console/login").get_data(as_text=True)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from helpline.headers import SECURITY_HEADERS
+import pytest
+import redis as redis_py
+from flask import Flask
+
+from helpline import create_app
+from helpline.headers import HSTS, SECURITY_HEADERS
 from helpline.proxies import TrustedProxies, parse_networks
-from tests.factories import sms_params, twilio_post
+from tests.factories import make_settings, sms_params, twilio_post
 
 # Every kind of response: console pages, webhooks answered and refused, health, 404s.
 RESPONSES = [
@@ -29,6 +34,7 @@ def test_every_response_carries_the_security_headers(client, method, path, statu
     assert response.status_code == status
     for name, value in SECURITY_HEADERS.items():
         assert response.headers.get(name) == value, name
+    assert "Strict-Transport-Security" not in response.headers  # development: plain http
 
 
 def test_a_signed_webhook_answer_carries_them_too(client):
@@ -36,6 +42,20 @@ def test_a_signed_webhook_answer_carries_them_too(client):
 
     assert response.status_code == 200
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.fixture
+def production(tmp_path: Path, redis_server: str, redis: redis_py.Redis) -> Flask:
+    return create_app(make_settings(tmp_path / "var", redis_server, env="production"))
+
+
+@responses
+def test_production_sends_hsts_with_every_response(production, method, path, status):
+    response = getattr(production.test_client(), method)(path, base_url="https://localhost")
+
+    assert response.status_code == status
+    assert response.headers["Strict-Transport-Security"] == HSTS
+    assert "max-age=63072000" in HSTS
 
 
 # -- trusted proxies -------------------------------------------------------------------------

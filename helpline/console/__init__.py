@@ -57,6 +57,8 @@ def init_app(app: Flask) -> Console:
         # A form's token lives as long as the session it belongs to.
         WTF_CSRF_TIME_LIMIT=SESSION_ABSOLUTE_SECONDS,
     )
+    # Before the CSRF check: a console form posted over plain http is refused as such.
+    app.before_request(auth.require_https)
     csrf.init_app(app)
     console = Console(
         counsellors=Counsellors(client, core.sealer),

@@ -25,6 +25,7 @@ from helpline.console import bp, console
 from helpline.console.notices import queue_notice
 from helpline.constants import LOGIN_LOCK_SECONDS
 from helpline.counsellors import USERNAME, Counsellor
+from helpline.services import helpline
 from helpline.sessions import USER, RedisSession
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,37 @@ LOGIN_FAILED = (
     f"further tries must wait a while (at most {LOGIN_LOCK_SECONDS // 60} minutes); if you "
     "still cannot log in, ask an admin to unlock your account."
 )
+HTTPS_ONLY = "The console only accepts logins over https. Open it at its https:// address."
+# Said instead of redirecting to https again and again (a loop no browser gets out of).
+UNTRUSTED_PROXY = (
+    "The console only accepts https, and this request came through a proxy the helpline "
+    "does not trust. An operator must add its address to HELPLINE_TRUSTED_PROXIES."
+)
 # Endpoints that are not the counsellor's own doing and so do not keep a session alive.
 PASSIVE_ENDPOINTS = frozenset({"console.live", "console.call_status"})
 PUBLIC_ENDPOINTS = frozenset({"console.login", "console.static"})
+
+
+def require_https() -> BaseResponse | tuple[str, int] | None:
+    """In production, keep the console (and so every password) off plain http.
+
+    Registered on the app ahead of the CSRF check, so a form posted over http is refused
+    for what it is, whatever its token.
+    """
+    settings = helpline().settings
+    if not settings.production or request.scheme == "https" or request.blueprint != bp.name:
+        return None
+    if request.headers.get("X-Forwarded-Proto", "").lower() == "https":
+        log.warning(
+            "console request through an untrusted proxy refused", extra={"path": request.path}
+        )
+        return render_template("console/error.html", message=UNTRUSTED_PROXY), 403
+    if request.method in ("GET", "HEAD"):
+        base = settings.public_url or f"https://{request.host}{request.script_root}"
+        query = request.query_string.decode("latin-1")
+        return redirect(base + request.path + (f"?{query}" if query else ""), 308)
+    log.warning("console form refused over plain http", extra={"path": request.path})
+    return render_template("console/error.html", message=HTTPS_ONLY), 403
 
 
 @bp.before_request
