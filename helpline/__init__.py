@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from flask import Flask, Response
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from helpline.config import Settings, load_settings
 from helpline.constants import MAX_WEBHOOK_BYTES
 from helpline.logs import configure_logging
+from helpline.proxies import TrustedProxies
 
 __all__ = ["create_app"]
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app: Twilio's webhooks and the counsellor console."""
-    from helpline import bridge, console, services, webhooks
+    from helpline import bridge, console, headers, services, webhooks
 
     settings = settings or load_settings()
     configure_logging(settings.log_level)
@@ -24,9 +24,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=MAX_WEBHOOK_BYTES,
         HELPLINE_SETTINGS=settings,
     )
-    # Behind a proxy or tunnel, trust one hop of X-Forwarded-* so request.url matches
-    # the URL Twilio signed (PUBLIC_URL, when set, takes precedence).
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
+    # Behind the proxies named in HELPLINE_TRUSTED_PROXIES (and only those), believe
+    # X-Forwarded-*: the client's address for the login limits, and the scheme and host
+    # for the URL Twilio signed (PUBLIC_URL, when set, takes precedence).
+    app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
+    headers.init_app(app, settings)
     services.init_app(app, settings)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(bridge.bp)

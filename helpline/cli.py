@@ -103,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     duty.add_argument("username")
     duty.add_argument("state", choices=["on", "off"])
     duty.set_defaults(handler=_counsellor_duty)
+    unlock = counsellor_commands.add_parser(
+        "unlock", help="let a counsellor's logins through again after wrong passwords"
+    )
+    unlock.add_argument("username")
+    unlock.set_defaults(handler=_counsellor_unlock)
 
     queue = commands.add_parser("queue", help="the callback queue")
     queue_commands = queue.add_subparsers(title="actions", metavar="ACTION")
@@ -382,6 +387,22 @@ def _counsellor_duty(args: argparse.Namespace) -> int:
             args.username, args.state == "on"
         )
     print(f"{args.username} is {args.state} duty")
+    return 0
+
+
+def _counsellor_unlock(args: argparse.Namespace) -> int:
+    from helpline.audit import AuditLog
+    from helpline.console.throttle import LoginThrottle
+    from helpline.counsellors import Counsellors
+    from helpline.crypto import Sealer
+
+    settings = load_settings()
+    with _redis(settings) as client:
+        if Counsellors(client, Sealer(settings.encryption_secret)).get(args.username) is None:
+            raise HelplineError(f"no counsellor called {args.username!r}")
+        LoginThrottle(client).unlock(args.username)
+        AuditLog(client).record("cli", "login_unlock", detail=args.username)
+    print(f"{args.username} is unlocked: their next login is checked at once, from anywhere")
     return 0
 
 

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import secrets
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from helpline.constants import MIN_SECRET_BITS_PER_CHAR, MIN_SECRET_CHARS, MIN_SECRET_DISTINCT
 from helpline.errors import ConfigError
 from helpline.hours import OpeningHours
+from helpline.phones import to_e164
+from helpline.proxies import Network, parse_networks
 
 DEFAULT_TWILIO_API_URL = "https://api.twilio.com"
 # HELPLINE_LOG_LEVEL: INFO logs what the service did (a callback queued, an opt-out, a
@@ -84,6 +90,8 @@ class Settings:
     callback_expiry_hours: float = 72.0  # an unanswered request closes after this long
     retention_days: float = 30.0  # a closed request is deleted after this long
     log_level: str = "INFO"
+    # Proxies whose X-Forwarded-* headers are believed (HELPLINE_TRUSTED_PROXIES); none.
+    trusted_proxies: tuple[Network, ...] = ()
 
     @property
     def encryption_secret(self) -> str:
@@ -112,6 +120,13 @@ _REQUIRED_IN_PRODUCTION = {
     "PUBLIC_URL": "the address Twilio signs webhooks for",
     "REDIS_URL": "where callback requests are kept durably",
 }
+_NEW_SECRET = 'generate one with: python3 -c "import secrets; print(secrets.token_hex(32))"'
+# Secrets production checks, and how to get a good one.
+_SECRETS = {
+    "SECRET_KEY": _NEW_SECRET,
+    "HELPLINE_ENCRYPTION_KEY": _NEW_SECRET,
+    "TWILIO_AUTH_TOKEN": "copy the Auth Token from the Twilio console",
+}
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -129,8 +144,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(
                 "production refuses to start without real secrets; set: " + ", ".join(missing)
             )
-        if len(env["SECRET_KEY"]) < 32:
-            raise ConfigError("SECRET_KEY must be at least 32 characters in production")
+        problems = _production_problems(env)
+        if problems:
+            raise ConfigError("production refuses weak settings: " + "; ".join(problems))
 
     region_code = env.get("HELPLINE_REGION", "GB").strip().upper()
     if region_code not in REGIONS:
@@ -173,12 +189,62 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         callback_expiry_hours=expiry_hours,
         retention_days=retention_days,
         log_level=log_level,
+        trusted_proxies=parse_networks(env.get("HELPLINE_TRUSTED_PROXIES", "")),
     )
     # Fail at start-up, not at the first caller, if the hours cannot be read.
     OpeningHours.parse(settings.hours, settings.zone)
     if not settings.production:
         settings = _fill_dev_secrets(settings)
     return settings
+
+
+def _production_problems(env: Mapping[str, str]) -> list[str]:
+    """Say what is wrong with each setting production cannot run safely with."""
+    problems = []
+    for name, fix in _SECRETS.items():
+        weakness = secret_weakness(env[name]) if env.get(name) else None
+        if weakness:
+            problems.append(f"{name} {weakness}; {fix}")
+    sid = env["TWILIO_ACCOUNT_SID"].strip()
+    if not re.fullmatch(r"AC[0-9a-f]{32}", sid):
+        problems.append(
+            "TWILIO_ACCOUNT_SID must be 'AC' and 32 hex digits, as the Twilio console shows it"
+        )
+    public = urlsplit(env["PUBLIC_URL"].strip())
+    if public.scheme != "https" or not public.hostname or public.query or public.fragment:
+        problems.append(
+            f"PUBLIC_URL must be the https:// address Twilio and counsellors use, such as "
+            f"https://helpline.example.org, not {env['PUBLIC_URL']!r}"
+        )
+    number = env["HELPLINE_PHONE_NUMBER"].strip()
+    if not number.startswith("+") or to_e164(number, "ZZ") != number:
+        problems.append(
+            "HELPLINE_PHONE_NUMBER must be a valid number in E.164 form: '+', country "
+            f"code and number, no spaces, such as +442079460123, not {number[:20]!r}"
+        )
+    return problems
+
+
+def secret_weakness(value: str) -> str | None:
+    """Say why a secret is too weak for production; None if it is not."""
+    if len(value) < MIN_SECRET_CHARS:
+        return f"is only {_characters(len(value))} long; it needs at least {MIN_SECRET_CHARS}"
+    counts = Counter(value)
+    if len(counts) < MIN_SECRET_DISTINCT:
+        return (
+            f"uses only {_characters(len(counts), 'distinct ')}; a random secret uses at least "
+            f"{MIN_SECRET_DISTINCT}"
+        )
+    bits = -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+    if bits < MIN_SECRET_BITS_PER_CHAR:
+        return f"is too predictable ({bits:.1f} bits of entropy per character, not random)"
+    if any(value[step:] == value[:-step] for step in range(1, len(value) // 2 + 1)):
+        return "repeats a short pattern"
+    return None
+
+
+def _characters(n: int, kind: str = "") -> str:
+    return f"{n} {kind}character" + ("" if n == 1 else "s")
 
 
 def _positive(env: Mapping[str, str], name: str, default: float) -> float:

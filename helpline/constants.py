@@ -58,6 +58,16 @@ MAX_ANSWER_CHARS = 32
 # Shortest password a counsellor account accepts.
 MIN_PASSWORD_CHARS = 12
 
+# A secret production accepts (SECRET_KEY, HELPLINE_ENCRYPTION_KEY, TWILIO_AUTH_TOKEN) has
+# at least this many characters...
+MIN_SECRET_CHARS = 32
+# ...at least this many different ones...
+MIN_SECRET_DISTINCT = 8
+# ...and at least this much Shannon entropy per character, in bits. Random hex of 32
+# characters (a Twilio auth token) clears all three in every one of 10^6 draws tried;
+# 'a' * 32, 32 spaces or a repeated word do not.
+MIN_SECRET_BITS_PER_CHAR = 2.75
+
 # How often the queue's depth and longest wait are recorded for the console's chart.
 HISTORY_SAMPLE_SECONDS = 5 * 60
 
@@ -75,14 +85,26 @@ SESSION_IDLE_SECONDS = 30 * 60
 # ...and this many seconds after login, whatever happens.
 SESSION_ABSOLUTE_SECONDS = 12 * 60 * 60
 
-# Wrong passwords in a row after which an account refuses every login for a while...
+# Login throttling (helpline.console.throttle). Wrong passwords for one account from one
+# client (or from one known device) before each further try must wait...
 LOGIN_MAX_FAILURES = 10
-# ...this many seconds, counted from the last wrong password.
+# ...for this many seconds, doubling with each further wrong password...
+LOGIN_FIRST_DELAY_SECONDS = 30
+# ...up to this long at most.
 LOGIN_LOCK_SECONDS = 15 * 60
-# Wrong passwords from one client address, whatever the usernames, after which that
-# address is refused for LOGIN_LOCK_SECONDS: a whole office behind one address stays
-# well under it.
+# Wrong passwords for one account from all unknown clients together before every unknown
+# client waits too (and the account holder is told): a counsellor's known devices do not.
+LOGIN_MAX_ACCOUNT_FAILURES = 20
+# Wrong passwords from one client address, whatever the usernames, before that address
+# waits: a whole office behind one address stays well under it.
 LOGIN_MAX_ADDRESS_FAILURES = 30
+# A count is forgotten this long after its latest wrong password: longer than the longest
+# wait, so someone who keeps guessing never gets the free tries back.
+LOGIN_WINDOW_SECONDS = 60 * 60
+# A browser that logged in to an account is known to it (a signed cookie) for this long.
+LOGIN_DEVICE_SECONDS = 30 * 24 * 60 * 60
+# At most one "someone is trying to log in as you" text per account in this many seconds.
+LOGIN_NOTICE_SECONDS = 24 * 60 * 60
 
 # Entries the audit log keeps (oldest trimmed first); entries shown on the admin page.
 AUDIT_MAX_ENTRIES = 200_000

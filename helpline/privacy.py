@@ -6,9 +6,15 @@ import hashlib
 import hmac
 import re
 
-# Any run of 6+ digits, allowing spaces, dots, dashes or brackets between them, with an
-# optional leading +: wide enough to catch a phone number however it was written.
-_PHONE_LIKE = re.compile(r"\+?\d(?:[\s().\-]*\d){5,}")
+# A phone number however it was written: 6+ digits with spaces, dots, dashes or brackets
+# between them, taken whole. With a leading + (or %2B, URL-encoded) it is one wherever it
+# stands; without, digits that run on into letters belong to an id (a hex request or job
+# id, a CallSid, a timestamp), not to a number anyone could be called on.
+_DIGITS = r"\d(?:[\s().\-]*\d){5,}(?![\s().\-]*\d)"
+_PHONE = rf"(?:\+|%2[Bb]){_DIGITS}|(?<![0-9A-Za-z]){_DIGITS}(?![0-9A-Za-z])"
+# A UUID (RQ's job ids): its dashes would otherwise join all-digit groups into a "number".
+_UUID = r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}"
+_PHONE_LIKE = re.compile(f"(?P<uuid>{_UUID})|{_PHONE}")
 
 
 def mask_phone(number: str | None) -> str:
@@ -21,7 +27,9 @@ def mask_phone(number: str | None) -> str:
 
 def mask_text(text: str) -> str:
     """Hide every phone-like number inside free text (used as a last line in logging)."""
-    return _PHONE_LIKE.sub(lambda m: mask_phone(m.group(0)), text)
+    return _PHONE_LIKE.sub(
+        lambda m: m.group(0) if m.group("uuid") else mask_phone(m.group(0)), text
+    )
 
 
 def derive_key(secret: str, purpose: str) -> bytes:

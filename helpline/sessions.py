@@ -4,6 +4,11 @@ The cookie carries nothing but the id, so logging out or disabling an account en
 the session for good (the server forgets it), and a login always starts a new one
 (regenerate()), so an id seen before login is worthless after it.
 
+Before login there is nothing worth a server-side record: a visitor's few values (the
+login form's CSRF token, a flashed message) travel in the same cookie, signed with
+SECRET_KEY, and Redis stores nothing until someone logs in. A page of login forms
+fetched by a script costs Redis nothing.
+
 Keys:
     helpline:session:<id>          JSON of the session's values; expires when it would
     helpline:sessions:<username>   set of that counsellor's session ids, for revoking
@@ -11,6 +16,7 @@ Keys:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
@@ -18,7 +24,9 @@ from typing import Any
 
 import redis
 from flask import Flask, Request, Response
+from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SessionInterface, SessionMixin
+from itsdangerous import BadData, URLSafeTimedSerializer
 from werkzeug.datastructures import CallbackDict
 
 from helpline.constants import KEY_PREFIX, SESSION_ABSOLUTE_SECONDS, SESSION_IDLE_SECONDS
@@ -31,6 +39,8 @@ SEEN = "_seen"
 USER = "user"
 # Longest id read from a cookie; ours are 43 characters.
 _MAX_ID = 64
+# Longest signed visitor cookie read (a CSRF token and a flashed message or two).
+_MAX_SIGNED = 2048
 # Twilio never sends our cookie back: its webhooks get no session at all.
 SESSIONLESS_PREFIX = "/twilio/"
 
@@ -48,10 +58,11 @@ class RedisSession(CallbackDict[str, Any], SessionMixin):
         self.modified = False
         self.passive = False  # a request that does not count as activity (live updates)
         self.previous: str | None = None  # an id to forget when this one is saved
+        self.owner: str | None = None  # who it belonged to when read from Redis
 
     def regenerate(self) -> None:
         """Start afresh under a new id (at login), forgetting the old id and every value."""
-        self.previous = self.sid
+        self.previous = None if self.new else self.sid  # a visitor's was never stored
         self.sid = secrets.token_urlsafe(32)
         self.clear()
         now = time.time()
@@ -65,6 +76,7 @@ class RedisSessionInterface(SessionInterface):
     def __init__(
         self,
         client: redis.Redis,
+        secret: str,
         *,
         idle: float = SESSION_IDLE_SECONDS,
         absolute: float = SESSION_ABSOLUTE_SECONDS,
@@ -72,12 +84,15 @@ class RedisSessionInterface(SessionInterface):
         self.client = client
         self.idle = idle
         self.absolute = absolute
+        self.visitors = signing_serializer(secret, "helpline-visitor")
 
     def open_session(self, app: Flask, request: Request) -> RedisSession | None:
         if request.path.startswith(SESSIONLESS_PREFIX):
             # None: Flask's null session, which is never saved and refuses writes.
             return None
         sid = request.cookies.get(self.get_cookie_name(app), "")
+        if "." in sid:  # a signed visitor cookie; our ids never hold a dot
+            return self._visitor(sid)
         if not sid or len(sid) > _MAX_ID:
             return RedisSession()
         raw = self.client.get(SESSION + sid)
@@ -90,18 +105,33 @@ class RedisSessionInterface(SessionInterface):
         if now - created > self.absolute or now - seen > self.idle:
             self.forget(sid, values.get(USER))
             return RedisSession()
-        return RedisSession(values, sid=sid, new=False)
+        found = RedisSession(values, sid=sid, new=False)
+        found.owner = values.get(USER)
+        return found
+
+    def _visitor(self, signed: str) -> RedisSession:
+        """Read a visitor's values from their signed cookie (anything else: start afresh)."""
+        if len(signed) > _MAX_SIGNED:
+            return RedisSession()
+        try:
+            values = self.visitors.loads(signed, max_age=int(self.absolute))
+        except BadData:
+            return RedisSession()
+        if not isinstance(values, dict) or USER in values:
+            return RedisSession()
+        return RedisSession(values)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         assert isinstance(session, RedisSession)
-        name = self.get_cookie_name(app)
         if session.previous:
             self.forget(session.previous, None)
             session.previous = None
-        if not session:
-            if not session.new:
-                self.forget(session.sid, None)
-                response.delete_cookie(name, path=self.get_cookie_path(app))
+        if not session.new and USER not in session:
+            # Logged out, or emptied: the server forgets it; anything left is a visitor's.
+            self.forget(session.sid, session.owner)
+            session.new, session.modified = True, True
+        if USER not in session:
+            self._save_visitor(app, session, response)
             return
         now = time.time()
         session.setdefault(CREATED, now)
@@ -118,9 +148,22 @@ class RedisSessionInterface(SessionInterface):
             pipe.sadd(USER_SESSIONS + user, session.sid)
             pipe.expire(USER_SESSIONS + user, int(self.absolute) + 60)
         pipe.execute()
+        self._set_cookie(app, response, session.sid)
+
+    def _save_visitor(self, app: Flask, session: RedisSession, response: Response) -> None:
+        """Keep a visitor's values in their cookie, signed; nothing is written to Redis."""
+        if not session.modified:
+            return
+        if session:
+            self._set_cookie(app, response, self.visitors.dumps(dict(session)))
+        else:
+            response.delete_cookie(self.get_cookie_name(app), path=self.get_cookie_path(app))
+            response.vary.add("Cookie")
+
+    def _set_cookie(self, app: Flask, response: Response, value: str) -> None:
         response.set_cookie(
-            name,
-            session.sid,
+            self.get_cookie_name(app),
+            value,
             path=self.get_cookie_path(app),
             secure=self.get_cookie_secure(app),
             httponly=True,
@@ -145,3 +188,13 @@ class RedisSessionInterface(SessionInterface):
         pipe.delete(USER_SESSIONS + username)
         pipe.execute()
         return len(ids)
+
+
+def signing_serializer(secret: str, purpose: str) -> URLSafeTimedSerializer:
+    """Return a serializer that signs (not encrypts) values with secret, for one purpose."""
+    return URLSafeTimedSerializer(
+        secret,
+        salt=purpose,
+        serializer=TaggedJSONSerializer(),
+        signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha256},
+    )

@@ -101,6 +101,10 @@ def failsafe_response() -> Response:
 @bp.before_request
 def require_twilio_signature() -> Response | None:
     signature = request.headers.get("X-Twilio-Signature", "")
+    if signature and None in request.form:
+        # A multipart field whose name could not be read: nothing Twilio sends, nor signs.
+        log.warning("rejected webhook with a nameless form field", extra={"path": request.path})
+        return Response("Bad Request: a form field has no name\n", 400, mimetype="text/plain")
     if signature and helpline().validator.validate(signed_url(), request.form, signature):
         request.environ["helpline.started"] = time.perf_counter()
         return None

@@ -14,7 +14,9 @@ from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwrig
 
 from helpline import create_app, embedded
 from helpline.config import Settings
+from helpline.counsellors import Counsellor
 from tests.browser import TIMEOUT_MS, launch_chromium, new_context, save_screenshot, serve
+from tests.console_helpers import add_counsellor
 from tests.factories import ACCOUNT_SID, AUTH_TOKEN, make_settings
 from tests.twilio_api import TwilioApi
 
@@ -52,6 +54,12 @@ def app(settings: Settings) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def alex(app: Flask) -> Counsellor:
+    """A counsellor account (not an admin) with the helpers' password."""
+    return add_counsellor(app, "alex")
 
 
 @pytest.fixture

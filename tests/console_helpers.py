@@ -33,6 +33,31 @@ def add_counsellor(
     )
 
 
+class SchemeClient(FlaskClient):
+    """A test client whose requests arrive over `scheme` (https unless a test changes it)."""
+
+    scheme = "https"
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("base_url", f"{self.scheme}://localhost")
+        return super().open(*args, **kwargs)
+
+
+def https_client(app: Flask, address: str = "127.0.0.1") -> SchemeClient:
+    """Return a test client whose requests arrive over https from address."""
+    client = SchemeClient(app, app.response_class, use_cookies=True)
+    # Over https, forms are accepted only from our own pages, as a browser's Referer shows.
+    client.environ_base.update(REMOTE_ADDR=address, HTTP_REFERER="https://localhost/console/")
+    return client
+
+
+def client_from(app: Flask, address: str) -> FlaskClient:
+    """Return a test client whose requests come from address (the socket's peer)."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
 def csrf_token(client: FlaskClient, path: str = "/console/login") -> str:
     """Return the CSRF token from a form on the page at path."""
     page = client.get(path)

@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 import redis as redis_py
 
+from helpline.audit import AuditLog
 from helpline.callbacks import CLOSED, CallbackQueue, Contact, Outcome
 from helpline.cli import EXAMPLE_NUMBER, main
+from helpline.console.throttle import LoginThrottle
+from helpline.constants import LOGIN_MAX_ACCOUNT_FAILURES
 from helpline.counsellors import Counsellors
 from helpline.crypto import Sealer, lookup_key
 from helpline.phones import to_e164
@@ -176,6 +179,28 @@ def test_web_says_what_to_fix_in_a_bad_web_concurrency(env, value) -> None:
     done = helpline(env, "web", "--port", "1")
     assert done.returncode == 1
     assert f"WEB_CONCURRENCY must be a whole number above 0, not {value!r}" in done.stderr
+
+
+def test_counsellor_unlock_lets_a_slowed_account_log_in_again(env, redis) -> None:
+    Counsellors(redis, Sealer(SECRET_KEY)).add(
+        "sam", name="Sam", phone=EXAMPLE_NUMBER, password="a long enough password"
+    )
+    throttle = LoginThrottle(redis)
+    for n in range(LOGIN_MAX_ACCOUNT_FAILURES):
+        throttle.failed("sam", f"203.0.113.{n + 1}")
+    assert throttle.wait("sam", "198.51.100.7") > 0
+
+    done = helpline(env, "counsellor", "unlock", "sam")
+
+    assert done.returncode == 0, done.stderr
+    assert throttle.wait("sam", "198.51.100.7") == 0
+    [entry] = AuditLog(redis).recent(action="login_unlock")
+    assert (entry.actor, entry.detail) == ("cli", "sam")
+
+
+def test_counsellor_unlock_of_an_unknown_account_says_so(env) -> None:
+    done = helpline(env, "counsellor", "unlock", "nobody")
+    assert done.returncode == 1 and "no counsellor called 'nobody'" in done.stderr
 
 
 def test_purge_also_trims_the_audit_log_past_retention(env, redis) -> None:

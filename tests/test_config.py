@@ -1,21 +1,28 @@
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
+import random
 import stat
+import uuid
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from helpline.config import load_settings
+from helpline.config import load_settings, secret_weakness
 from helpline.errors import ConfigError
 from helpline.logs import MaskingJsonFormatter
 from helpline.privacy import mask_phone, mask_text
+from tests.factories import run_helpline
 
 PRODUCTION = {
     "HELPLINE_ENV": "production",
-    "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
-    "TWILIO_AUTH_TOKEN": "t" * 32,
-    "SECRET_KEY": "s" * 48,
-    "HELPLINE_PHONE_NUMBER": "+447700900999",
+    "TWILIO_ACCOUNT_SID": "AC" + "3f9c1e07" * 4,
+    "TWILIO_AUTH_TOKEN": "9b1d4c7e2a6f8053d1e94b7c0a2f6e38",
+    "SECRET_KEY": "e3b9c2f4a17d05698b4e1c3a7f20d96b5c8e14f2a9d37b06c1e58f4a2d9b730e",
+    "HELPLINE_PHONE_NUMBER": "+442079460999",
     "PUBLIC_URL": "https://helpline.example.org/",
     "REDIS_URL": "redis://redis.internal:6379/0",
 }
@@ -42,8 +49,84 @@ def test_production_with_everything_set_loads_and_strips_the_public_url_slash():
 
 
 def test_production_rejects_a_short_secret_key():
-    with pytest.raises(ConfigError, match="SECRET_KEY must be at least 32"):
+    with pytest.raises(
+        ConfigError, match="SECRET_KEY is only 5 characters long; it needs at least 32"
+    ):
         load_settings(dict(PRODUCTION, SECRET_KEY="short"))
+
+
+SECRET_FIXES = {
+    "SECRET_KEY": "secrets.token_hex(32)",
+    "HELPLINE_ENCRYPTION_KEY": "secrets.token_hex(32)",
+    "TWILIO_AUTH_TOKEN": "copy the Auth Token from the Twilio console",
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("SECRET_KEY", " " * 32, "SECRET_KEY uses only 1 distinct character"),
+        ("SECRET_KEY", "a" * 32, "SECRET_KEY uses only 1 distinct character"),
+        ("SECRET_KEY", "Password1" * 4, "SECRET_KEY repeats a short pattern"),
+        ("SECRET_KEY", "a" * 24 + "bcdefghi", "SECRET_KEY is too predictable"),
+        ("TWILIO_AUTH_TOKEN", " ", "TWILIO_AUTH_TOKEN is only 1 character long"),
+        ("HELPLINE_ENCRYPTION_KEY", "k", "HELPLINE_ENCRYPTION_KEY is only 1 character long"),
+        ("PUBLIC_URL", "http://helpline.example.org", "PUBLIC_URL must be the https:// address"),
+        ("PUBLIC_URL", "nonsense", "PUBLIC_URL must be the https:// address"),
+        ("HELPLINE_PHONE_NUMBER", "abc", "HELPLINE_PHONE_NUMBER must be a valid number in E.164"),
+        ("HELPLINE_PHONE_NUMBER", "02079460999", "HELPLINE_PHONE_NUMBER must be a valid number"),
+        ("TWILIO_ACCOUNT_SID", "AC123", "TWILIO_ACCOUNT_SID must be 'AC' and 32 hex digits"),
+    ],
+)
+def test_production_refuses_weak_settings_and_says_what_to_fix(name, value, says):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(dict(PRODUCTION, **{name: value}))
+
+    message = str(caught.value)
+    assert says in message
+    assert SECRET_FIXES.get(name, "") in message  # how to get a good one
+    if name in SECRET_FIXES:
+        assert repr(value) not in message  # a secret, even a bad one, is never printed
+
+
+def test_production_names_every_weak_setting_at_once():
+    weak = dict(PRODUCTION, SECRET_KEY="a" * 32, PUBLIC_URL="nonsense", TWILIO_AUTH_TOKEN=" ")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(weak)
+    assert all(name in str(caught.value) for name in ("SECRET_KEY", "PUBLIC_URL", "TWILIO_AUTH"))
+
+
+def test_production_never_refuses_a_real_twilio_token_or_a_generated_secret():
+    draw = random.Random(10)
+    tokens = [f"{draw.getrandbits(128):032x}" for _ in range(20_000)]
+    keys = [f"{draw.getrandbits(256):064x}" for _ in range(2_000)]
+    assert [t for t in tokens + keys if secret_weakness(t)] == []
+
+
+def test_a_command_refused_for_weak_production_settings_exits_1_saying_why(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HELPLINE_", "TWILIO_"))}
+    env.update(PRODUCTION, SECRET_KEY=" " * 32, HELPLINE_DATA_DIR=str(tmp_path))
+
+    done = run_helpline("queue", "list", env=env)
+
+    assert done.returncode == 1
+    assert done.stderr.startswith("helpline: production refuses weak settings: SECRET_KEY")
+    assert "Traceback" not in done.stderr
+
+
+def test_trusted_proxies_are_read_as_addresses_and_networks(tmp_path):
+    settings = load_settings(
+        {
+            "HELPLINE_TRUSTED_PROXIES": " 10.0.0.0/8, 127.0.0.1,::1",
+            "HELPLINE_DATA_DIR": str(tmp_path),
+        }
+    )
+    assert settings.trusted_proxies == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("127.0.0.1/32"),
+        ipaddress.ip_network("::1/128"),
+    )
+    assert load_settings({"HELPLINE_DATA_DIR": str(tmp_path)}).trusted_proxies == ()
 
 
 def test_development_generates_secrets_once_into_the_data_dir(tmp_path):
@@ -63,6 +146,7 @@ def test_development_generates_secrets_once_into_the_data_dir(tmp_path):
         ({"HELPLINE_REGION": "XX"}, "HELPLINE_REGION 'XX'"),
         ({"HELPLINE_ENV": "staging"}, "HELPLINE_ENV must be"),
         ({"HELPLINE_LOG_LEVEL": "chatty"}, "HELPLINE_LOG_LEVEL must be one of DEBUG, INFO"),
+        ({"HELPLINE_TRUSTED_PROXIES": "10.0.0.0/8,proxy"}, "HELPLINE_TRUSTED_PROXIES: 'proxy'"),
     ],
 )
 def test_bad_values_are_explained(tmp_path, env, message):
@@ -79,6 +163,55 @@ def test_us_region_says_911_and_988(tmp_path):
 def test_numbers_are_masked_to_the_last_three_digits():
     assert mask_phone("+447700900123") == "***123"
     assert mask_text("call me on +44 7700 900123 or 07700-900-456") == "call me on ***123 or ***456"
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "+447700900123",
+        "+44 7700 900123",
+        "+44 (0)7700 900-123",
+        "07700 900123",
+        "07700-900-123",
+        "0044 7700 900123",
+        "+1 (202) 555-0123",
+        "202.555.0123",
+        "whatsapp:+12025550123",
+        "From=%2B12025550123&To=x",
+        "+12025550123abc",
+        "tel:+12025550123.",
+    ],
+)
+def test_log_masking_hides_a_phone_number_however_it_is_written(written):
+    masked = mask_text(f"reached {written} today")
+    assert masked.count("***123") == 1
+    assert "7700" not in masked and "555" not in masked
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        "6c2d6a7e-3c1b-4c9f-8d5e-123456789012",  # an RQ job id (a UUID), all-digit groups
+        "12345678-1234-4234-9234-123456789012",
+        "a1234567890b",  # a callback request id (12 hex digits)
+        "confirm-0123456789ab",  # the id of a confirmation job
+        "missed-0123456789ab-2",
+        "CA1234567890abcdef1234567890abcdef",  # a CallSid
+        "SM0123456789abcdef0123456789abcdef",  # a MessageSid
+        "2026-11-22T10:30:00",
+    ],
+)
+def test_log_masking_leaves_job_request_and_twilio_ids_alone(identifier):
+    assert mask_text(f"job {identifier} done") == f"job {identifier} done"
+
+
+@given(st.uuids(), st.binary(min_size=6, max_size=6), st.binary(min_size=16, max_size=16))
+def test_log_masking_never_changes_an_id_of_the_shapes_we_make(job, request_id, sid):
+    ids = [str(job), f"CA{sid.hex()}", f"SM{sid.hex()}", str(uuid.UUID(bytes=sid))]
+    if not request_id.hex().isdigit():  # all digits, it could be a number: it is masked
+        ids.append(request_id.hex())
+    for identifier in ids:
+        assert mask_text(identifier) == identifier
 
 
 def test_log_lines_are_json_and_never_carry_a_number():

@@ -12,13 +12,14 @@ import pytest
 import redis as redis_py
 import requests
 from flask import Flask
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from helpline.config import Settings
+from helpline.constants import LOGIN_MAX_ACCOUNT_FAILURES
 from tests.browser import new_context, save_screenshot
-from tests.console_helpers import COUNSELLOR_PHONE, PASSWORD, add_counsellor
+from tests.console_helpers import COUNSELLOR_PHONE, PASSWORD, add_counsellor, client_from, login
 from tests.factories import (
     ACCOUNT_SID,
     HELPLINE_NUMBER,
@@ -177,3 +178,45 @@ def test_the_queue_page_works_with_javascript_off_and_on_a_phone_screen(
         save_screenshot(page, "console-queue-phone")
     finally:
         context.close()
+
+
+def _log_in(page: Page, username: str) -> None:
+    page.goto("/console/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+
+def test_strangers_cannot_lock_a_counsellor_out_of_their_own_browser_and_admins_unlock(
+    page: Page, browser: Browser, app: Flask, live_server: str
+) -> None:
+    add_counsellor(app, "alex")
+    add_counsellor(app, "sam", admin=True)
+    _log_in(page, "alex")  # from now on, a browser alex's account knows
+    page.get_by_role("button", name="Log out").click()
+    for n in range(LOGIN_MAX_ACCOUNT_FAILURES):  # strangers, each from another address
+        login(client_from(app, f"203.0.113.{n + 1}"), "alex", "wrong password!!")
+
+    _log_in(page, "alex")
+    expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()
+
+    elsewhere = new_context(browser, base_url=live_server)
+    admin = new_context(browser, base_url=live_server).new_page()
+    try:
+        stranger = elsewhere.new_page()
+        _log_in(stranger, "alex")  # a browser the account does not know must wait
+        expect(stranger.get_by_text("Those details did not work.")).to_be_visible()
+        _log_in(admin, "sam")
+        admin.goto("/console/admin")
+        row = admin.locator('tr[data-username="alex"]')
+        expect(row).to_contain_text("slowed by wrong passwords until")
+        save_screenshot(admin, "console-admin-slowed")
+        admin.get_by_role("button", name="Unlock logins for alex").click()
+        expect(admin.get_by_text("Unlocked alex")).to_be_visible()
+        expect(row).to_contain_text("normal")
+
+        _log_in(stranger, "alex")
+        expect(stranger.get_by_role("heading", name="Callback queue")).to_be_visible()
+    finally:
+        admin.context.close()
+        elsewhere.close()

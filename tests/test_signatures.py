@@ -3,11 +3,12 @@
 Every /twilio/* route refuses (403) a request whose X-Twilio-Signature is missing, made
 with another token, or made for other params or another URL, and a refused request
 changes nothing in Redis. Behind a proxy the signature is checked against PUBLIC_URL, or
-against the X-Forwarded-* address when PUBLIC_URL is not set.
+against the X-Forwarded-* address when PUBLIC_URL is not set and the proxy is trusted.
 """
 
 from __future__ import annotations
 
+import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
 from helpline import create_app
+from helpline.proxies import parse_networks
 from helpline.signatures import WebhookValidator
 from tests.factories import (
     AUTH_TOKEN,
@@ -278,23 +280,72 @@ def test_with_public_url_the_sms_reply_is_the_normal_flow_reply(public_client):
 FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "tunnel.example.net"}
 
 
+@pytest.fixture
+def proxied_client(tmp_path: Path, redis_server: str, redis: redis_py.Redis) -> FlaskClient:
+    """The app behind a trusted proxy on this machine (a tunnel's local end)."""
+    trusted = parse_networks("127.0.0.1")
+    return create_app(
+        make_settings(tmp_path / "var", redis_server, trusted_proxies=trusted)
+    ).test_client()
+
+
 @routes
-def test_without_public_url_forwarded_proto_and_host_are_honoured(client, route):
+def test_without_public_url_forwarded_proto_and_host_are_honoured(proxied_client, route):
     params = route.params()
     signature = sign(TUNNEL + route.path, params)
-    assert_answered(post(client, route.path, params, signature, FORWARDED))
+    assert_answered(post(proxied_client, route.path, params, signature, FORWARDED))
 
 
-def test_without_public_url_forwarded_request_signed_for_local_url_is_refused(client, redis):
+def test_without_public_url_forwarded_request_signed_for_local_url_is_refused(
+    proxied_client, redis
+):
     params = sms_params("SAFE")
     signature = sign(LOCAL + "/twilio/sms", params)
-    assert_refused(post(client, "/twilio/sms", params, signature, FORWARDED), redis)
+    assert_refused(post(proxied_client, "/twilio/sms", params, signature, FORWARDED), redis)
 
 
-def test_without_forwarded_headers_a_request_signed_for_the_tunnel_is_refused(client, redis):
+def test_without_forwarded_headers_a_request_signed_for_the_tunnel_is_refused(
+    proxied_client, redis
+):
     params = sms_params("SAFE")
     signature = sign(TUNNEL + "/twilio/sms", params)
-    assert_refused(post(client, "/twilio/sms", params, signature), redis)
+    assert_refused(post(proxied_client, "/twilio/sms", params, signature), redis)
+
+
+def test_forwarded_headers_from_a_peer_that_is_not_a_trusted_proxy_are_ignored(client, redis):
+    params = sms_params("SAFE")
+    signature = sign(TUNNEL + "/twilio/sms", params)
+    assert_refused(post(client, "/twilio/sms", params, signature, FORWARDED), redis)
+    assert_answered(
+        post(client, "/twilio/sms", params, sign(LOCAL + "/twilio/sms", params), FORWARDED)
+    )
+
+
+# -- bodies that cannot be read ----------------------------------------------------------------
+
+
+@routes
+def test_a_multipart_field_without_a_name_is_a_bad_request_not_an_error(
+    client, redis, route, caplog
+):
+    params = route.params()
+    body = "".join(
+        f'--B\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in params.items()
+    )
+    body += "--B\r\nContent-Disposition: form-data\r\n\r\nno name\r\n--B--\r\n"
+
+    response = client.post(
+        route.path,
+        data=body.encode(),
+        content_type="multipart/form-data; boundary=B",
+        headers={"X-Twilio-Signature": sign(LOCAL + route.path, params)},
+    )
+
+    assert response.status_code == 400
+    assert b"<Response" not in response.get_data()
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert redis.keys("*") == []
 
 
 # -- the validator agrees with Twilio's library ----------------------------------------------

@@ -9,13 +9,9 @@ from flask_wtf.csrf import CSRFProtect
 from rq import Queue
 
 from helpline.audit import AuditLog
+from helpline.console.devices import KnownDevices
 from helpline.console.throttle import LoginThrottle
-from helpline.constants import (
-    LOGIN_LOCK_SECONDS,
-    LOGIN_MAX_ADDRESS_FAILURES,
-    LOGIN_MAX_FAILURES,
-    SESSION_ABSOLUTE_SECONDS,
-)
+from helpline.constants import SESSION_ABSOLUTE_SECONDS
 from helpline.counsellors import Counsellors
 from helpline.notes import Notes
 from helpline.services import EXTENSION as HELPLINE
@@ -40,6 +36,7 @@ class Console:
     notes: Notes
     sessions: RedisSessionInterface
     throttle: LoginThrottle
+    devices: KnownDevices
     jobs: Queue
 
 
@@ -50,7 +47,7 @@ def init_app(app: Flask) -> Console:
     core = app.extensions[HELPLINE]
     client = core.store.client
     settings = core.settings
-    sessions = RedisSessionInterface(client)
+    sessions = RedisSessionInterface(client, settings.secret_key)
     app.session_interface = sessions
     app.config.update(
         SESSION_COOKIE_NAME="__Host-helpline" if settings.production else "helpline_session",
@@ -60,15 +57,16 @@ def init_app(app: Flask) -> Console:
         # A form's token lives as long as the session it belongs to.
         WTF_CSRF_TIME_LIMIT=SESSION_ABSOLUTE_SECONDS,
     )
+    # Before the CSRF check: a console form posted over plain http is refused as such.
+    app.before_request(auth.require_https)
     csrf.init_app(app)
     console = Console(
         counsellors=Counsellors(client, core.sealer),
         audit=AuditLog(client),
         notes=Notes(client, core.sealer),
         sessions=sessions,
-        throttle=LoginThrottle(
-            client, LOGIN_MAX_FAILURES, LOGIN_LOCK_SECONDS, LOGIN_MAX_ADDRESS_FAILURES
-        ),
+        throttle=LoginThrottle(client),
+        devices=KnownDevices(settings.secret_key, production=settings.production),
         jobs=job_queue(client),
     )
     app.extensions[EXTENSION] = console

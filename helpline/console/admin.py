@@ -1,6 +1,9 @@
-"""Admin pages: counsellor accounts, who is on duty, the audit log, the retention purge."""
+"""Admin pages: counsellor accounts, who is on duty, login unlocks, the audit log, purges."""
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
 
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
@@ -8,6 +11,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from helpline import retention
 from helpline.console import bp, console
 from helpline.console.auth import admin_required, current
+from helpline.console.views import local_time
 from helpline.counsellors import AccountError
 from helpline.phones import to_e164
 from helpline.services import helpline
@@ -18,9 +22,15 @@ from helpline.services import helpline
 def admin_page() -> str:
     extras = console()
     action = request.args.get("action") or None
+    counsellors = extras.counsellors.all()
     return render_template(
         "console/admin.html",
-        counsellors=extras.counsellors.all(),
+        counsellors=counsellors,
+        slowed={
+            c.username: local_time(until)
+            for c in counsellors
+            if (until := extras.throttle.slowed_until(c.username)) is not None
+        },
         entries=extras.audit.recent(action=action),
         action=action or "",
         retention_days=helpline().settings.retention_days,
@@ -56,16 +66,23 @@ def add_counsellor() -> BaseResponse:
     return _back()
 
 
-def _known(username: str) -> bool:
-    return console().counsellors.get(username) is not None
+def known_counsellor(view: Callable[[str], BaseResponse]) -> Callable[[str], BaseResponse]:
+    """Send an unknown username back to the admin page, saying so, before the view runs."""
+
+    @functools.wraps(view)
+    def wrapped(username: str) -> BaseResponse:
+        if console().counsellors.get(username) is None:
+            flash("No such counsellor.")
+            return _back()
+        return view(username)
+
+    return wrapped
 
 
 @bp.post("/admin/counsellors/<username>/duty")
 @admin_required
+@known_counsellor
 def set_duty(username: str) -> BaseResponse:
-    if not _known(username):
-        flash("No such counsellor.")
-        return _back()
     on = request.form.get("on_duty") == "1"
     console().counsellors.set_on_duty(username, on)
     console().audit.record(current().username, "duty_on" if on else "duty_off", detail=username)
@@ -74,10 +91,8 @@ def set_duty(username: str) -> BaseResponse:
 
 @bp.post("/admin/counsellors/<username>/disabled")
 @admin_required
+@known_counsellor
 def set_disabled(username: str) -> BaseResponse:
-    if not _known(username):
-        flash("No such counsellor.")
-        return _back()
     disabled = request.form.get("disabled") == "1"
     if disabled and username == current().username:
         flash("You cannot disable your own account.")
@@ -91,6 +106,18 @@ def set_disabled(username: str) -> BaseResponse:
         flash(f"Enabled {username}.")
     action = "counsellor_disable" if disabled else "counsellor_enable"
     extras.audit.record(current().username, action, detail=username)
+    return _back()
+
+
+@bp.post("/admin/counsellors/<username>/unlock")
+@admin_required
+@known_counsellor
+def unlock(username: str) -> BaseResponse:
+    """Let a counsellor's logins through again, wherever they try from."""
+    extras = console()
+    extras.throttle.unlock(username)
+    extras.audit.record(current().username, "login_unlock", detail=username)
+    flash(f"Unlocked {username}: their next login is checked at once, from anywhere.")
     return _back()
 
 

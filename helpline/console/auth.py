@@ -22,22 +22,53 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response as BaseResponse
 
 from helpline.console import bp, console
+from helpline.console.notices import queue_notice
 from helpline.constants import LOGIN_LOCK_SECONDS
 from helpline.counsellors import USERNAME, Counsellor
+from helpline.services import helpline
 from helpline.sessions import USER, RedisSession
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 # One message for every failed login: it must not tell a wrong username from a wrong
-# password, nor a locked account from a missing one.
+# password, nor a slowed account from a missing one.
 LOGIN_FAILED = (
-    "Those details did not work. Check them and try again. After repeated failures "
-    f"an account is paused for {LOGIN_LOCK_SECONDS // 60} minutes."
+    "Those details did not work. Check them and try again. After repeated failures, "
+    f"further tries must wait a while (at most {LOGIN_LOCK_SECONDS // 60} minutes); if you "
+    "still cannot log in, ask an admin to unlock your account."
+)
+HTTPS_ONLY = "The console only accepts logins over https. Open it at its https:// address."
+# Said instead of redirecting to https again and again (a loop no browser gets out of).
+UNTRUSTED_PROXY = (
+    "The console only accepts https, and this request came through a proxy the helpline "
+    "does not trust. An operator must add its address to HELPLINE_TRUSTED_PROXIES."
 )
 # Endpoints that are not the counsellor's own doing and so do not keep a session alive.
 PASSIVE_ENDPOINTS = frozenset({"console.live", "console.call_status"})
 PUBLIC_ENDPOINTS = frozenset({"console.login", "console.static"})
+
+
+def require_https() -> BaseResponse | tuple[str, int] | None:
+    """In production, keep the console (and so every password) off plain http.
+
+    Registered on the app ahead of the CSRF check, so a form posted over http is refused
+    for what it is, whatever its token.
+    """
+    settings = helpline().settings
+    if not settings.production or request.scheme == "https" or request.blueprint != bp.name:
+        return None
+    if request.headers.get("X-Forwarded-Proto", "").lower() == "https":
+        log.warning(
+            "console request through an untrusted proxy refused", extra={"path": request.path}
+        )
+        return render_template("console/error.html", message=UNTRUSTED_PROXY), 403
+    if request.method in ("GET", "HEAD"):
+        base = settings.public_url or f"https://{request.host}{request.script_root}"
+        query = request.query_string.decode("latin-1")
+        return redirect(base + request.path + (f"?{query}" if query else ""), 308)
+    log.warning("console form refused over plain http", extra={"path": request.path})
+    return render_template("console/error.html", message=HTTPS_ONLY), 403
 
 
 @bp.before_request
@@ -58,20 +89,6 @@ def load_counsellor() -> BaseResponse | None:
             return Response("logged out\n", 401, mimetype="text/plain")
         return redirect(url_for("console.login", next=request.path))
     return None
-
-
-@bp.after_request
-def no_store(response: Response) -> Response:
-    """Keep console pages out of caches and frames, and scripts to our own."""
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
-    )
-    return response
 
 
 @bp.app_errorhandler(CSRFError)
@@ -115,24 +132,37 @@ def login() -> BaseResponse | str | tuple[str, int]:
     password = request.form.get("password", "")[:1024]
     services = console()
     account = None
-    # The client's address, as the one trusted proxy hop (ProxyFix) reports it.
+    shown = username if USERNAME.match(username) else "?"
+    # The client's address: the socket's peer, or what a trusted proxy says it saw.
     address = request.remote_addr or ""
-    if not services.throttle.locked(username, address):
+    device = services.devices.nonce(request, username)
+    if services.throttle.wait(username, address, device) == 0:
         account = services.counsellors.authenticate(username, password)
-        if account is None:
-            services.throttle.failed(username, address)
+        if account is None and services.throttle.failed(username, address, device):
+            _under_attack(shown)
     if account is None:
-        shown = username if USERNAME.match(username) else "?"
         services.audit.record(shown, "login_failed")
         return render_template(
             "console/login.html", error=LOGIN_FAILED, username=username, next=""
         ), 401
-    services.throttle.succeeded(username)
+    services.throttle.succeeded(username, address, device)
     assert isinstance(session, RedisSession)
     session.regenerate()
     session[USER] = account.username
     services.audit.record(account.username, "login")
-    return redirect(_safe_next(request.form.get("next")))
+    response = redirect(_safe_next(request.form.get("next")))
+    services.devices.remember(response, account.username)
+    return response
+
+
+def _under_attack(username: str) -> None:
+    """Record that unknown clients' wrong passwords now slow an account; tell its holder."""
+    services = console()
+    services.audit.record(username, "login_slowed")
+    log.warning("wrong passwords from unknown clients now slow logins to one account")
+    account = services.counsellors.get(username) if username != "?" else None
+    if account is not None and not account.disabled:
+        queue_notice(services.jobs, username)
 
 
 @bp.post("/logout")

@@ -68,11 +68,11 @@ def _queue_context() -> dict[str, object]:
         "mine": _mine(active),
         "charts": history_charts(services.store.client, now),
         "wait_text": wait_text,
-        "local_time": _local_time,
+        "local_time": local_time,
     }
 
 
-def _local_time(stamp: float | None) -> str:
+def local_time(stamp: float | None) -> str:
     if stamp is None:
         return ""
     zone = ZoneInfo(helpline().settings.zone)
@@ -137,7 +137,7 @@ def request_page(rid: str) -> str:
         call_status=extras.notes.field(rid, STATUS_FIELD),
         outcomes=OUTCOME_LABELS,
         wait_text=wait_text,
-        local_time=_local_time,
+        local_time=local_time,
         now=time.time(),
         zone=services.settings.zone,
         max_note=MAX_NOTE_CHARS,

@@ -45,6 +45,7 @@ OUTBOUND_SMS = (
     "sms.missed_call",
     "sms.expired",
     "sms.counsellor_alert",
+    "sms.login_attempts",
 )
 DAY_KEYS = ("day.today", "day.tomorrow", *(f"day.{n}" for n in range(7)))
 # Messages the service says outside any flow: the fail-safe answers, the workers' texts,
