@@ -6,8 +6,9 @@ from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from helpline.config import Settings, load_settings
-from helpline.constants import MAX_WEBHOOK_BYTES
+from helpline.constants import MAX_WEBHOOK_BYTES, REQUEST_BODY_SECONDS
 from helpline.logs import configure_logging
+from helpline.readlimit import BodyDeadline
 
 __all__ = ["create_app"]
 
@@ -27,6 +28,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Behind a proxy or tunnel, trust one hop of X-Forwarded-* so request.url matches
     # the URL Twilio signed (PUBLIC_URL, when set, takes precedence).
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
+    # A client that trickles its body is cut off instead of holding a connection open.
+    app.wsgi_app = BodyDeadline(app.wsgi_app, REQUEST_BODY_SECONDS)  # type: ignore[method-assign]
     services.init_app(app, settings)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(bridge.bp)
