@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -55,6 +56,7 @@ TWILIO_LIMIT = 15.0
 # A probe waits this long for its answer, then counts as lost.
 PROBE_TIMEOUT = 20.0
 BOOT_SECONDS = 60.0
+NGINX_SITE = ROOT / "deploy" / "nginx" / "helpline.conf"
 NGINX_SNIPPET = ROOT / "deploy" / "nginx" / "helpline-proxy.conf"
 # The old Procfile line, the baseline: sync workers read each request themselves.
 SYNC_COMMAND = (
@@ -317,7 +319,7 @@ def start_nginx(inner: Running, log_dir: Path) -> Running:
         f"  client_body_temp_path {nginx_dir}/body;\n  proxy_temp_path {nginx_dir}/proxy;\n"
         f"  fastcgi_temp_path {nginx_dir}/fcgi;\n  uwsgi_temp_path {nginx_dir}/uwsgi;\n"
         f"  scgi_temp_path {nginx_dir}/scgi;\n"
-        f"  upstream helpline_web {{ server {HOST}:{inner.port}; }}\n"
+        f"  {upstream_block(inner.port)}\n"
         f"  server {{\n    listen {HOST}:{port};\n    include {NGINX_SNIPPET};\n  }}\n"
         "}\n"
     )
@@ -334,6 +336,15 @@ def start_nginx_sync(env: dict[str, str], log_dir: Path) -> Running:
 def start_nginx_web(env: dict[str, str], log_dir: Path) -> Running:
     """Start `helpline web` behind nginx: the documented production set-up."""
     return start_nginx(start_web(env, log_dir), log_dir)
+
+
+def upstream_block(port: int) -> str:
+    """Return deploy/nginx/helpline.conf's upstream block, pointed at port on HOST."""
+    site = NGINX_SITE.read_text()
+    block = re.search(r"^upstream helpline_web \{.*?^\}", site, re.MULTILINE | re.DOTALL)
+    if block is None:
+        raise RuntimeError(f"no upstream helpline_web block in {NGINX_SITE}")
+    return re.sub(r"server \S+;", f"server {HOST}:{port};", block.group(0), count=1)
 
 
 def nginx_binary() -> str | None:
