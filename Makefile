@@ -11,7 +11,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET  := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run test lint bench bench-queue flows browser clean
+.PHONY: run test lint bench bench-slow bench-queue flows browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/webhooks.py
+
+bench-slow: $(STAMP)
+	$(BIN)/python bench/slow_clients.py
 
 bench-queue: $(STAMP)
 	$(BIN)/python bench/callback_queue.py

@@ -1,7 +1,8 @@
 """Benchmark the voice and SMS webhooks under gunicorn against a bare Flask app, on this machine.
 
-Run: .venv/bin/python bench/webhooks.py   (defaults: sync worker class, 2 workers, the best
-measured on 2 cores; try e.g. --worker-class gthread --workers 2 --threads 4 to compare)
+Run: .venv/bin/python bench/webhooks.py   (defaults: gevent worker class, 2 workers, keep-alive
+5 s, as the Procfile runs it; --compare sync also serves both apps under the old sync set-up and
+loads them in the same interleaved rounds; try e.g. --worker-class gthread --threads 4)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import redis
 from twilio.request_validator import RequestValidator
 
 from helpline import embedded
+from helpline.constants import WEB_KEEPALIVE_SECONDS
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -44,6 +46,7 @@ SMS_BODIES = ("SAFE", "1", "menu")
 ACCOUNT_SID = "AC" + "0" * 32
 
 CONNECTIONS = 16
+WORKER_CLASSES = ("sync", "gthread", "gevent")
 STEP_PATH = "/twilio/voice/step?node=main&lang=en&r=0"
 # Upper bound on req/s this machine reaches, to size the pool of distinct texts.
 MAX_RATE = 6000
@@ -116,10 +119,13 @@ def voice_requests(port: int, path: str, count: int, **extra: str) -> list[bytes
     return [signed_request(validator, port, path, call_form(i, **extra)) for i in range(count)]
 
 
-def sms_requests(port: int, count: int) -> list[bytes]:
-    """Return count signed SMS requests, each with its own MessageSid."""
+def sms_requests(port: int, count: int, first: int = 0) -> list[bytes]:
+    """Return count signed SMS requests, each with its own MessageSid from first on."""
     validator = RequestValidator(AUTH_TOKEN)
-    return [signed_request(validator, port, "/twilio/sms", sms_form(i)) for i in range(count)]
+    return [
+        signed_request(validator, port, "/twilio/sms", sms_form(i))
+        for i in range(first, first + count)
+    ]
 
 
 # -- a minimal keep-alive HTTP/1.1 client -----------------------------------------------
@@ -206,11 +212,14 @@ class GunicornConfig:
     worker_class: str
     workers: int
     threads: int
+    keepalive: int
 
     def describe(self) -> str:
         """Return the settings in a few words."""
         if self.worker_class == "sync":
             return f"sync, {self.workers} workers"
+        if self.worker_class == "gevent":
+            return f"gevent, {self.workers} workers, keep-alive {self.keepalive} s"
         return f"{self.worker_class}, {self.workers} workers x {self.threads} threads"
 
 
@@ -270,6 +279,8 @@ def start_gunicorn(
         str(config.workers),
         "--threads",
         str(config.threads),
+        "--keep-alive",
+        str(config.keepalive),
         "--graceful-timeout",
         "5",
         "--log-level",
@@ -314,18 +325,23 @@ def wait_until_ready(server: Server) -> None:
 
 def stop_server(server: Server) -> None:
     """Stop gunicorn gracefully, then kill its whole process group if it lingers."""
-    if server.process.poll() is None:
-        server.process.terminate()
+    stop_process(server.process, grace=10)
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float) -> None:
+    """Stop a process started in its own session: SIGTERM, then SIGKILL to the group."""
+    if process.poll() is None:
+        process.terminate()
         try:
-            server.process.wait(timeout=10)
+            process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             pass
     try:
-        os.killpg(server.process.pid, signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    if server.process.poll() is None:
-        server.process.wait(timeout=5)
+    if process.poll() is None:
+        process.wait(timeout=5)
 
 
 def helpline_env(data_dir: Path, redis_url: str) -> dict[str, str]:
@@ -544,6 +560,10 @@ def print_report(
     print(f"gunicorn {config.describe()}; the same settings serve the bare app and the helpline")
     if config.worker_class == "sync":
         print("(sync workers close the connection after each response: every request connects)")
+    elif args.new_connections:
+        print("(Connection: close on every request: every request connects)")
+    else:
+        print("(connections are kept alive between requests)")
     print(f"redis-server: the embedded one (helpline.embedded), appendfsync {args.redis_fsync}")
     print(
         f"{args.connections} concurrent connections; {args.rounds} rounds, each "
@@ -632,10 +652,23 @@ def log_problems(server: Server) -> list[str]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Read the command line."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--worker-class", default="sync", choices=("sync", "gthread"))
+    parser.add_argument("--worker-class", default="gevent", choices=WORKER_CLASSES)
+    parser.add_argument(
+        "--keep-alive", type=int, default=WEB_KEEPALIVE_SECONDS, help="gunicorn keep-alive, s"
+    )
+    parser.add_argument(
+        "--compare",
+        choices=WORKER_CLASSES,
+        help="also serve both apps under this worker class, loaded in the same rounds",
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=1, help="threads per gthread worker")
     parser.add_argument("--connections", type=int, default=CONNECTIONS)
+    parser.add_argument(
+        "--new-connections",
+        action="store_true",
+        help="send Connection: close, so every request connects (as nginx does to gunicorn)",
+    )
     parser.add_argument(
         "--redis-fsync",
         default="always",
@@ -653,12 +686,102 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Start redis and both gunicorns, load the endpoints in interleaved rounds, print figures."""
-    args = parse_args(argv)
+@dataclass
+class SetUp:
+    """The bare app and the helpline served under one gunicorn config, and their endpoints."""
+
+    config: GunicornConfig
+    bare_server: Server
+    app_server: Server
+    endpoints: list[Endpoint] = field(default_factory=list)
+
+    @property
+    def bare(self) -> Endpoint:
+        """The bare app's endpoint, the baseline of this set-up's ratios."""
+        return self.endpoints[0]
+
+
+def gunicorn_config(worker_class: str, args: argparse.Namespace) -> GunicornConfig:
+    """Return the config to serve both apps with under worker_class."""
     # gunicorn turns sync into gthread when threads > 1, so sync always gets one thread.
-    threads = 1 if args.worker_class == "sync" else args.threads
-    config = GunicornConfig(args.worker_class, args.workers, threads)
+    threads = 1 if worker_class == "sync" else args.threads
+    return GunicornConfig(worker_class, args.workers, threads, args.keep_alive)
+
+
+def start_set_up(config: GunicornConfig, env: dict[str, str], tmp: Path, tag: str) -> SetUp:
+    """Start the bare app and the helpline under config."""
+    bare_server = start_gunicorn(
+        f"bare{tag}", ["--pythonpath", str(BENCH_DIR), "bare_app:create_app()"], config, env, tmp
+    )
+    app_server = start_gunicorn(f"helpline{tag}", ["helpline:create_app()"], config, env, tmp)
+    return SetUp(config, bare_server, app_server)
+
+
+def prepare_endpoints(
+    set_up: SetUp, args: argparse.Namespace, first_sms: int, redis_pids: Callable[[], list[int]]
+) -> None:
+    """Build the signed request pools, check each app answers, and list the endpoints."""
+    bare_server, app_server = set_up.bare_server, set_up.app_server
+    # Enough distinct texts that no MessageSid repeats.
+    sms_seconds = (args.rounds + 1) * (args.slice + args.slice_warmup)
+    sms_pool = sms_requests(app_server.port, max(1000, int(MAX_RATE * sms_seconds)), first_sms)
+    bare_pool = voice_requests(bare_server.port, "/twilio/voice", 1000)
+    voice_pool = voice_requests(app_server.port, "/twilio/voice", 1000)
+    step_pool = voice_requests(app_server.port, STEP_PATH, 1000, Digits="1")
+    if args.new_connections:
+        pools = (sms_pool, bare_pool, voice_pool, step_pool)
+        sms_pool, bare_pool, voice_pool, step_pool = (
+            [r.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1) for r in pool]
+            for pool in pools
+        )
+
+    for server in (bare_server, app_server):
+        wait_until_ready(server)
+    check_answer(bare_server.port, bare_pool[0], b"<Response>", "bare app")
+    check_answer(app_server.port, voice_pool[0], b"<Gather", "/twilio/voice")
+    check_answer(app_server.port, step_pool[0], b"<Gather", "/twilio/voice/step")
+    probe = dict(sms_form(0), MessageSid=f"SM{first_sms:x}" + "f" * 24, Body="menu")
+    probe_request = signed_request(
+        RequestValidator(AUTH_TOKEN), app_server.port, "/twilio/sms", probe
+    )
+    check_answer(app_server.port, probe_request, b"<Message>", "/twilio/sms")
+
+    def app_pids() -> list[int]:
+        return app_server.worker_pids() + redis_pids()
+
+    set_up.endpoints = [
+        Endpoint("bare Flask, fixed TwiML", bare_server.port, bare_pool, bare_server.worker_pids),
+        Endpoint("POST /twilio/voice", app_server.port, voice_pool, app_pids, redis_pids),
+        Endpoint(
+            "POST /twilio/voice/step Digits=1", app_server.port, step_pool, app_pids, redis_pids
+        ),
+        Endpoint("POST /twilio/sms SAFE/1/menu", app_server.port, sms_pool, app_pids, redis_pids),
+    ]
+
+
+def print_comparison(set_ups: list[SetUp]) -> None:
+    """Print each helpline endpoint's ratio to its own bare app, set-up against set-up."""
+    first, second = set_ups
+    print()
+    print(f"vs bare, {first.config.describe()} / {second.config.describe()} (same rounds):")
+    for mine, theirs in zip(first.endpoints[1:], second.endpoints[1:], strict=True):
+        ours = mine.throughput / first.bare.throughput if first.bare.throughput else 0.0
+        base = theirs.throughput / second.bare.throughput if second.bare.throughput else 0.0
+        change = f"{(ours / base - 1) * 100:+.0f} %" if base else "-"
+        print(
+            f"  {mine.name:<36} {ours:.2f} / {base:.2f} ({change}); req/s "
+            f"{mine.throughput:.0f} / {theirs.throughput:.0f}; p99 ms "
+            f"{mine.percentile_ms(99):.1f} / {theirs.percentile_ms(99):.1f}; us/req "
+            f"{mine.cpu_per_request_us('server'):.0f} / {theirs.cpu_per_request_us('server'):.0f}"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start redis and the gunicorns, load the endpoints in interleaved rounds, print figures."""
+    args = parse_args(argv)
+    configs = [gunicorn_config(args.worker_class, args)]
+    if args.compare:
+        configs.append(gunicorn_config(args.compare, args))
 
     def terminate(signum: int, _frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)
@@ -674,54 +797,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         client.config_set("appendfsync", args.redis_fsync)
         client.close()
         env = helpline_env(tmp, redis_url)
-        bare_server = start_gunicorn(
-            "bare", ["--pythonpath", str(BENCH_DIR), "bare_app:create_app()"], config, env, tmp
-        )
-        servers.append(bare_server)
-        app_server = start_gunicorn("helpline", ["helpline:create_app()"], config, env, tmp)
-        servers.append(app_server)
-
-        # Built while gunicorn boots: enough distinct texts that no MessageSid repeats.
-        sms_seconds = (args.rounds + 1) * (args.slice + args.slice_warmup)
-        sms_pool = sms_requests(app_server.port, max(1000, int(MAX_RATE * sms_seconds)))
-        bare_pool = voice_requests(bare_server.port, "/twilio/voice", 1000)
-        voice_pool = voice_requests(app_server.port, "/twilio/voice", 1000)
-        step_pool = voice_requests(app_server.port, STEP_PATH, 1000, Digits="1")
-
-        for server in servers:
-            wait_until_ready(server)
-        check_answer(bare_server.port, bare_pool[0], b"<Response>", "bare app")
-        check_answer(app_server.port, voice_pool[0], b"<Gather", "/twilio/voice")
-        check_answer(app_server.port, step_pool[0], b"<Gather", "/twilio/voice/step")
-        probe = dict(sms_form(0), MessageSid="SM" + "f" * 32, Body="menu")
-        probe_request = signed_request(
-            RequestValidator(AUTH_TOKEN), app_server.port, "/twilio/sms", probe
-        )
-        check_answer(app_server.port, probe_request, b"<Message>", "/twilio/sms")
-        redis_pid = embedded.server_pid(tmp)
+        set_ups = []
+        for number, config in enumerate(configs):
+            set_up = start_set_up(config, env, tmp, f"-{number}" if number else "")
+            servers += [set_up.bare_server, set_up.app_server]
+            set_ups.append(set_up)
+        redis_pid: int | None = None
 
         def redis_pids() -> list[int]:
             return [redis_pid] if redis_pid else []
 
-        def app_pids() -> list[int]:
-            return app_server.worker_pids() + redis_pids()
+        for number, set_up in enumerate(set_ups):
+            # Each set-up texts with its own MessageSids: they share one Redis.
+            prepare_endpoints(set_up, args, number * 10_000_000, redis_pids)
+        redis_pid = embedded.server_pid(tmp)
 
-        bare = Endpoint(
-            "bare Flask, fixed TwiML", bare_server.port, bare_pool, bare_server.worker_pids
-        )
-        endpoints = [
-            bare,
-            Endpoint("POST /twilio/voice", app_server.port, voice_pool, app_pids, redis_pids),
-            Endpoint(
-                "POST /twilio/voice/step Digits=1", app_server.port, step_pool, app_pids, redis_pids
-            ),
-            Endpoint(
-                "POST /twilio/sms SAFE/1/menu", app_server.port, sms_pool, app_pids, redis_pids
-            ),
-        ]
-        print(
-            f"gunicorn {config.describe()} ready; warming up, then {args.rounds} rounds", flush=True
-        )
+        endpoints = [endpoint for set_up in set_ups for endpoint in set_up.endpoints]
+        described = " and ".join(config.describe() for config in configs)
+        print(f"gunicorn {described} ready; warming up, then {args.rounds} rounds", flush=True)
         for endpoint in endpoints:
             load_slice(endpoint, args.connections, args.slice_warmup, args.slice)
         for number in range(args.rounds):
@@ -731,7 +824,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     load_slice(endpoint, args.connections, args.slice_warmup, args.slice)
                 )
             print(f"  round {number + 1}/{args.rounds} done", flush=True)
-        print_report(endpoints, bare, config, args)
+        for set_up in set_ups:
+            print_report(set_up.endpoints, set_up.bare, set_up.config, args)
+        if len(set_ups) > 1:
+            print_comparison(set_ups)
+        print()
 
         client = redis.Redis.from_url(redis_url)
         conversations = sum(1 for _ in client.scan_iter("helpline:sms:conv:*", count=1000))

@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import Flask, Response
 
 from helpline.config import Settings, load_settings
-from helpline.constants import MAX_WEBHOOK_BYTES
+from helpline.constants import MAX_WEBHOOK_BYTES, REQUEST_BODY_SECONDS
 from helpline.logs import configure_logging
 from helpline.proxies import TrustedProxies
+from helpline.readlimit import BodyDeadline
 
 __all__ = ["create_app"]
 
@@ -28,6 +29,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     # X-Forwarded-*: the client's address for the login limits, and the scheme and host
     # for the URL Twilio signed (PUBLIC_URL, when set, takes precedence).
     app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
+    # A client that trickles its body is cut off instead of holding a connection open.
+    app.wsgi_app = BodyDeadline(app.wsgi_app, REQUEST_BODY_SECONDS)  # type: ignore[method-assign]
     headers.init_app(app, settings)
     services.init_app(app, settings)
     app.register_blueprint(webhooks.bp)

@@ -18,6 +18,7 @@ import redis
 
 from helpline import embedded
 from helpline.config import Settings, load_settings
+from helpline.constants import WEB_KEEPALIVE_SECONDS
 from helpline.errors import ConfigError, HelplineError
 from helpline.privacy import mask_phone
 
@@ -176,32 +177,46 @@ def _serve(args: argparse.Namespace) -> int:
     return 0 if stopping or not failed else 1
 
 
+def gunicorn_command(bind: str, workers: str) -> list[str]:
+    """Return the gunicorn command line that the Procfile's web line and `helpline web` run.
+
+    gevent workers: a greenlet per connection, so a client trickling its request holds
+    no worker (bench/slow_clients.py), and the keep-alive timeout also bounds the time
+    a client gets to send a request's line and headers. No access log: it would show
+    numbers in URLs.
+    """
+    return [
+        "gunicorn",
+        "--bind",
+        bind,
+        "--worker-class",
+        "gevent",
+        "--keep-alive",
+        str(WEB_KEEPALIVE_SECONDS),
+        "--workers",
+        workers,
+        "--graceful-timeout",
+        "20",
+        "helpline:create_app()",
+    ]
+
+
 def _web(args: argparse.Namespace) -> int:
     # Checked first: gunicorn reads WEB_CONCURRENCY when imported, and fails with a traceback.
     workers = args.workers or _web_concurrency()
-    from gunicorn.app.base import BaseApplication
-
-    from helpline import create_app
+    from helpline.flows.lint import load_flows
 
     settings = load_settings()
     port = args.port or settings.port
-    app = create_app(settings)  # fail here, loudly, before forking workers
-
-    class Server(BaseApplication):
-        # As the Procfile runs it: sync workers measured best for the webhooks
-        # (bench/webhooks.py); each answers in a few milliseconds.
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{args.host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "sync")
-            self.cfg.set("graceful_timeout", 20)
-            self.cfg.set("accesslog", None)  # access logs would show numbers in URLs
-
-        def load(self):
-            return app
-
-    Server().run()
-    return 0
+    # Fail here, loudly, before gunicorn starts.
+    load_flows(settings.flows_dir)
+    embedded.resolve_redis_url(settings.redis_url, settings.data_dir)
+    # gunicorn replaces this process, as the Procfile starts it: in a fresh interpreter
+    # its gevent workers patch the standard library before the app imports anything.
+    command = gunicorn_command(f"{args.host}:{port}", str(workers))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", *command])
 
 
 def _web_concurrency() -> int:

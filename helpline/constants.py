@@ -27,6 +27,12 @@ SMS_MAX_SEGMENTS = 2
 # Largest webhook body read, in bytes; Twilio's own requests are far smaller.
 MAX_WEBHOOK_BYTES = 64 * 1024
 
+# Seconds a client gets to send a request's line and headers: gunicorn's keep-alive
+# timeout, which under the gevent worker bounds that read as well as an idle connection.
+WEB_KEEPALIVE_SECONDS = 5
+# ...and then to send the body (Twilio's arrive in one packet); later, a 408 and close.
+REQUEST_BODY_SECONDS = 5.0
+
 # Redis socket timeouts (seconds): a slow Redis must not hold a caller past Twilio's limit.
 REDIS_SOCKET_TIMEOUT = 0.5
 REDIS_CONNECT_TIMEOUT = 0.5
