@@ -19,11 +19,17 @@ import redis
 from helpline import embedded
 from helpline.config import Settings, load_settings
 from helpline.errors import ConfigError, HelplineError
+from helpline.logs import configure_logging
 from helpline.privacy import mask_phone
+from helpline.supervisor import Supervisor
 
 # Ofcom keeps 020 7946 0000-0999 for drama: a valid number that is never a subscriber's,
 # so the simulator's caller can queue a call back and examples can be copied as they are.
 EXAMPLE_NUMBER = "+442079460123"
+# Default worker processes per CPU: a job mostly waits (on Redis's fsync, on Twilio).
+WORKER_PROCESSES_PER_CPU = 2
+# ...and at most this many by default (each is about 70 MB).
+MAX_DEFAULT_WORKER_PROCESSES = 8
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,8 +62,18 @@ def _parser() -> argparse.ArgumentParser:
     web.add_argument("--workers", type=int, default=None, help="gunicorn worker processes")
     web.set_defaults(handler=_web)
 
-    worker = commands.add_parser("worker", help="the RQ worker process")
-    worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    worker = commands.add_parser("worker", help="the RQ worker processes")
+    worker.add_argument(
+        "--processes",
+        type=int,
+        help="worker processes (default: $HELPLINE_WORKER_PROCESSES, else 2 per CPU, up to 8)",
+    )
+    worker.add_argument(
+        "--fork", action="store_true", help="run each job in a forked work-horse (slower)"
+    )
+    worker.add_argument(
+        "--burst", action="store_true", help="work what is queued, in one process, then exit"
+    )
     worker.set_defaults(handler=_worker)
 
     simulate = commands.add_parser("simulate", help="play the helpline through its webhooks")
@@ -171,6 +187,23 @@ def _serve(args: argparse.Namespace) -> int:
     return 0 if stopping or not failed else 1
 
 
+def _until_stopped(supervisor: Supervisor) -> None:
+    """Start supervisor's children and keep them running until SIGTERM or Ctrl-C."""
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        supervisor.start()
+        supervisor.run(lambda: stopping)
+    finally:
+        supervisor.stop()
+
+
 def _web(args: argparse.Namespace) -> int:
     # Checked first: gunicorn reads WEB_CONCURRENCY when imported, and fails with a traceback.
     workers = args.workers or _web_concurrency()
@@ -201,20 +234,47 @@ def _web(args: argparse.Namespace) -> int:
 
 def _web_concurrency() -> int:
     """Return WEB_CONCURRENCY (the Procfile's setting), else 2 workers."""
-    text = os.environ.get("WEB_CONCURRENCY", "")
+    return _count_from_env("WEB_CONCURRENCY", 2)
+
+
+def _count_from_env(name: str, default: int) -> int:
+    """Return the environment variable `name` as a whole number above 0, else default."""
+    text = os.environ.get(name, "")
     try:
-        workers = int(text) if text else 2
-        if workers < 1:
+        count = int(text) if text else default
+        if count < 1:
             raise ValueError
     except ValueError:
-        raise ConfigError(f"WEB_CONCURRENCY must be a whole number above 0, not {text!r}") from None
-    return workers
+        raise ConfigError(f"{name} must be a whole number above 0, not {text!r}") from None
+    return count
+
+
+def _usable_cpus() -> int:
+    """Return how many CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from workers.main import run
+    settings = load_settings()  # a bad setting fails here once, not in every process
+    if args.processes is not None and args.processes < 1:
+        raise ConfigError(f"--processes must be a whole number above 0, not {args.processes}")
+    default = min(WORKER_PROCESSES_PER_CPU * _usable_cpus(), MAX_DEFAULT_WORKER_PROCESSES)
+    processes = args.processes or _count_from_env("HELPLINE_WORKER_PROCESSES", default)
+    if processes == 1 or args.burst:
+        from workers.main import run
 
-    run(load_settings(), burst=args.burst)
+        run(settings, burst=args.burst, fork=args.fork)
+        return 0
+    configure_logging(settings.log_level)
+    one = [sys.executable, "-m", "helpline", "worker", "--processes", "1"]
+    if args.fork:
+        one.append("--fork")
+    # The pool stays in this process's group: a signal to the group reaches every worker.
+    pool = Supervisor({f"worker-{n}": one for n in range(1, processes + 1)}, own_groups=False)
+    _until_stopped(pool)
     return 0
 
 
