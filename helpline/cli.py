@@ -8,10 +8,8 @@ import getpass
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import redis
@@ -136,58 +134,42 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = load_settings()
+    configure_logging(settings.log_level)
     port = args.port or settings.port
     env = dict(os.environ)
     if not settings.redis_url:
         env["REDIS_URL"] = embedded.ensure_running(settings.data_dir)[0]
     python = sys.executable
-    children = [
-        subprocess.Popen(
-            [python, "-m", "helpline", "web", "--host", args.host, "--port", str(port)], env=env
-        ),
-        subprocess.Popen([python, "-m", "helpline", "worker"], env=env),
-    ]
+    web = [python, "-m", "helpline", "web", "--host", args.host, "--port", str(port)]
+    # A child that dies is started again; the web never goes down with the worker.
+    supervisor = Supervisor(
+        {"web": web, "worker": [python, "-m", "helpline", "worker"]}, env=env, own_groups=True
+    )
     where = "REDIS_URL" if settings.redis_url else f"embedded, data in {settings.data_dir}"
     base = f"http://{'localhost' if args.host in ('127.0.0.1', '0.0.0.0') else args.host}:{port}"
-    print(
-        f"\nHelpline is running at {base}\n"
-        f"  webhooks: {base}/twilio/voice and {base}/twilio/sms (signed requests only)\n"
-        f"  health:   {base}/healthz\n"
-        f"  Redis:    {where}\n"
-        "Try it from another terminal:\n"
-        f"  .venv/bin/helpline simulate call --url {base}\n"
-        f"  .venv/bin/helpline simulate sms --url {base} SAFE\n"
-        "Press Ctrl-C to stop.\n",
-        flush=True,
-    )
 
-    stopping = False
+    def announce() -> None:
+        print(
+            f"\nHelpline is running at {base}\n"
+            f"  webhooks: {base}/twilio/voice and {base}/twilio/sms (signed requests only)\n"
+            f"  health:   {base}/healthz\n"
+            f"  Redis:    {where}\n"
+            "Try it from another terminal:\n"
+            f"  .venv/bin/helpline simulate call --url {base}\n"
+            f"  .venv/bin/helpline simulate sms --url {base} SAFE\n"
+            "Press Ctrl-C to stop.\n",
+            flush=True,
+        )
 
-    def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     try:
-        while not stopping and all(child.poll() is None for child in children):
-            time.sleep(0.2)
+        _until_stopped(supervisor, announce)
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
         if not settings.redis_url:
             embedded.stop(settings.data_dir)
-    failed = [c.returncode for c in children if c.returncode not in (0, -signal.SIGTERM)]
-    return 0 if stopping or not failed else 1
+    return 0
 
 
-def _until_stopped(supervisor: Supervisor) -> None:
+def _until_stopped(supervisor: Supervisor, started: Callable[[], None] | None = None) -> None:
     """Start supervisor's children and keep them running until SIGTERM or Ctrl-C."""
     stopping = False
 
@@ -199,6 +181,8 @@ def _until_stopped(supervisor: Supervisor) -> None:
     signal.signal(signal.SIGINT, stop)
     try:
         supervisor.start()
+        if started is not None:
+            started()
         supervisor.run(lambda: stopping)
     finally:
         supervisor.stop()
@@ -266,8 +250,7 @@ def _worker(args: argparse.Namespace) -> int:
     if processes == 1 or args.burst:
         from workers.main import run
 
-        run(settings, burst=args.burst, fork=args.fork)
-        return 0
+        return run(settings, burst=args.burst, fork=args.fork)
     configure_logging(settings.log_level)
     one = [sys.executable, "-m", "helpline", "worker", "--processes", "1"]
     if args.fork:

@@ -548,6 +548,67 @@ def test_helpline_worker_runs_the_processes_asked_for_and_replaces_one_that_dies
     ]
 
 
+@pytest.fixture
+def own_redis(
+    worker_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A redis-server for this test alone, to stop and start: (its data dir, worker env)."""
+    data_dir = Path(tempfile.mkdtemp(prefix="hl-", dir="/tmp"))
+    url, _ = embedded.ensure_running(data_dir)
+    monkeypatch.setenv("REDIS_URL", url)
+    jobs.context.cache_clear()
+    try:
+        yield data_dir, {**worker_env, "REDIS_URL": url}
+    finally:
+        jobs.context.cache_clear()
+        embedded.stop(data_dir)
+
+
+# Seconds Redis stays away: longer than redis-py's own retries of a command (about 5).
+REDIS_OUTAGE_SECONDS = 8
+
+
+def _kill_redis(data_dir: Path) -> None:
+    """Kill the redis-server outright, as a crash or an OOM kill would."""
+    pid = embedded.server_pid(data_dir)
+    assert pid is not None
+    _kill(pid)
+    wait_until(lambda: not embedded.is_running(data_dir), what="redis-server to die")
+
+
+@pytest.mark.parametrize("when", ["mid-job", "idle"])
+def test_the_worker_carries_on_when_redis_goes_away_and_comes_back(
+    own_redis: tuple[Path, dict[str, str]], twilio_api: TwilioApi, when: str
+) -> None:
+    data_dir, env = own_redis
+    ctx = jobs.context()
+    proc = helpline_worker(env, HELPLINE_WORKER_PROCESSES="1")
+    try:
+        ask(ctx, 0)
+        twilio_api.wait_for(1, timeout=PROCESS_WAIT_SECONDS)  # the worker is up and working
+        held = None
+        if when == "mid-job":
+            twilio_api.delay_next(2)  # Twilio takes the text and holds its answer...
+            held = ask(ctx, 1).request
+            twilio_api.wait_for(2)  # ...while Redis dies under the job
+        _kill_redis(data_dir)
+        time.sleep(REDIS_OUTAGE_SECONDS)
+        embedded.ensure_running(data_dir)
+
+        ask(ctx, 2)
+        wait_until(
+            lambda: len(texts_to(twilio_api, 2)) == 1,
+            PROCESS_WAIT_SECONDS,
+            what="work queued after the outage",
+        )
+        assert proc.poll() is None, "the worker exited"
+        if held is not None:
+            wait_until(lambda rid=held.id: ctx.client.hexists(REQ + rid, "sent:confirm"))
+            assert len(texts_to(twilio_api, 1)) == 1
+    finally:
+        _stop(proc)
+
+
 def test_sigterm_lets_the_worker_finish_its_job_then_exit(
     ctx: jobs.Context, twilio_api: TwilioApi, worker_env: dict[str, str]
 ) -> None:
@@ -672,33 +733,26 @@ def _dump(ctx: jobs.Context, key: bytes) -> object:
 
 
 def test_waiting_requests_and_their_order_survive_a_redis_restart(
-    worker_env: dict[str, str], twilio_api: TwilioApi, monkeypatch: pytest.MonkeyPatch
+    own_redis: tuple[Path, dict[str, str]], twilio_api: TwilioApi
 ) -> None:
-    data_dir = Path(tempfile.mkdtemp(prefix="hl-", dir="/tmp"))
-    url, _ = embedded.ensure_running(data_dir)
-    try:
-        monkeypatch.setenv("REDIS_URL", url)
-        jobs.context.cache_clear()
-        ctx = jobs.context()
-        for n in range(6):
-            ask(ctx, n, urgent=n % 3 == 2)
-        before = [(r.id, r.priority, r.phone_masked) for r in ctx.queue.active()]
+    data_dir, _ = own_redis
+    ctx = jobs.context()
+    for n in range(6):
+        ask(ctx, n, urgent=n % 3 == 2)
+    before = [(r.id, r.priority, r.phone_masked) for r in ctx.queue.active()]
 
-        embedded.stop(data_dir)
-        assert not embedded.is_running(data_dir)
-        embedded.ensure_running(data_dir)
-        ctx.client.connection_pool.disconnect()
+    embedded.stop(data_dir)
+    assert not embedded.is_running(data_dir)
+    embedded.ensure_running(data_dir)
+    ctx.client.connection_pool.disconnect()
 
-        after = [(r.id, r.priority, r.phone_masked) for r in ctx.queue.active()]
-        assert after == before
-        assert [ctx.queue.phone(rid) for rid, _, _ in after][0] == callback_number(2)
-        work(ctx)  # the confirmation jobs queued before the restart still run
-        assert sorted(m.form["To"] for m in twilio_api.messages()) == sorted(
-            callback_number(n) for n in range(6)
-        )
-    finally:
-        jobs.context.cache_clear()
-        embedded.stop(data_dir)
+    after = [(r.id, r.priority, r.phone_masked) for r in ctx.queue.active()]
+    assert after == before
+    assert [ctx.queue.phone(rid) for rid, _, _ in after][0] == callback_number(2)
+    work(ctx)  # the confirmation jobs queued before the restart still run
+    assert sorted(m.form["To"] for m in twilio_api.messages()) == sorted(
+        callback_number(n) for n in range(6)
+    )
 
 
 def test_no_phone_number_is_stored_in_plain_text_anywhere_in_redis(

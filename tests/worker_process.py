@@ -17,7 +17,7 @@ INTERVALS = {"maintenance_interval": 1, "job_monitoring_interval": 1, "heartbeat
 
 
 def main() -> None:
-    run(load_settings(), fork="--fork" in sys.argv[1:], **INTERVALS)
+    sys.exit(run(load_settings(), fork="--fork" in sys.argv[1:], **INTERVALS))
 
 
 if __name__ == "__main__":

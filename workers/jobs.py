@@ -29,7 +29,7 @@ from helpline.flows.gsm import as_sent
 from helpline.flows.lint import Library, load_flows
 from helpline.outbound import find_sent, make_client, send_text
 from helpline.sms import OPT_OUT_KEY
-from workers.main import FAILURE_TTL, URGENT_QUEUE
+from workers.main import FAILURE_TTL, URGENT_QUEUE, connect
 from workers.main import queue as job_queue
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,7 @@ class Context:
 def context() -> Context:
     """Return this process's resources, read from the environment like every process."""
     settings = load_settings()
-    url = embedded.resolve_redis_url(settings.redis_url, settings.data_dir)
-    client = redis.Redis.from_url(url)
+    client = connect(embedded.resolve_redis_url(settings.redis_url, settings.data_dir))
     queue = CallbackQueue.for_secret(client, settings.encryption_secret)
     return Context(
         settings=settings,

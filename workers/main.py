@@ -28,6 +28,10 @@ How a job is taken and kept safe (RQ 3.0, Redis 6.2+):
 * A job that hangs is stopped at its timeout (SIGALRM, as RQ does in a work-horse). If it
   is still running HEARTBEAT_GRACE later, the alarm could not stop it: the process
   ends itself, the deadline lapses and another worker retries the job.
+* Redis going away: every Redis command of a worker is retried, with growing gaps, until
+  Redis answers again; the worker (and a job waiting on Redis, up to its timeout) then
+  carries on. An outage longer than the deadline lets another worker retry a job that
+  is still waiting here; send_once checks Twilio's message log before a second send.
 * A retry re-runs the whole job; jobs are written for that (workers.jobs.send_once).
 
 `run(..., fork=True)` keeps RQ's forking worker, for jobs that need a process of their
@@ -45,6 +49,8 @@ from types import TracebackType
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.executions import Execution
@@ -89,6 +95,34 @@ RESULT_TTL = 60
 FAILURE_TTL = 7 * 24 * 60 * 60
 # Seconds any one job may run: a text is a REST call or two with a 10-second timeout.
 JOB_TIMEOUT = 120
+# Longest gap, in seconds, between attempts to reach Redis while it is away.
+REDIS_RETRY_CAP = 2.0
+# Failed attempts to reach Redis between two log lines saying it is still away.
+REDIS_RETRY_LOG_EVERY = 30
+
+
+class _UntilRedisAnswers(ExponentialBackoff):
+    """Growing gaps between attempts to reach Redis, with a log line when it goes away."""
+
+    def compute(self, failures: int) -> float:
+        if failures == 1 or failures % REDIS_RETRY_LOG_EVERY == 0:
+            log.warning(
+                "redis unreachable; the worker retries until it answers",
+                extra={"attempts": failures},
+            )
+        return float(super().compute(failures))
+
+
+def connect(url: str) -> redis.Redis:
+    """Return a client for the workers: a command waits for Redis rather than fail.
+
+    redis-py gives up on a command after about 5 seconds of retries by default; a
+    worker would then stop. Commands that time out or lose their connection (Redis
+    restarting, loading its data, failing over) are sent again until Redis answers.
+    """
+    return redis.Redis.from_url(
+        url, retry=Retry(_UntilRedisAnswers(cap=REDIS_RETRY_CAP, base=0.05), retries=-1)
+    )
 
 
 class HelplineQueue(Queue):
@@ -171,6 +205,8 @@ class _Helpline(BaseWorker):
 
     heartbeat_grace = HEARTBEAT_GRACE
     queue_class = HelplineQueue
+    # Whether a stop was asked for (SIGTERM, Ctrl-C): a worker that ends without one failed.
+    stop_asked = False
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """Return how long a started job counts as alive without another heartbeat."""
@@ -210,9 +246,14 @@ class _Helpline(BaseWorker):
         # through the list. Left there, maintenance would fail and retry a finished job.
         super().prepare_job_execution(job, remove_from_intermediate_queue=True)
 
+    def request_stop(self, signum: int, frame: Any) -> None:
+        """Stop after the current job (RQ's warm shutdown), noting that it was asked for."""
+        self.stop_asked = True
+        super().request_stop(signum, frame)
+
 
 class HelplineWorker(_Helpline, SimpleWorker):
-    """RQ's worker, running each job in its own process, with heartbeats while it runs."""
+    """RQ's worker, running each job in the worker process itself, with heartbeats."""
 
     _heartbeats: _Heartbeats | None = None
 
@@ -319,8 +360,8 @@ def make_worker(
     return worker
 
 
-def run(settings: Settings, *, burst: bool = False, fork: bool = False, **intervals: int) -> None:
-    """Work the queues until stopped.
+def run(settings: Settings, *, burst: bool = False, fork: bool = False, **intervals: int) -> int:
+    """Work the queues until stopped; return the exit status (non-zero: the worker failed).
 
     The first SIGTERM (or Ctrl-C) lets the current job finish, then the worker exits; a
     second one stops it at once (the job is then retried, as for a killed worker).
@@ -328,8 +369,7 @@ def run(settings: Settings, *, burst: bool = False, fork: bool = False, **interv
     configure_logging(settings.log_level)
     # The twilio library logs request URLs and headers at INFO: they hold phone numbers.
     logging.getLogger("twilio").setLevel(logging.WARNING)
-    url = embedded.resolve_redis_url(settings.redis_url, settings.data_dir)
-    connection = redis.Redis.from_url(url)
+    connection = connect(embedded.resolve_redis_url(settings.redis_url, settings.data_dir))
     from workers.jobs import context  # jobs imports this module
 
     # Load the jobs' resources (flows, the Twilio client) once, not in each job's first
@@ -338,3 +378,7 @@ def run(settings: Settings, *, burst: bool = False, fork: bool = False, **interv
     worker = make_worker(connection, fork=fork, **intervals)
     log.info("worker starting", extra={"queues": ",".join(QUEUE_NAMES), "fork": fork})
     worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+    if burst or worker.stop_asked:
+        return 0
+    log.error("worker stopped without being asked to")  # RQ logged why, just before
+    return 1
