@@ -11,7 +11,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET  := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run test lint bench bench-slow bench-queue flows browser clean
+.PHONY: run test lint bench bench-slow bench-queue bench-jobs flows browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench-slow: $(STAMP)
 
 bench-queue: $(STAMP)
 	$(BIN)/python bench/callback_queue.py
+
+bench-jobs: $(STAMP)
+	$(BIN)/python bench/jobs.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis test-output

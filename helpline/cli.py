@@ -8,10 +8,8 @@ import getpass
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import redis
@@ -20,11 +18,17 @@ from helpline import embedded
 from helpline.config import Settings, load_settings
 from helpline.constants import WEB_KEEPALIVE_SECONDS
 from helpline.errors import ConfigError, HelplineError
+from helpline.logs import configure_logging
 from helpline.privacy import mask_phone
+from helpline.supervisor import Supervisor
 
 # Ofcom keeps 020 7946 0000-0999 for drama: a valid number that is never a subscriber's,
 # so the simulator's caller can queue a call back and examples can be copied as they are.
 EXAMPLE_NUMBER = "+442079460123"
+# Default worker processes per CPU: a job mostly waits (on Redis's fsync, on Twilio).
+WORKER_PROCESSES_PER_CPU = 2
+# ...and at most this many by default (each is about 70 MB).
+MAX_DEFAULT_WORKER_PROCESSES = 8
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,8 +61,18 @@ def _parser() -> argparse.ArgumentParser:
     web.add_argument("--workers", type=int, default=None, help="gunicorn worker processes")
     web.set_defaults(handler=_web)
 
-    worker = commands.add_parser("worker", help="the RQ worker process")
-    worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    worker = commands.add_parser("worker", help="the RQ worker processes")
+    worker.add_argument(
+        "--processes",
+        type=int,
+        help="worker processes (default: $HELPLINE_WORKER_PROCESSES, else 2 per CPU, up to 8)",
+    )
+    worker.add_argument(
+        "--fork", action="store_true", help="run each job in a forked work-horse (slower)"
+    )
+    worker.add_argument(
+        "--burst", action="store_true", help="work what is queued, in one process, then exit"
+    )
     worker.set_defaults(handler=_worker)
 
     simulate = commands.add_parser("simulate", help="play the helpline through its webhooks")
@@ -126,31 +140,43 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = load_settings()
+    configure_logging(settings.log_level)
     port = args.port or settings.port
     env = dict(os.environ)
     if not settings.redis_url:
         env["REDIS_URL"] = embedded.ensure_running(settings.data_dir)[0]
     python = sys.executable
-    children = [
-        subprocess.Popen(
-            [python, "-m", "helpline", "web", "--host", args.host, "--port", str(port)], env=env
-        ),
-        subprocess.Popen([python, "-m", "helpline", "worker"], env=env),
-    ]
+    web = [python, "-m", "helpline", "web", "--host", args.host, "--port", str(port)]
+    # A child that dies is started again; the web never goes down with the worker.
+    supervisor = Supervisor(
+        {"web": web, "worker": [python, "-m", "helpline", "worker"]}, env=env, own_groups=True
+    )
     where = "REDIS_URL" if settings.redis_url else f"embedded, data in {settings.data_dir}"
     base = f"http://{'localhost' if args.host in ('127.0.0.1', '0.0.0.0') else args.host}:{port}"
-    print(
-        f"\nHelpline is running at {base}\n"
-        f"  webhooks: {base}/twilio/voice and {base}/twilio/sms (signed requests only)\n"
-        f"  health:   {base}/healthz\n"
-        f"  Redis:    {where}\n"
-        "Try it from another terminal:\n"
-        f"  .venv/bin/helpline simulate call --url {base}\n"
-        f"  .venv/bin/helpline simulate sms --url {base} SAFE\n"
-        "Press Ctrl-C to stop.\n",
-        flush=True,
-    )
 
+    def announce() -> None:
+        print(
+            f"\nHelpline is running at {base}\n"
+            f"  webhooks: {base}/twilio/voice and {base}/twilio/sms (signed requests only)\n"
+            f"  health:   {base}/healthz\n"
+            f"  Redis:    {where}\n"
+            "Try it from another terminal:\n"
+            f"  .venv/bin/helpline simulate call --url {base}\n"
+            f"  .venv/bin/helpline simulate sms --url {base} SAFE\n"
+            "Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+
+    try:
+        _until_stopped(supervisor, announce)
+    finally:
+        if not settings.redis_url:
+            embedded.stop(settings.data_dir)
+    return 0
+
+
+def _until_stopped(supervisor: Supervisor, started: Callable[[], None] | None = None) -> None:
+    """Start supervisor's children and keep them running until SIGTERM or Ctrl-C."""
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
@@ -160,21 +186,12 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        while not stopping and all(child.poll() is None for child in children):
-            time.sleep(0.2)
+        supervisor.start()
+        if started is not None:
+            started()
+        supervisor.run(lambda: stopping)
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        if not settings.redis_url:
-            embedded.stop(settings.data_dir)
-    failed = [c.returncode for c in children if c.returncode not in (0, -signal.SIGTERM)]
-    return 0 if stopping or not failed else 1
+        supervisor.stop()
 
 
 def gunicorn_command(bind: str, workers: str) -> list[str]:
@@ -221,20 +238,46 @@ def _web(args: argparse.Namespace) -> int:
 
 def _web_concurrency() -> int:
     """Return WEB_CONCURRENCY (the Procfile's setting), else 2 workers."""
-    text = os.environ.get("WEB_CONCURRENCY", "")
+    return _count_from_env("WEB_CONCURRENCY", 2)
+
+
+def _count_from_env(name: str, default: int) -> int:
+    """Return the environment variable `name` as a whole number above 0, else default."""
+    text = os.environ.get(name, "")
     try:
-        workers = int(text) if text else 2
-        if workers < 1:
+        count = int(text) if text else default
+        if count < 1:
             raise ValueError
     except ValueError:
-        raise ConfigError(f"WEB_CONCURRENCY must be a whole number above 0, not {text!r}") from None
-    return workers
+        raise ConfigError(f"{name} must be a whole number above 0, not {text!r}") from None
+    return count
+
+
+def _usable_cpus() -> int:
+    """Return how many CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from workers.main import run
+    settings = load_settings()  # a bad setting fails here once, not in every process
+    if args.processes is not None and args.processes < 1:
+        raise ConfigError(f"--processes must be a whole number above 0, not {args.processes}")
+    default = min(WORKER_PROCESSES_PER_CPU * _usable_cpus(), MAX_DEFAULT_WORKER_PROCESSES)
+    processes = args.processes or _count_from_env("HELPLINE_WORKER_PROCESSES", default)
+    if processes == 1 or args.burst:
+        from workers.main import run
 
-    run(load_settings(), burst=args.burst)
+        return run(settings, burst=args.burst, fork=args.fork)
+    configure_logging(settings.log_level)
+    one = [sys.executable, "-m", "helpline", "worker", "--processes", "1"]
+    if args.fork:
+        one.append("--fork")
+    # The pool stays in this process's group: a signal to the group reaches every worker.
+    pool = Supervisor({f"worker-{n}": one for n in range(1, processes + 1)}, own_groups=False)
+    _until_stopped(pool)
     return 0
 
 

@@ -208,6 +208,22 @@ def join(threads: Iterable[threading.Thread], timeout: float = WAIT_SECONDS) -> 
         assert not thread.is_alive(), f"{thread.name} still running after {timeout:.0f} s"
 
 
+def child_pids(pid: int) -> list[int]:
+    """Return the ids of pid's child processes (a worker's own, a supervisor's workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
 def callback_number(n: int) -> str:
     """Return the n-th (0-99) of the US numbers reserved for fiction, valid to phonenumbers."""
     return f"+1202555{100 + n:04d}"

@@ -16,13 +16,18 @@ import redis as redis_py
 
 from helpline import embedded
 from tests.factories import (
+    ACCOUNT_SID,
     AUTH_TOKEN,
+    HELPLINE_NUMBER,
     PROCESS_WAIT_SECONDS,
     SECRET_KEY,
+    USABLE_CALLER,
     WAIT_SECONDS,
+    child_pids,
     sign,
     wait_until,
 )
+from tests.twilio_api import TwilioApi
 
 
 def test_embedded_redis_keeps_data_across_a_restart_with_aof(tmp_path):
@@ -55,9 +60,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
+def _serve(data_dir: Path, port: int, **extra: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(HELPLINE_DATA_DIR=str(data_dir), TWILIO_AUTH_TOKEN=AUTH_TOKEN, SECRET_KEY=SECRET_KEY)
+    env.update(extra)
     return subprocess.Popen(
         [sys.executable, "-m", "helpline", "serve", "--port", str(port)],
         env=env,
@@ -130,3 +136,64 @@ def test_serve_runs_web_worker_and_redis_and_conversations_survive_a_restart(tmp
         assert "Regular opioid use changes the brain" in _post_sms(port, "1")
     finally:
         _stop(process)
+
+
+# Whom the call back is for, when a texter asks for it on another phone.
+OTHER_PHONE = USABLE_CALLER
+
+
+def _answers(port: int) -> bool:
+    """Return whether the web answers /healthz with 200 right now."""
+    try:
+        url = f"http://127.0.0.1:{port}/healthz"
+        with urllib.request.urlopen(url, timeout=WAIT_SECONDS) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _worker_child(process: subprocess.Popen[str]) -> int | None:
+    """Return the pid of serve's worker child, if one runs."""
+    for pid in child_pids(process.pid):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"worker" in command:
+            return pid
+    return None
+
+
+def test_serve_restarts_a_killed_worker_while_the_web_keeps_answering(
+    tmp_path: Path, twilio_api: TwilioApi
+) -> None:
+    port = _free_port()
+    process = _serve(
+        tmp_path,
+        port,
+        TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+        TWILIO_API_URL=twilio_api.url,
+        HELPLINE_PHONE_NUMBER=HELPLINE_NUMBER,
+    )
+    try:
+        _wait_until_up(port, process)
+        wait_until(lambda: _worker_child(process) is not None, PROCESS_WAIT_SECONDS)
+        victim = _worker_child(process)
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+
+        def replaced() -> bool:
+            assert _answers(port), "the web stopped answering"
+            return _worker_child(process) not in (None, victim)
+
+        wait_until(replaced, PROCESS_WAIT_SECONDS, what="a new worker")
+        assert process.poll() is None
+
+        # The new worker works: a call back asked for on another phone is confirmed by text.
+        for body in ("TALK", "2", "no", OTHER_PHONE, "1", "1"):
+            _post_sms(port, body)
+        twilio_api.wait_for(1, timeout=PROCESS_WAIT_SECONDS)
+        assert _answers(port)
+    finally:
+        _stop(process)
+    assert [m.form["To"] for m in twilio_api.messages()] == [OTHER_PHONE]

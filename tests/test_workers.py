@@ -21,6 +21,7 @@ import pytest
 import redis as redis_py
 from flask.testing import FlaskClient
 from rq import Retry, SimpleWorker
+from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from helpline import embedded
@@ -36,6 +37,7 @@ from tests.factories import (
     Call,
     FakeClock,
     callback_number,
+    child_pids,
     join,
     parse_voice,
     scan_for_numbers,
@@ -46,7 +48,15 @@ from tests.factories import (
 )
 from tests.twilio_api import TwilioApi
 from workers import jobs
-from workers.main import MAINTENANCE_INTERVAL, RESULT_TTL, make_worker, tick_housekeeping
+from workers.main import (
+    MAINTENANCE_INTERVAL,
+    RESULT_TTL,
+    URGENT_QUEUE,
+    HelplineQueue,
+    make_worker,
+    queues,
+    tick_housekeeping,
+)
 from workers.main import queue as job_queue
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +91,7 @@ def ctx(worker_env: dict[str, str]) -> jobs.Context:
 def work(ctx: jobs.Context) -> None:
     """Run every queued job (and every retry already due) in a real RQ worker, here."""
     worker = SimpleWorker(
-        [job_queue(ctx.client)],
+        queues(ctx.client),
         connection=ctx.client,
         serializer=JSONSerializer,
         default_result_ttl=RESULT_TTL,
@@ -243,17 +253,104 @@ def test_urgent_request_alerts_on_duty_counsellors_only(
     assert len(twilio_api.messages()) == 3  # the alert and two confirmations
 
 
-def on_duty_counsellor(ctx: jobs.Context, n: int) -> None:
+# -- urgent first, and keeping up ---------------------------------------------------------
+
+
+def on_duty(ctx: jobs.Context, username: str, n: int) -> None:
     """Add a counsellor whose phone is callback_number(n), on duty."""
     counsellors = Counsellors(ctx.client, ctx.queue.sealer)
-    counsellors.add(f"c{n}", name=f"Counsellor {n}", phone=callback_number(n), password="x" * 12)
-    counsellors.set_on_duty(f"c{n}", True)
+    counsellors.add(username, name=username.title(), phone=callback_number(n), password="x" * 12)
+    counsellors.set_on_duty(username, True)
+
+
+def test_an_urgent_alert_goes_before_routine_texts_queued_ahead_of_it(
+    ctx: jobs.Context, twilio_api: TwilioApi
+) -> None:
+    on_duty(ctx, "ana", 50)
+    for n in range(6):
+        ask(ctx, n)  # a backlog of confirmations
+    ask(ctx, 10, urgent=True)  # its alert is queued after all of them
+
+    make_worker(ctx.client).work(burst=True)  # the real worker, in this process
+
+    sent = [m.form["To"] for m in twilio_api.messages()]
+    assert sent[0] == callback_number(50)
+    assert sorted(sent[1:]) == sorted(callback_number(n) for n in [*range(6), 10])
+
+
+def test_a_job_taken_from_either_queue_is_kept_in_redis_until_it_has_run(
+    ctx: jobs.Context, twilio_api: TwilioApi
+) -> None:
+    urgent, routine = queues(ctx.client)
+    assert urgent.name == URGENT_QUEUE
+    routine.enqueue(jobs.housekeeping, job_id="routine-job")
+    urgent.enqueue(jobs.housekeeping, job_id="urgent-job")
+
+    taken = [
+        HelplineQueue.dequeue_any([urgent, routine], None, ctx.client, serializer=JSONSerializer)
+        for _ in range(3)
+    ]
+    assert [(t[0].id, t[1].name) for t in taken if t] == [
+        ("urgent-job", urgent.name),
+        ("routine-job", routine.name),
+    ]
+    assert taken[2] is None
+    # Taken, not yet started: a worker that dies now leaves each id where maintenance looks.
+    assert ctx.client.lrange(urgent.intermediate_queue_key, 0, -1) == [b"urgent-job"]
+    assert ctx.client.lrange(routine.intermediate_queue_key, 0, -1) == [b"routine-job"]
+
+    # Once a job has run, nothing of it is left there for maintenance to run again.
+    ctx.client.delete(urgent.intermediate_queue_key, routine.intermediate_queue_key)
+    on_duty(ctx, "ana", 50)
+    ask(ctx, 1, urgent=True)
+    make_worker(ctx.client).work(burst=True)
+    assert len(twilio_api.messages()) == 2  # the alert and the confirmation
+    assert ctx.client.llen(urgent.intermediate_queue_key) == 0
+    assert ctx.client.llen(routine.intermediate_queue_key) == 0
+
+
+def _pid() -> int:
+    """A job that returns the id of the process it runs in."""
+    return os.getpid()
+
+
+def _sleep(seconds: float) -> None:
+    """A job that hangs for `seconds`."""
+    time.sleep(seconds)
+
+
+def _count_then_sleep(key: str, seconds: float) -> None:
+    """A long job: count each time it starts, then take its time."""
+    jobs.context().client.incr(key)
+    time.sleep(seconds)
+
+
+def test_jobs_run_in_the_worker_process_not_in_a_fork_each(ctx: jobs.Context) -> None:
+    job = job_queue(ctx.client).enqueue(_pid)
+    make_worker(ctx.client).work(burst=True)
+    job.refresh()
+    assert job.return_value() == os.getpid()
+
+
+def test_a_job_that_hangs_is_stopped_at_its_timeout_and_the_next_one_runs(
+    ctx: jobs.Context, twilio_api: TwilioApi
+) -> None:
+    hung = job_queue(ctx.client).enqueue(_sleep, WAIT_SECONDS, job_timeout=1)
+    ask(ctx, 1)
+    started = time.monotonic()
+    make_worker(ctx.client).work(burst=True)
+
+    assert time.monotonic() - started < WAIT_SECONDS
+    assert hung.get_status(refresh=True) is JobStatus.FAILED
+    result = hung.latest_result()
+    assert result is not None and "JobTimeoutException" in (result.exc_string or "")
+    assert texts_to(twilio_api, 1) == [confirmation(ctx, "en", 1)]
 
 
 def test_a_request_raised_to_urgent_alerts_on_duty_counsellors_once(
     ctx: jobs.Context, twilio_api: TwilioApi, client: FlaskClient
 ) -> None:
-    on_duty_counsellor(ctx, 50)
+    on_duty(ctx, "c50", 50)
     call = Call(client, sender=callback_number(1))
     call.press("4", "2", "1", "1", "2")  # not at risk: no alert
     work(ctx)
@@ -269,7 +366,7 @@ def test_a_request_raised_to_urgent_alerts_on_duty_counsellors_once(
         text(client, body, sender=callback_number(1))
     [request] = ctx.queue.active()
     assert request.urgent
-    assert job_queue(ctx.client).job_ids == [f"alert-{request.id}"]
+    assert job_queue(ctx.client, URGENT_QUEUE).job_ids == [f"alert-{request.id}"]
     work(ctx)
 
     assert texts_to(twilio_api, 50) == [ctx.text("sms.counsellor_alert", "en")]
@@ -278,7 +375,7 @@ def test_a_request_raised_to_urgent_alerts_on_duty_counsellors_once(
 def test_a_crisis_phrase_that_brings_back_a_parked_request_alerts_on_duty_counsellors_once(
     ctx: jobs.Context, twilio_api: TwilioApi, client: FlaskClient
 ) -> None:
-    on_duty_counsellor(ctx, 50)
+    on_duty(ctx, "c50", 50)
     for body in ("TALK", "2", "1", "1", "2"):
         text(client, body, sender=callback_number(1))
     claimed = ctx.queue.claim_next("c50")
@@ -289,7 +386,7 @@ def test_a_crisis_phrase_that_brings_back_a_parked_request_alerts_on_duty_counse
 
     for _ in range(2):  # said twice, in two texts
         text(client, "he's blue and won't wake up", sender=callback_number(1))
-    assert job_queue(ctx.client).job_ids == [f"alert-{claimed.id}"]
+    assert job_queue(ctx.client, URGENT_QUEUE).job_ids == [f"alert-{claimed.id}"]
     work(ctx)
 
     assert texts_to(twilio_api, 50) == [ctx.text("sms.counsellor_alert", "en")]
@@ -331,9 +428,9 @@ class Workers:
         self.env = env
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
-    def start(self) -> int:
+    def start(self, *, fork: bool = False) -> int:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.worker_process"],
+            [sys.executable, "-m", "tests.worker_process", *(["--fork"] if fork else [])],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.DEVNULL,
@@ -346,31 +443,15 @@ class Workers:
     def stop(self) -> None:
         for pid, proc in self.procs.items():
             if proc.poll() is None:
-                for child in _children(pid):
+                for child in child_pids(pid):
                     _kill(child)
                 os.killpg(pid, signal.SIGKILL)
             proc.wait(timeout=PROCESS_WAIT_SECONDS)
 
 
-def _children(pid: int) -> list[int]:
-    """Return the ids of pid's child processes (the work-horse, the scheduler)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
 def _horse(pid: int) -> int:
     """Return the work-horse of worker pid: the child that leads its own process group."""
-    for child in _children(pid):
+    for child in child_pids(pid):
         try:
             if os.getpgid(child) == child:
                 return child
@@ -422,8 +503,9 @@ def test_killed_workers_lose_no_confirmation_and_send_none_twice(
     rounds = 3
     for n in range(rounds):  # callers ahead, so each round's caller moves up mid-send
         ask(ctx, n)
-    workers.start()
-    workers.start()
+    fork = victim == "work-horse"  # a work-horse per job is the forking worker's
+    workers.start(fork=fork)
+    workers.start(fork=fork)
     twilio_api.wait_for(rounds, timeout=PROCESS_WAIT_SECONDS)  # the workers start first
 
     for n in range(rounds, 2 * rounds):
@@ -435,10 +517,10 @@ def test_killed_workers_lose_no_confirmation_and_send_none_twice(
         if victim == "work-horse":
             _kill(_horse(pid))
         else:
-            for child in _children(pid):
+            for child in child_pids(pid):
                 _kill(child)
             os.killpg(pid, signal.SIGKILL)
-            workers.start()
+            workers.start(fork=fork)
         wait_until(
             lambda rid=request.id: ctx.client.hexists(REQ + rid, "sent:confirm"),
             PROCESS_WAIT_SECONDS,  # a new worker may have to start first
@@ -450,16 +532,138 @@ def test_killed_workers_lose_no_confirmation_and_send_none_twice(
     assert len(twilio_api.messages()) == 2 * rounds
 
 
-def test_sigterm_lets_the_worker_finish_its_job_then_exit(
-    ctx: jobs.Context, twilio_api: TwilioApi, worker_env: dict[str, str]
+def test_a_job_running_past_the_heartbeat_deadline_is_not_retried_while_it_runs(
+    ctx: jobs.Context, workers: Workers
 ) -> None:
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "helpline"), "worker"],
+    # The worker's deadline without a heartbeat is 2 seconds (tests.worker_process).
+    job = job_queue(ctx.client).enqueue(_count_then_sleep, "test:starts", 4, retry=QUICK_RETRY)
+    workers.start()
+    wait_until(lambda: ctx.client.get("test:starts") == b"1", PROCESS_WAIT_SECONDS)
+    other = make_worker(ctx.client)  # another worker's maintenance, as often as it can
+
+    def done() -> bool:
+        other.clean_registries()
+        queue = job_queue(ctx.client)
+        idle = queue.count == 0 and queue.started_job_registry.count == 0
+        return idle and job.get_status(refresh=True) is JobStatus.FINISHED
+
+    wait_until(done, WAIT_SECONDS, what="the long job to finish")
+    assert ctx.client.get("test:starts") == b"1"
+
+
+def helpline_worker(env: dict[str, str], **extra: str) -> subprocess.Popen[bytes]:
+    """Start `helpline worker` as an operator would, with this checkout's code."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "helpline", "worker"],
         cwd=ROOT,
-        env=worker_env,
+        env={**env, **extra},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    """Ask a process to stop (SIGTERM) and return its exit status; kill it if it hangs."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=PROCESS_WAIT_SECONDS)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_helpline_worker_runs_the_processes_asked_for_and_replaces_one_that_dies(
+    ctx: jobs.Context, twilio_api: TwilioApi, worker_env: dict[str, str]
+) -> None:
+    proc = helpline_worker(worker_env, HELPLINE_WORKER_PROCESSES="3")
+    try:
+        wait_until(lambda: len(child_pids(proc.pid)) == 3, PROCESS_WAIT_SECONDS, what="3 workers")
+        victim = child_pids(proc.pid)[0]
+        _kill(victim)
+        wait_until(
+            lambda: len(child_pids(proc.pid)) == 3 and victim not in child_pids(proc.pid),
+            PROCESS_WAIT_SECONDS,
+            what="a worker in place of the dead one",
+        )
+        for n in range(6):
+            ask(ctx, n)
+        twilio_api.wait_for(6, timeout=PROCESS_WAIT_SECONDS)
+        assert proc.poll() is None
+    finally:
+        status = _stop(proc)
+    assert status == 0
+    assert sorted(m.form["To"] for m in twilio_api.messages()) == [
+        callback_number(n) for n in range(6)
+    ]
+
+
+@pytest.fixture
+def own_redis(
+    worker_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A redis-server for this test alone, to stop and start: (its data dir, worker env)."""
+    data_dir = Path(tempfile.mkdtemp(prefix="hl-", dir="/tmp"))
+    url, _ = embedded.ensure_running(data_dir)
+    monkeypatch.setenv("REDIS_URL", url)
+    jobs.context.cache_clear()
+    try:
+        yield data_dir, {**worker_env, "REDIS_URL": url}
+    finally:
+        jobs.context.cache_clear()
+        embedded.stop(data_dir)
+
+
+# Seconds Redis stays away: longer than redis-py's own retries of a command (about 5).
+REDIS_OUTAGE_SECONDS = 8
+
+
+def _kill_redis(data_dir: Path) -> None:
+    """Kill the redis-server outright, as a crash or an OOM kill would."""
+    pid = embedded.server_pid(data_dir)
+    assert pid is not None
+    _kill(pid)
+    wait_until(lambda: not embedded.is_running(data_dir), what="redis-server to die")
+
+
+@pytest.mark.parametrize("when", ["mid-job", "idle"])
+def test_the_worker_carries_on_when_redis_goes_away_and_comes_back(
+    own_redis: tuple[Path, dict[str, str]], twilio_api: TwilioApi, when: str
+) -> None:
+    data_dir, env = own_redis
+    ctx = jobs.context()
+    proc = helpline_worker(env, HELPLINE_WORKER_PROCESSES="1")
+    try:
+        ask(ctx, 0)
+        twilio_api.wait_for(1, timeout=PROCESS_WAIT_SECONDS)  # the worker is up and working
+        held = None
+        if when == "mid-job":
+            twilio_api.delay_next(2)  # Twilio takes the text and holds its answer...
+            held = ask(ctx, 1).request
+            twilio_api.wait_for(2)  # ...while Redis dies under the job
+        _kill_redis(data_dir)
+        time.sleep(REDIS_OUTAGE_SECONDS)
+        embedded.ensure_running(data_dir)
+
+        ask(ctx, 2)
+        wait_until(
+            lambda: len(texts_to(twilio_api, 2)) == 1,
+            PROCESS_WAIT_SECONDS,
+            what="work queued after the outage",
+        )
+        assert proc.poll() is None, "the worker exited"
+        if held is not None:
+            wait_until(lambda rid=held.id: ctx.client.hexists(REQ + rid, "sent:confirm"))
+            assert len(texts_to(twilio_api, 1)) == 1
+    finally:
+        _stop(proc)
+
+
+def test_sigterm_lets_the_worker_finish_its_job_then_exit(
+    ctx: jobs.Context, twilio_api: TwilioApi, worker_env: dict[str, str]
+) -> None:
+    proc = helpline_worker(worker_env)
     try:
         twilio_api.delay_next(1.5)
         request = ask(ctx, 1).request
@@ -479,18 +683,20 @@ def test_a_maintenance_lock_left_by_a_dead_worker_lapses_before_the_next_pass(
     ctx: jobs.Context,
 ) -> None:
     worker = make_worker(ctx.client)
-    (queue,) = worker.queues
-    # What a worker killed in the middle of a maintenance pass leaves behind:
-    assert queue.acquire_maintenance_lock()
+    assert len(worker.queues) == 2
+    for queue in worker.queues:
+        # What a worker killed in the middle of a maintenance pass leaves behind:
+        assert queue.acquire_maintenance_lock()
 
-    # Another worker cannot clean meanwhile, but only until the next pass is due
-    # (RQ's own lock would hold it up for 15 minutes).
-    assert not queue.acquire_maintenance_lock()
-    assert 0 < ctx.client.ttl(queue.registry_cleaning_key) < MAINTENANCE_INTERVAL
-    # A pass that finishes lets go of the lock at once.
-    ctx.client.delete(queue.registry_cleaning_key)
+        # Another worker cannot clean meanwhile, but only until the next pass is due
+        # (RQ's own lock would hold it up for 15 minutes).
+        assert not queue.acquire_maintenance_lock()
+        assert 0 < ctx.client.ttl(queue.registry_cleaning_key) < MAINTENANCE_INTERVAL
+        # A pass that finishes lets go of the lock at once.
+        ctx.client.delete(queue.registry_cleaning_key)
     worker.clean_registries()
-    assert not ctx.client.exists(queue.registry_cleaning_key)
+    for queue in worker.queues:
+        assert not ctx.client.exists(queue.registry_cleaning_key)
 
 
 # -- housekeeping ---------------------------------------------------------------------------
@@ -578,33 +784,26 @@ def _dump(ctx: jobs.Context, key: bytes) -> object:
 
 
 def test_waiting_requests_and_their_order_survive_a_redis_restart(
-    worker_env: dict[str, str], twilio_api: TwilioApi, monkeypatch: pytest.MonkeyPatch
+    own_redis: tuple[Path, dict[str, str]], twilio_api: TwilioApi
 ) -> None:
-    data_dir = Path(tempfile.mkdtemp(prefix="hl-", dir="/tmp"))
-    url, _ = embedded.ensure_running(data_dir)
-    try:
-        monkeypatch.setenv("REDIS_URL", url)
-        jobs.context.cache_clear()
-        ctx = jobs.context()
-        for n in range(6):
-            ask(ctx, n, urgent=n % 3 == 2)
-        before = [(r.id, r.priority, r.phone_masked) for r in ctx.queue.active()]
+    data_dir, _ = own_redis
+    ctx = jobs.context()
+    for n in range(6):
+        ask(ctx, n, urgent=n % 3 == 2)
+    before = [(r.id, r.priority, r.phone_masked) for r in ctx.queue.active()]
 
-        embedded.stop(data_dir)
-        assert not embedded.is_running(data_dir)
-        embedded.ensure_running(data_dir)
-        ctx.client.connection_pool.disconnect()
+    embedded.stop(data_dir)
+    assert not embedded.is_running(data_dir)
+    embedded.ensure_running(data_dir)
+    ctx.client.connection_pool.disconnect()
 
-        after = [(r.id, r.priority, r.phone_masked) for r in ctx.queue.active()]
-        assert after == before
-        assert [ctx.queue.phone(rid) for rid, _, _ in after][0] == callback_number(2)
-        work(ctx)  # the confirmation jobs queued before the restart still run
-        assert sorted(m.form["To"] for m in twilio_api.messages()) == sorted(
-            callback_number(n) for n in range(6)
-        )
-    finally:
-        jobs.context.cache_clear()
-        embedded.stop(data_dir)
+    after = [(r.id, r.priority, r.phone_masked) for r in ctx.queue.active()]
+    assert after == before
+    assert [ctx.queue.phone(rid) for rid, _, _ in after][0] == callback_number(2)
+    work(ctx)  # the confirmation jobs queued before the restart still run
+    assert sorted(m.form["To"] for m in twilio_api.messages()) == sorted(
+        callback_number(n) for n in range(6)
+    )
 
 
 def test_no_phone_number_is_stored_in_plain_text_anywhere_in_redis(
@@ -627,7 +826,7 @@ def test_no_phone_number_is_stored_in_plain_text_anywhere_in_redis(
     job_queue(ctx.client).enqueue(jobs.housekeeping)
     work(ctx)
 
-    assert job_queue(ctx.client).scheduled_job_registry.count >= 1
+    assert sum(q.scheduled_job_registry.count for q in queues(ctx.client)) >= 1
     assert len(twilio_api.messages()) >= 4
     numbers = [callback_number(n) for n in (1, 2, 3, 4, 5, 6, 50)]
     assert scan_for_numbers(ctx.client, numbers) == []

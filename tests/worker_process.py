@@ -1,9 +1,13 @@
-"""The real worker process with short intervals, for crash tests: python -m tests.worker_process.
+"""The real worker process with short intervals, for crash tests.
+
+Run: python -m tests.worker_process [--fork]   (--fork: a work-horse per job, as RQ's default)
 
 Settings come from the environment, as for `helpline worker`.
 """
 
 from __future__ import annotations
+
+import sys
 
 from helpline.config import load_settings
 from workers.main import run
@@ -13,7 +17,7 @@ INTERVALS = {"maintenance_interval": 1, "job_monitoring_interval": 1, "heartbeat
 
 
 def main() -> None:
-    run(load_settings(), **INTERVALS)
+    sys.exit(run(load_settings(), fork="--fork" in sys.argv[1:], **INTERVALS))
 
 
 if __name__ == "__main__":

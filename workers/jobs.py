@@ -29,7 +29,7 @@ from helpline.flows.gsm import as_sent
 from helpline.flows.lint import Library, load_flows
 from helpline.outbound import find_sent, make_client, send_text
 from helpline.sms import OPT_OUT_KEY
-from workers.main import FAILURE_TTL
+from workers.main import FAILURE_TTL, URGENT_QUEUE, connect
 from workers.main import queue as job_queue
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,11 @@ class Context:
     def twilio(self) -> Any:
         return make_client(self.settings)
 
+    def warm(self) -> None:
+        """Load what the first job would otherwise load (the client's API modules)."""
+        self.twilio.messages  # noqa: B018  (each is imported on first use)
+        self.twilio.calls  # noqa: B018
+
     def text(self, key: str, lang: str, **values: str) -> str:
         content = self.library.content
         variables = {**self.settings.region.variables(), **values}
@@ -69,8 +74,7 @@ class Context:
 def context() -> Context:
     """Return this process's resources, read from the environment like every process."""
     settings = load_settings()
-    url = embedded.resolve_redis_url(settings.redis_url, settings.data_dir)
-    client = redis.Redis.from_url(url)
+    client = connect(embedded.resolve_redis_url(settings.redis_url, settings.data_dir))
     queue = CallbackQueue.for_secret(client, settings.encryption_secret)
     return Context(
         settings=settings,
@@ -96,7 +100,10 @@ def _enqueue_once(jobs: Queue, job: Any, request_id: str, job_id: str) -> bool:
     """Queue a job under a fixed id unless a job with that id exists; True if queued.
 
     Two copies of one job must never run side by side: each would see nothing sent yet.
+    Urgent jobs go on the urgent queue, whichever queue `jobs` is.
     """
+    if job in URGENT_JOBS:
+        jobs = job_queue(jobs.connection, URGENT_QUEUE)
     try:
         jobs.enqueue(
             job, request_id, retry=RETRY, job_id=job_id, unique=True, failure_ttl=FAILURE_TTL
@@ -204,6 +211,10 @@ def alert_counsellors(request_id: str) -> int:
         if send_once(ctx, request_id, f"alert:{counsellor.username}", phone, body, who):
             sent += 1
     return sent
+
+
+# Jobs that must never wait behind routine texts: workers take them first.
+URGENT_JOBS = frozenset({alert_counsellors})
 
 
 def missed_call_text(request_id: str, attempt: int) -> str | None:
