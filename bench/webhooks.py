@@ -472,8 +472,20 @@ class Endpoint:
         return statistics.quantiles(values, n=100, method="inclusive")[q - 1] / 1e6
 
 
-def load_slice(endpoint: Endpoint, connections: int, warmup: float, duration: float) -> Sample:
-    """Drive the endpoint from `connections` threads on fresh connections; measure after warmup."""
+def load_slice(
+    endpoint: Endpoint,
+    connections: int,
+    warmup: float,
+    duration: float,
+    rate: float | None = None,
+) -> Sample:
+    """Drive the endpoint from `connections` threads on fresh connections; measure after warmup.
+
+    Without a rate each thread sends its next request as soon as it has the answer (closed
+    loop: the server is saturated). With one, the threads together send `rate` requests a
+    second on a fixed schedule (open loop), and a latency runs from when the request was
+    due, so time spent waiting behind a slow answer counts.
+    """
     barrier = threading.Barrier(connections + 1)
     window: dict[str, int] = {}
     latencies: list[list[int]] = [[] for _ in range(connections)]
@@ -486,8 +498,14 @@ def load_slice(endpoint: Endpoint, connections: int, warmup: float, duration: fl
         mine = latencies[slot]
         barrier.wait()
         measure_from, stop_at = window["from"], window["stop"]
+        interval = int(connections / rate * 1e9) if rate else 0
+        due = window["start"] + slot * interval // connections
         try:
             while (began := time.perf_counter_ns()) < stop_at:
+                if interval:
+                    if due > began:
+                        time.sleep((due - began) / 1e9)
+                    began, due = due, due + interval
                 status, _ = connection.exchange(endpoint.next_request())
                 ended = time.perf_counter_ns()
                 issued[slot] += 1
@@ -502,7 +520,8 @@ def load_slice(endpoint: Endpoint, connections: int, warmup: float, duration: fl
     threads = [threading.Thread(target=drive, args=(i,), daemon=True) for i in range(connections)]
     for thread in threads:
         thread.start()
-    window["from"] = time.perf_counter_ns() + int(warmup * 1e9)
+    window["start"] = time.perf_counter_ns()
+    window["from"] = window["start"] + int(warmup * 1e9)
     window["stop"] = window["from"] + int(duration * 1e9)
     barrier.wait()
     time.sleep(max(0.0, (window["from"] - time.perf_counter_ns()) / 1e9))
@@ -570,6 +589,11 @@ def print_report(
         f"loading every endpoint in turn for {args.slice:g} s (after {args.slice_warmup:g} s "
         "warm-up on fresh connections), after one unmeasured warm-up round"
     )
+    if args.rate:
+        print(
+            f"open loop: {args.rate:g} requests/s on a fixed schedule; latency counts from when "
+            "each request was due (req/s below the rate: the server could not keep up)"
+        )
     print(
         f"Note: the load generator (this Python process, {args.connections} threads) shares this "
         f"machine's {cores} CPU cores with gunicorn and redis-server: absolute figures are lower "
@@ -674,6 +698,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="always",
         choices=("always", "everysec"),
         help="appendfsync for the bench's redis-server (the embedded one ships with always)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help=(
+            "send this many requests a second on a fixed schedule (open loop) instead of as"
+            " fast as answers come back; latency then counts from when a request was due"
+        ),
     )
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds")
     parser.add_argument("--slice", type=float, default=1.0, help="seconds measured per slice")
@@ -816,12 +848,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         described = " and ".join(config.describe() for config in configs)
         print(f"gunicorn {described} ready; warming up, then {args.rounds} rounds", flush=True)
         for endpoint in endpoints:
-            load_slice(endpoint, args.connections, args.slice_warmup, args.slice)
+            load_slice(endpoint, args.connections, args.slice_warmup, args.slice, args.rate)
         for number in range(args.rounds):
             order = endpoints[number % len(endpoints) :] + endpoints[: number % len(endpoints)]
             for endpoint in order:
                 endpoint.samples.append(
-                    load_slice(endpoint, args.connections, args.slice_warmup, args.slice)
+                    load_slice(endpoint, args.connections, args.slice_warmup, args.slice, args.rate)
                 )
             print(f"  round {number + 1}/{args.rounds} done", flush=True)
         for set_up in set_ups:
