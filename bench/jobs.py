@@ -47,10 +47,11 @@ from callback_queue import caller  # noqa: E402
 from helpline import embedded  # noqa: E402
 from helpline.callbacks import REQ, Contact  # noqa: E402
 from helpline.counsellors import Counsellors  # noqa: E402
+from helpline.jobs import RESULT_TTL, ROUTINE_QUEUE  # noqa: E402
 from tests.factories import ACCOUNT_SID, AUTH_TOKEN, HELPLINE_NUMBER, SECRET_KEY  # noqa: E402
 from tests.twilio_api import TwilioApi  # noqa: E402
 from workers import jobs  # noqa: E402
-from workers.main import RESULT_TTL, ROUTINE_QUEUE, queue  # noqa: E402
+from workers.main import queue  # noqa: E402
 
 COUNSELLOR = "bench"
 COUNSELLOR_PHONE = caller(999_999_999)
@@ -115,7 +116,7 @@ def ask(ctx: jobs.Context, n: int, *, urgent: bool, one_queue: bool) -> str:
         if urgent:
             routine.enqueue(jobs.alert_counsellors, request.id, job_id=f"alert-{request.id}")
     else:
-        jobs.after_queued(routine, request, confirm=True)
+        ctx.jobs.after_queued(request, confirm=True)
     return request.id
 
 

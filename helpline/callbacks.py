@@ -16,6 +16,9 @@ Keys (all under helpline:cb:):
     closed        zset id -> time closed: what the retention purge deletes
     version       counter bumped on every change, for live views
     unconfirmed   zset id -> time queued: confirmation texts not yet handled by a worker
+    history       zset "<time>:<urgent>:<normal>:<longest wait s>" -> time: the last
+                  24 hours of queue depth, sampled by the workers' housekeeping
+    history:lock  set for HISTORY_SAMPLE_SECONDS after each sample
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from helpline.constants import (
     CALLBACK_MAX_ATTEMPTS,
     CALLBACK_RETRY_SECONDS,
     CALLBACK_URGENT_RETRY_SECONDS,
+    HISTORY_SAMPLE_SECONDS,
     KEY_PREFIX,
     WAIT_SAMPLE,
 )
@@ -53,6 +57,10 @@ COMPLETED = PREFIX + "completed"
 CLOSED = PREFIX + "closed"
 VERSION = PREFIX + "version"
 UNCONFIRMED = PREFIX + "unconfirmed"
+HISTORY = PREFIX + "history"
+HISTORY_LOCK = PREFIX + "history:lock"
+# Seconds of queue history kept.
+HISTORY_SECONDS = 24 * 60 * 60
 
 # Scores put every urgent request ahead of every normal one; within a band, oldest first.
 _BAND = 10_000_000_000
@@ -626,6 +634,29 @@ class CallbackQueue:
         urgent, normal = _guard(pipe.execute)
         created = [score for _, score in urgent] + [score - _BAND for _, score in normal]
         return min(created, default=None)
+
+    def sample_history(self, now: float) -> bool:
+        """Record queue depth and the longest wait, at most once per sampling interval.
+
+        Returns whether a sample was taken (another worker may have taken this one).
+        """
+        if not _guard(lambda: self.client.set(HISTORY_LOCK, 1, nx=True, ex=HISTORY_SAMPLE_SECONDS)):
+            return False
+        self.refresh()  # expired leases and due retries count as waiting again
+        counts = self.counts()
+        oldest = self.oldest_waiting()
+        longest = 0.0 if oldest is None else now - oldest
+        sample = f"{now:.0f}:{counts['urgent']}:{counts['normal']}:{longest:.0f}"
+        pipe = self.client.pipeline()
+        pipe.zadd(HISTORY, {sample: now})
+        pipe.zremrangebyscore(HISTORY, "-inf", now - HISTORY_SECONDS)
+        _guard(pipe.execute)
+        return True
+
+    def history(self, since: float) -> list[bytes]:
+        """Return the raw samples taken since a time, oldest first."""
+        raw: list[bytes] = _guard(lambda: self.client.zrangebyscore(HISTORY, since, "+inf"))
+        return raw
 
     def version(self) -> int:
         """Return a number that changes whenever the queue does."""

@@ -17,11 +17,10 @@ from helpline.flows.lint import Library, load_flows
 from helpline.flows.model import Channel
 from helpline.hours import OpeningHours
 from helpline.intake import CallbackDesk
+from helpline.jobs import Jobs
 from helpline.signatures import WebhookValidator
 from helpline.sms import SmsConversations
 from helpline.store import Store, connect
-from workers.jobs import after_queued
-from workers.main import queue as job_queue
 
 EXTENSION = "helpline"
 
@@ -39,6 +38,7 @@ class Helpline:
     queue: CallbackQueue
     desk: CallbackDesk
     sealer: Sealer
+    jobs: Jobs
 
     @property
     def default_language(self) -> str:
@@ -60,10 +60,10 @@ def init_app(app: Flask, settings: Settings) -> Helpline:
     sealer = Sealer(settings.encryption_secret)
     phone_key = lookup_key(settings.encryption_secret)
     queue = CallbackQueue(store.client, sealer, phone_key)
-    jobs = job_queue(store.client)
+    jobs = Jobs(store.client)
 
     def notify(placement: Placement, confirm: bool) -> None:
-        after_queued(jobs, placement.request, confirm=confirm)
+        jobs.after_queued(placement.request, confirm=confirm)
 
     desk = CallbackDesk(
         queue,
@@ -96,6 +96,7 @@ def init_app(app: Flask, settings: Settings) -> Helpline:
         queue=queue,
         desk=desk,
         sealer=sealer,
+        jobs=jobs,
     )
     app.extensions[EXTENSION] = services
     app.extensions["redis"] = store.client

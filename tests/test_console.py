@@ -15,8 +15,9 @@ from flask.testing import FlaskClient
 from helpline import create_app
 from helpline.audit import AUDIT, AuditLog
 from helpline.bridge import make_token
-from helpline.callbacks import Outcome, Status
+from helpline.callbacks import HISTORY, CallbackQueue, Outcome, Status
 from helpline.console.chart import history_charts
+from helpline.jobs import job_queue
 from helpline.services import helpline
 from helpline.sessions import SESSION
 from tests.console_helpers import (
@@ -39,8 +40,6 @@ from tests.factories import (
     sms_params,
     twilio_post,
 )
-from workers.jobs import HISTORY
-from workers.main import queue as job_queue
 
 
 @pytest.fixture
@@ -562,11 +561,12 @@ def test_bridge_answer_with_a_stale_link_hangs_up_without_dialling(app, client, 
 
 def test_the_charts_plot_the_last_24_hours_of_samples_and_say_when_there_are_none(redis):
     now = 1_800_000_000.0
-    assert "no samples yet" in history_charts(redis, now)[0]
+    queue = CallbackQueue.for_secret(redis, "charts-test-secret")
+    assert "no samples yet" in history_charts(queue, now)[0]
     redis.zadd(HISTORY, {f"{now - 3600:.0f}:1:2:600": now - 3600, "garbage": now})
     redis.zadd(HISTORY, {f"{now - 30 * 3600:.0f}:9:9:9999": now - 30 * 3600})
 
-    depth, longest = history_charts(redis, now)
+    depth, longest = history_charts(queue, now)
 
     assert "Waiting (max 3 people)" in depth and "<polyline" in depth
     assert "Longest wait (max 10 min)" in longest

@@ -16,8 +16,10 @@ from playwright.sync_api import Browser, Page, expect
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
+from helpline.callbacks import HISTORY
 from helpline.config import Settings
 from helpline.constants import LOGIN_MAX_ACCOUNT_FAILURES
+from helpline.jobs import job_queue
 from tests.browser import new_context, save_screenshot
 from tests.console_helpers import COUNSELLOR_PHONE, PASSWORD, add_counsellor, client_from, login
 from tests.factories import (
@@ -31,8 +33,6 @@ from tests.factories import (
     worker_environment,
 )
 from tests.twilio_api import TwilioApi
-from workers.jobs import HISTORY
-from workers.main import queue as job_queue
 
 pytestmark = pytest.mark.browser
 CALLER = callback_number(3)

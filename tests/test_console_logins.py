@@ -22,6 +22,7 @@ from helpline.constants import (
     LOGIN_MAX_ACCOUNT_FAILURES,
     LOGIN_MAX_FAILURES,
 )
+from helpline.jobs import job_queue
 from helpline.proxies import parse_networks
 from helpline.sessions import SESSION
 from tests.console_helpers import (
@@ -42,7 +43,6 @@ from tests.factories import (
 )
 from tests.twilio_api import TwilioApi
 from workers import jobs
-from workers.main import queue as job_queue
 
 WRONG = "wrong password!!"
 DEVICE_COOKIE = "helpline_device"

@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 
 from helpline import create_app
 from helpline.callbacks import COMPLETED, CallbackQueue, Contact, Outcome, Priority, Status
+from helpline.jobs import job_queue
 from helpline.services import helpline
 from tests.factories import (
     USABLE_CALLER,
@@ -23,7 +24,6 @@ from tests.factories import (
     text,
     twilio_post,
 )
-from workers.main import queue as job_queue
 
 CALLER = USABLE_CALLER
 OTHER = callback_number(42)

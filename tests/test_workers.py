@@ -27,6 +27,7 @@ from rq.serializers import JSONSerializer
 from helpline import embedded
 from helpline.callbacks import REQ, Added, CallbackQueue, Contact, Outcome, Placement, Status
 from helpline.counsellors import Counsellors
+from helpline.jobs import RESULT_TTL, URGENT_QUEUE, Jobs
 from helpline.outbound import make_client
 from helpline.privacy import phone_digest
 from helpline.sms import OPT_OUT_KEY
@@ -50,8 +51,6 @@ from tests.twilio_api import TwilioApi
 from workers import jobs
 from workers.main import (
     MAINTENANCE_INTERVAL,
-    RESULT_TTL,
-    URGENT_QUEUE,
     HelplineQueue,
     make_worker,
     queues,
@@ -120,7 +119,7 @@ def ask(
         confirm=texts,
     )
     if notify and placement.added is Added.NEW:
-        jobs.after_queued(job_queue(ctx.client), placement.request, confirm=texts)
+        ctx.jobs.after_queued(placement.request, confirm=texts)
     return placement
 
 
@@ -188,7 +187,9 @@ def test_twilio_opt_out_error_is_remembered_and_never_retried(
 def test_invalid_number_error_is_not_retried(
     ctx: jobs.Context, twilio_api: TwilioApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs, "RETRY", QUICK_RETRY)  # a retry would be due at once
+    monkeypatch.setattr(
+        ctx, "jobs", Jobs(ctx.client, retry=QUICK_RETRY)
+    )  # a retry would be due at once
     twilio_api.fail_for(callback_number(1), 21211)
     ask(ctx, 1)
     work(ctx)
@@ -200,7 +201,7 @@ def test_invalid_number_error_is_not_retried(
 def test_twilio_outages_are_retried_with_growing_gaps_then_sent_once(
     ctx: jobs.Context, twilio_api: TwilioApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs, "RETRY", Retry(max=2, interval=[1, 3]))
+    monkeypatch.setattr(ctx, "jobs", Jobs(ctx.client, retry=Retry(max=2, interval=[1, 3])))
     twilio_api.fail_next(1, status=500)
     twilio_api.fail_next(1, status=503)
     ask(ctx, 1)
@@ -219,7 +220,7 @@ def test_twilio_outages_are_retried_with_growing_gaps_then_sent_once(
 def test_a_send_that_timed_out_but_went_through_is_not_sent_again(
     ctx: jobs.Context, twilio_api: TwilioApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs, "RETRY", QUICK_RETRY)
+    monkeypatch.setattr(ctx, "jobs", Jobs(ctx.client, retry=QUICK_RETRY))
     ctx.twilio = make_client(ctx.settings, timeout=0.3)  # a shorter wait than in production
     twilio_api.delay_next(WAIT_SECONDS)  # the answer comes long after the client gave up
     placement = ask(ctx, 1)
@@ -499,7 +500,7 @@ def test_killed_workers_lose_no_confirmation_and_send_none_twice(
     monkeypatch: pytest.MonkeyPatch,
     victim: str,
 ) -> None:
-    monkeypatch.setattr(jobs, "RETRY", QUICK_RETRY)
+    monkeypatch.setattr(ctx, "jobs", Jobs(ctx.client, retry=QUICK_RETRY))
     rounds = 3
     for n in range(rounds):  # callers ahead, so each round's caller moves up mid-send
         ask(ctx, n)
@@ -809,7 +810,7 @@ def test_waiting_requests_and_their_order_survive_a_redis_restart(
 def test_no_phone_number_is_stored_in_plain_text_anywhere_in_redis(
     ctx: jobs.Context, twilio_api: TwilioApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs, "RETRY", Retry(max=3, interval=[60]))
+    monkeypatch.setattr(ctx, "jobs", Jobs(ctx.client, retry=Retry(max=3, interval=[60])))
     counsellors = Counsellors(ctx.client, ctx.queue.sealer)
     counsellors.add("ana", name="Ana", phone=callback_number(50), password="x" * 12)
     counsellors.set_on_duty("ana", True)

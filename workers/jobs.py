@@ -1,7 +1,8 @@
 """RQ jobs: every outbound text and call, and the queue's housekeeping.
 
-Jobs take request ids and plain values, never phone numbers: a job's arguments are
-stored in Redis and shown by RQ's tools. Each send records Twilio's SID on the request
+They are queued through helpline.jobs, which names each one by its path here. Jobs take
+request ids and plain values, never phone numbers: a job's arguments are stored in
+Redis and shown by RQ's tools. Each send records Twilio's SID on the request
 before the job counts as done, and a retry first checks whether an earlier attempt got
 through, so a crash or a kill mid-send never texts anyone twice.
 """
@@ -15,32 +16,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from rq import Queue, Retry
-from rq.exceptions import DuplicateJobError
 
 from helpline import embedded, retention
 from helpline.audit import AuditLog
 from helpline.callbacks import OPEN_STATUSES, REQ, UNCONFIRMED, CallbackQueue, Request
 from helpline.config import Settings, load_settings
-from helpline.constants import HISTORY_SAMPLE_SECONDS, KEY_PREFIX
 from helpline.counsellors import Counsellors
 from helpline.errors import Failure, OutboundError
 from helpline.flows.gsm import as_sent
 from helpline.flows.lint import Library, load_flows
+from helpline.jobs import Jobs
 from helpline.outbound import find_sent, make_client, send_text
 from helpline.sms import OPT_OUT_KEY
-from workers.main import FAILURE_TTL, URGENT_QUEUE, connect
-from workers.main import queue as job_queue
+from workers.connection import connect
 
 log = logging.getLogger(__name__)
 
-# Twilio 5xx, 429 and network errors: try again with growing gaps (seconds).
-RETRY = Retry(max=6, interval=[10, 30, 60, 120, 300, 600])
 # A confirmation not sent this long after queueing is picked up by housekeeping.
 CONFIRM_GRACE_SECONDS = 60
-HOUSEKEEPING_LOCK = f"{KEY_PREFIX}:housekeeping"
-HISTORY = f"{KEY_PREFIX}:cb:history"
-HISTORY_LOCK = f"{KEY_PREFIX}:cb:history:lock"
 
 
 # -- the worker's resources, built once per process ----------------------------------------
@@ -53,6 +46,7 @@ class Context:
     queue: CallbackQueue
     counsellors: Counsellors
     library: Library
+    jobs: Jobs
 
     @functools.cached_property
     def twilio(self) -> Any:
@@ -82,35 +76,8 @@ def context() -> Context:
         queue=queue,
         counsellors=Counsellors(client, queue.sealer),
         library=load_flows(settings.flows_dir),
+        jobs=Jobs(client),
     )
-
-
-# -- enqueueing (called by the web process) ------------------------------------------------
-
-
-def after_queued(jobs: Queue, request: Request, *, confirm: bool) -> None:
-    """Queue the work a request needs when it is made or raised to urgent: confirm, alert."""
-    if confirm:
-        _enqueue_once(jobs, confirm_request, request.id, f"confirm-{request.id}")
-    if request.urgent:
-        _enqueue_once(jobs, alert_counsellors, request.id, f"alert-{request.id}")
-
-
-def _enqueue_once(jobs: Queue, job: Any, request_id: str, job_id: str) -> bool:
-    """Queue a job under a fixed id unless a job with that id exists; True if queued.
-
-    Two copies of one job must never run side by side: each would see nothing sent yet.
-    Urgent jobs go on the urgent queue, whichever queue `jobs` is.
-    """
-    if job in URGENT_JOBS:
-        jobs = job_queue(jobs.connection, URGENT_QUEUE)
-    try:
-        jobs.enqueue(
-            job, request_id, retry=RETRY, job_id=job_id, unique=True, failure_ttl=FAILURE_TTL
-        )
-    except DuplicateJobError:
-        return False
-    return True
 
 
 # -- sending exactly once ------------------------------------------------------------------
@@ -213,10 +180,6 @@ def alert_counsellors(request_id: str) -> int:
     return sent
 
 
-# Jobs that must never wait behind routine texts: workers take them first.
-URGENT_JOBS = frozenset({alert_counsellors})
-
-
 def missed_call_text(request_id: str, attempt: int) -> str | None:
     """Tell a caller we tried and will try again (when texts are welcome)."""
     ctx = context()
@@ -241,35 +204,16 @@ def expired_text(request_id: str) -> str | None:
 def housekeeping() -> dict[str, int]:
     """Expire stale requests, catch up missed confirmations, purge, sample the queue."""
     ctx = context()
-    jobs = job_queue(ctx.client)
     settings = ctx.settings
     expired = ctx.queue.expire(settings.callback_expiry_hours * 3600)
     for request_id in expired:
-        _enqueue_once(jobs, expired_text, request_id, f"expired-{request_id}")
+        ctx.jobs.expired(request_id)
     due = ctx.client.zrangebyscore(UNCONFIRMED, "-inf", time.time() - CONFIRM_GRACE_SECONDS)
     # A confirmation still queued, retrying or running keeps its job: only lost ones rejoin.
-    caught_up = sum(
-        _enqueue_once(jobs, confirm_request, _str(raw), f"confirm-{_str(raw)}") for raw in due
-    )
+    caught_up = sum(ctx.jobs.confirm(_str(raw)) for raw in due)
     purged = retention.purge(ctx.queue, AuditLog(ctx.client), settings.retention_days)
-    _sample_history(ctx)
+    ctx.queue.sample_history(time.time())
     return {"expired": len(expired), "confirmations": caught_up, "purged": purged}
-
-
-def _sample_history(ctx: Context) -> None:
-    """Keep a 24-hour record of queue depth and the longest wait, for the console chart."""
-    if not ctx.client.set(HISTORY_LOCK, 1, nx=True, ex=HISTORY_SAMPLE_SECONDS):
-        return
-    now = time.time()
-    ctx.queue.refresh()  # expired leases and due retries count as waiting again
-    counts = ctx.queue.counts()
-    oldest = ctx.queue.oldest_waiting()
-    longest = 0.0 if oldest is None else now - oldest
-    sample = f"{now:.0f}:{counts['urgent']}:{counts['normal']}:{longest:.0f}"
-    pipe = ctx.client.pipeline()
-    pipe.zadd(HISTORY, {sample: now})
-    pipe.zremrangebyscore(HISTORY, "-inf", now - 24 * 3600)
-    pipe.execute()
 
 
 def _str(raw: Any) -> str:

@@ -49,8 +49,6 @@ from types import TracebackType
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.executions import Execution
@@ -61,17 +59,14 @@ from rq.worker import BaseWorker, WorkerStatus
 
 from helpline import embedded
 from helpline.config import Settings
+from helpline.constants import KEY_PREFIX
+from helpline.jobs import JOB_TIMEOUT, QUEUE_NAMES, RESULT_TTL, ROUTINE_QUEUE, Jobs
 from helpline.logs import configure_logging
+from workers.connection import connect
+from workers.jobs import context
 
 log = logging.getLogger(__name__)
 
-# Counsellor alerts (and, later, check-in calls): every worker serves this queue first.
-URGENT_QUEUE = "urgent"
-# Everything else. The name of the single queue before urgent work had its own, so jobs
-# queued by an older release are still served.
-ROUTINE_QUEUE = "helpline"
-# The order in which every worker looks for work.
-QUEUE_NAMES = (URGENT_QUEUE, ROUTINE_QUEUE)
 # Seconds an idle worker waits on the urgent queue before it looks at the routine one
 # again: urgent work wakes it at once, routine work within this.
 IDLE_POLL_SECONDS = 1
@@ -89,40 +84,8 @@ HEARTBEAT_GRACE = 30
 # Seconds within which a worker does not renew its own registration again: RQ renews it
 # three times a job, three writes each, every one waiting on Redis's fsync.
 WORKER_HEARTBEAT_GAP = 1.0
-# Seconds a finished job's result is kept (a Message SID; nobody reads it later).
-RESULT_TTL = 60
-# Seconds a failed job stays in RQ's failed registry for an operator to look at.
-FAILURE_TTL = 7 * 24 * 60 * 60
-# Seconds any one job may run: a text is a REST call or two with a 10-second timeout.
-JOB_TIMEOUT = 120
-# Longest gap, in seconds, between attempts to reach Redis while it is away.
-REDIS_RETRY_CAP = 2.0
-# Failed attempts to reach Redis between two log lines saying it is still away.
-REDIS_RETRY_LOG_EVERY = 30
-
-
-class _UntilRedisAnswers(ExponentialBackoff):
-    """Growing gaps between attempts to reach Redis, with a log line when it goes away."""
-
-    def compute(self, failures: int) -> float:
-        if failures == 1 or failures % REDIS_RETRY_LOG_EVERY == 0:
-            log.warning(
-                "redis unreachable; the worker retries until it answers",
-                extra={"attempts": failures},
-            )
-        return float(super().compute(failures))
-
-
-def connect(url: str) -> redis.Redis:
-    """Return a client for the workers: a command waits for Redis rather than fail.
-
-    redis-py gives up on a command after about 5 seconds of retries by default; a
-    worker would then stop. Commands that time out or lose their connection (Redis
-    restarting, loading its data, failing over) are sent again until Redis answers.
-    """
-    return redis.Redis.from_url(
-        url, retry=Retry(_UntilRedisAnswers(cap=REDIS_RETRY_CAP, base=0.05), retries=-1)
-    )
+# Held for one maintenance interval by the worker that queued the housekeeping job.
+HOUSEKEEPING_LOCK = f"{KEY_PREFIX}:housekeeping"
 
 
 class HelplineQueue(Queue):
@@ -319,13 +282,11 @@ class _Heartbeats:
 
 def tick_housekeeping(connection: redis.Redis, interval: float) -> bool:
     """Queue one housekeeping job per interval across all workers; True if this one did."""
-    from workers.jobs import HOUSEKEEPING_LOCK, housekeeping  # jobs imports this module
-
     # The lock lapses just before the next tick, so some worker always takes it.
     if not connection.set(HOUSEKEEPING_LOCK, 1, nx=True, ex=max(int(interval) - 1, 1)):
         return False
     try:
-        queue(connection).enqueue(housekeeping, result_ttl=0, failure_ttl=FAILURE_TTL)
+        Jobs(connection).housekeeping()
     except redis.RedisError as exc:
         log.error("housekeeping not queued", extra={"error": type(exc).__name__})
         return False
@@ -370,8 +331,6 @@ def run(settings: Settings, *, burst: bool = False, fork: bool = False, **interv
     # The twilio library logs request URLs and headers at INFO: they hold phone numbers.
     logging.getLogger("twilio").setLevel(logging.WARNING)
     connection = connect(embedded.resolve_redis_url(settings.redis_url, settings.data_dir))
-    from workers.jobs import context  # jobs imports this module
-
     # Load the jobs' resources (flows, the Twilio client) once, not in each job's first
     # moments: a work-horse, when forking, inherits them loaded.
     context().warm()

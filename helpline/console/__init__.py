@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Flask, current_app
 from flask_wtf.csrf import CSRFProtect
-from rq import Queue
 
 from helpline.audit import AuditLog
 from helpline.console.devices import KnownDevices
@@ -16,7 +15,6 @@ from helpline.counsellors import Counsellors
 from helpline.notes import Notes
 from helpline.services import EXTENSION as HELPLINE
 from helpline.sessions import RedisSessionInterface
-from workers.main import queue as job_queue
 
 EXTENSION = "console"
 bp = Blueprint(
@@ -37,7 +35,6 @@ class Console:
     sessions: RedisSessionInterface
     throttle: LoginThrottle
     devices: KnownDevices
-    jobs: Queue
 
 
 def init_app(app: Flask) -> Console:
@@ -67,7 +64,6 @@ def init_app(app: Flask) -> Console:
         sessions=sessions,
         throttle=LoginThrottle(client),
         devices=KnownDevices(settings.secret_key, production=settings.production),
-        jobs=job_queue(client),
     )
     app.extensions[EXTENSION] = console
     app.register_blueprint(bp)

@@ -162,7 +162,7 @@ def _under_attack(username: str) -> None:
     log.warning("wrong passwords from unknown clients now slow logins to one account")
     account = services.counsellors.get(username) if username != "?" else None
     if account is not None and not account.disabled:
-        queue_notice(services.jobs, username)
+        queue_notice(helpline().jobs, username)
 
 
 @bp.post("/logout")

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-import redis
 from markupsafe import Markup, escape
 
-from workers.jobs import HISTORY  # sampled by the workers' housekeeping
+from helpline.callbacks import CallbackQueue
 
 DAY = 24 * 60 * 60
 WIDTH, HEIGHT, PAD = 600, 120, 28
@@ -26,11 +24,10 @@ class Sample:
         return self.urgent + self.normal
 
 
-def samples(client: redis.Redis, now: float) -> list[Sample]:
-    """Return the last 24 hours' samples, oldest first."""
-    raw: Any = client.zrangebyscore(HISTORY, now - DAY, "+inf")
+def samples(queue: CallbackQueue, now: float) -> list[Sample]:
+    """Return the last 24 hours' samples (taken by the workers' housekeeping), oldest first."""
     found = []
-    for member in raw:
+    for member in queue.history(now - DAY):
         try:
             at, urgent, normal, longest = member.decode().split(":")
             found.append(Sample(float(at), int(urgent), int(normal), float(longest)))
@@ -79,9 +76,9 @@ def chart(title: str, unit: str, points: list[tuple[float, float]], now: float) 
     return Markup(svg)
 
 
-def history_charts(client: redis.Redis, now: float) -> list[Markup]:
+def history_charts(queue: CallbackQueue, now: float) -> list[Markup]:
     """Return the depth chart and the longest-wait chart."""
-    found = samples(client, now)
+    found = samples(queue, now)
     return [
         chart("Waiting", "people", [(s.at, float(s.waiting)) for s in found], now),
         chart("Longest wait", "min", [(s.at, s.longest / 60) for s in found], now),

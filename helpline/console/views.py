@@ -19,8 +19,6 @@ from helpline.console.chart import history_charts
 from helpline.constants import CONSOLE_POLL_SECONDS, MAX_NOTE_CHARS
 from helpline.errors import NotYours, QueueError
 from helpline.services import helpline
-from workers.bridge import call_counsellor
-from workers.jobs import RETRY, missed_call_text
 
 log = logging.getLogger(__name__)
 REQUEST_ID = re.compile(r"^[0-9a-f]{12}$")
@@ -66,7 +64,7 @@ def _queue_context() -> dict[str, object]:
         "counts": counts,
         "longest": wait_text(longest) if waiting else "none waiting",
         "mine": _mine(active),
-        "charts": history_charts(services.store.client, now),
+        "charts": history_charts(services.queue, now),
         "wait_text": wait_text,
         "local_time": local_time,
     }
@@ -166,7 +164,7 @@ def call_now(rid: str) -> BaseResponse:
     helpline().queue.extend(rid, username)
     extras = console()
     extras.notes.annotate(rid, STATUS_FIELD, "starting the call")
-    extras.jobs.enqueue(call_counsellor, rid, username)
+    helpline().jobs.call_counsellor(rid, username)
     extras.audit.record(username, "call", rid)
     flash("Calling your phone now. Answer it and you will be connected to the caller.")
     return redirect(url_for("console.request_page", rid=rid))
@@ -239,10 +237,7 @@ def record_outcome(rid: str) -> BaseResponse:
         return redirect(url_for("console.request_page", rid=rid))
     extras = console()
     if outcome is Outcome.NO_ANSWER and status is Status.WAITING:
-        attempt = found.attempts + 1
-        extras.jobs.enqueue(
-            missed_call_text, rid, attempt, retry=RETRY, job_id=f"missed-{rid}-{attempt}"
-        )
+        helpline().jobs.missed_call(rid, found.attempts + 1)
     extras.audit.record(username, "outcome", rid, outcome.value)
     flash(f"Recorded: {OUTCOME_LABELS[outcome]}.")
     return redirect(url_for("console.queue_page"))
