@@ -21,7 +21,6 @@ from helpline.config import Settings
 from helpline.constants import BRIDGE_DIAL_TIMEOUT, BRIDGE_TOKEN_SECONDS
 from helpline.crypto import Sealer
 from helpline.errors import SealError
-from helpline.notes import Notes
 from helpline.services import helpline
 from helpline.webhooks import CALL_STATUSES, require_twilio_signature
 
@@ -90,11 +89,6 @@ def _goodbye(key: str) -> Response:
     return _twiml(response)
 
 
-def _notes() -> Notes:
-    services = helpline()
-    return Notes(services.store.client, services.sealer)
-
-
 @bp.post("/<token>/answer")
 def answer(token: str) -> Response:
     """The counsellor picked up: say who this is and dial the caller."""
@@ -117,7 +111,7 @@ def answer(token: str) -> Response:
         action=f"{public_base(settings)}{bp.url_prefix}/{token}/dialled",
     )
     dial.number(services.queue.phone(rid))
-    _notes().annotate(rid, STATUS_FIELD, "connecting")
+    services.queue.annotate(rid, **{STATUS_FIELD: "connecting"})
     log.info("bridging a callback", extra={"request": rid, "counsellor": counsellor})
     return _twiml(response)
 
@@ -128,7 +122,7 @@ def dialled(token: str) -> Response:
     found = read_token(helpline().sealer, token, now=0.0)  # the call may outlast the link
     if found is not None:
         status = request.form.get("DialCallStatus", "")
-        _notes().annotate(found[0], STATUS_FIELD, f"caller {_known(status)}")
+        helpline().queue.annotate(found[0], **{STATUS_FIELD: f"caller {_known(status)}"})
     return _goodbye(ENDED)
 
 
@@ -138,7 +132,7 @@ def status(token: str) -> Response:
     found = read_token(helpline().sealer, token, now=0.0)
     if found is not None:
         state = _known(request.form.get("CallStatus", ""))
-        _notes().annotate(found[0], STATUS_FIELD, f"your phone {state}")
+        helpline().queue.annotate(found[0], **{STATUS_FIELD: f"your phone {state}"})
     return Response("", 204)
 
 

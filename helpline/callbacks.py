@@ -4,7 +4,7 @@ Every change that must be all-or-nothing is one Lua script, so two counsellors n
 take the same caller and a crash between two writes cannot leave a request half-queued.
 
 Keys (all under helpline:cb:):
-    req:<id>      hash: one request; the phone number is sealed, never plain
+    req:<id>      hash: one request (its fields below); written by this module only
     waiting       zset id -> score (urgent band first, then creation time): the queue
     claimed       zset id -> lease deadline
     scheduled     zset id -> time it rejoins the queue (retry, or "call back at"); a
@@ -19,6 +19,23 @@ Keys (all under helpline:cb:):
     history       zset "<time>:<urgent>:<normal>:<longest wait s>" -> time: the last
                   24 hours of queue depth, sampled by the workers' housekeeping
     history:lock  set for HISTORY_SAMPLE_SECONDS after each sample
+
+Fields of req:<id>:
+    id, status, priority, channel, lang     as in Request
+    voicemail, texts                        1 or 0: may we leave a voicemail, send texts
+    created, attempts, score                made at; calls tried; place in `waiting`
+    who                                     keyed hash of the number (helpline.privacy)
+    phone                                   the number, sealed to this request
+    claimed_by, claimed_at, lease_until     while a counsellor has it
+    due_at                                  while it waits in `scheduled`
+    outcome, closed_at                      once closed
+    sending:<kind>, text:<kind>             a text about it was being sent: when, what
+    sent:<kind>                             how that ended: Twilio's SID, "opted-out"
+                                            or "failed:<code>" (kinds: confirm, expired,
+                                            missed:<attempt>, alert:<counsellor>)
+    bridge_call, bridge_status              the bridged call back (helpline.bridge)
+    note:<ns>:<counsellor>                  a counsellor's note, sealed (helpline.notes)
+The purge deletes the hash, and with it everything above.
 """
 
 from __future__ import annotations
@@ -172,6 +189,15 @@ class Placement:
     raised: bool = False  # this very call made it urgent: the counsellors' alert is owed
 
 
+@dataclass(frozen=True)
+class SendRecord:
+    """How far one text about a request got (see the key map for the kinds)."""
+
+    result: str | None  # Twilio's SID, "opted-out" or "failed:<code>": it is settled
+    started: float | None  # an attempt began then and has not been settled
+    text: str | None  # what that attempt sent
+
+
 # -- Lua -----------------------------------------------------------------------------------
 
 # Moves expired leases and due retries back into the queue. Shared by the scripts below
@@ -230,6 +256,14 @@ local function revive(prefix, id, now, urgent, band)
   if parked or raised == 1 then redis.call('INCR', prefix .. 'version') end
   return raised
 end
+"""
+
+# Sets fields only on a request that still exists: a purge between a read and this write
+# must not leave a half-request behind.  KEYS: request key.  ARGV: field, value, ...
+_SET_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
 """
 
 # KEYS: new request key.  ARGV: prefix, now, caller digest, id, score, urgent, seen key
@@ -425,6 +459,7 @@ class CallbackQueue:
         self._settle = client.register_script(_SETTLE)
         self._expire = client.register_script(_EXPIRE)
         self._refresh = client.register_script(_REFRESH)
+        self._set_if_exists = client.register_script(_SET_IF_EXISTS)
 
     @classmethod
     def for_secret(cls, client: redis.Redis, secret: str) -> CallbackQueue:
@@ -580,6 +615,48 @@ class CallbackQueue:
         result = _guard(lambda: self._settle(args=args))
         return result.decode() if isinstance(result, bytes) else str(result)
 
+    # -- what else is kept on a request ----------------------------------------------------
+
+    def annotate(self, rid: str, **fields: str | float) -> bool:
+        """Set fields on a request if it still exists; return whether it did."""
+        flat = [str(part) for pair in fields.items() for part in pair]
+        return bool(_guard(lambda: self._set_if_exists(keys=[REQ + rid], args=flat)))
+
+    def annotation(self, rid: str, name: str) -> str | None:
+        """Return one field of a request as text, or None if it is not set."""
+        raw = _guard(lambda: self.client.hget(REQ + rid, name))
+        return None if raw is None else _text(raw)
+
+    def annotations(self, rid: str, prefix: str) -> dict[str, bytes]:
+        """Return the fields of a request whose names start with prefix, as stored."""
+        raw = _guard(lambda: self.client.hgetall(REQ + rid))
+        return {
+            name: value for key, value in raw.items() if (name := _text(key)).startswith(prefix)
+        }
+
+    def recipient(self, rid: str) -> str | None:
+        """Return the keyed hash of the request's number (what opt-outs are kept by)."""
+        return self.annotation(rid, "who")
+
+    def send_record(self, rid: str, kind: str) -> SendRecord:
+        """Return how far the text of this kind about the request got."""
+        names = [f"sent:{kind}", f"sending:{kind}", f"text:{kind}"]
+        result, started, text = _guard(lambda: self.client.hmget(REQ + rid, names))
+        return SendRecord(
+            result=None if result is None else _text(result),
+            started=None if started is None else float(started),
+            text=None if text is None else _text(text),
+        )
+
+    def sending(self, rid: str, kind: str, text: str, at: float) -> bool:
+        """Record that a text of this kind is about to go (so a retry can look for it)."""
+        fields: dict[str, str | float] = {f"sending:{kind}": at, f"text:{kind}": text}
+        return self.annotate(rid, **fields)
+
+    def settle_send(self, rid: str, kind: str, result: str) -> bool:
+        """Record how a text ended: Twilio's SID, "opted-out" or "failed:<code>"."""
+        return self.annotate(rid, **{f"sent:{kind}": result})
+
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, rid: str) -> Request | None:
@@ -730,3 +807,7 @@ class CallbackQueue:
             outcome=values.get("outcome") or None,
             closed_at=number("closed_at"),
         )
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw

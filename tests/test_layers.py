@@ -176,3 +176,20 @@ def test_the_web_process_loads_neither_the_workers_nor_the_twilio_rest_client(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_only_the_queue_reads_or_writes_a_requests_record():
+    """Notes, send records and bridge status all go through helpline.callbacks."""
+    owner = "helpline.callbacks"
+    reaching_in = []
+    for name, path in modules().items():
+        if name == owner:
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == owner:
+                reaching_in += [f"{name} imports REQ" for a in node.names if a.name == "REQ"]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if "cb:req" in node.value:
+                    reaching_in.append(f"{name} spells the key")
+    assert reaching_in == []

@@ -13,7 +13,6 @@ import logging
 from helpline.bridge import CALL_FIELD, STATUS_FIELD, answer_url, make_token, status_url
 from helpline.callbacks import Status
 from helpline.errors import OutboundError
-from helpline.notes import Notes
 from helpline.outbound import place_call
 from workers.jobs import context
 
@@ -23,7 +22,6 @@ log = logging.getLogger(__name__)
 def call_counsellor(request_id: str, counsellor: str) -> str | None:
     """Call the counsellor from the helpline's number; return the Call SID, or None."""
     ctx = context()
-    notes = Notes(ctx.client, ctx.queue.sealer)
     request = ctx.queue.get(request_id)
     if request is None or request.status is not Status.CLAIMED or request.claimed_by != counsellor:
         log.info("bridge not started: request not claimed by them", extra={"request": request_id})
@@ -42,12 +40,11 @@ def call_counsellor(request_id: str, counsellor: str) -> str | None:
             status_callback=status_url(ctx.settings, token),
         )
     except OutboundError as exc:
-        notes.annotate(request_id, STATUS_FIELD, "failed to start")
+        ctx.queue.annotate(request_id, **{STATUS_FIELD: "failed to start"})
         log.error(
             "bridge call refused", extra={"request": request_id, "code": exc.code, "kind": exc.kind}
         )
         return None
-    notes.annotate(request_id, CALL_FIELD, sid)
-    notes.annotate(request_id, STATUS_FIELD, "ringing your phone")
+    ctx.queue.annotate(request_id, **{CALL_FIELD: sid, STATUS_FIELD: "ringing your phone"})
     log.info("bridge call placed", extra={"request": request_id, "counsellor": counsellor})
     return sid

@@ -19,7 +19,7 @@ import redis
 
 from helpline import embedded, retention
 from helpline.audit import AuditLog
-from helpline.callbacks import OPEN_STATUSES, REQ, UNCONFIRMED, CallbackQueue, Request
+from helpline.callbacks import OPEN_STATUSES, UNCONFIRMED, CallbackQueue, Request
 from helpline.config import Settings, load_settings
 from helpline.counsellors import Counsellors
 from helpline.errors import Failure, OutboundError
@@ -91,37 +91,34 @@ def send_once(ctx: Context, request_id: str, kind: str, to: str, body: str, who:
     it went. The text of the first attempt is the one looked for and sent: a queue
     position may have changed since, and a new text would not match the one that went.
     """
-    key = REQ + request_id
-    sent, started, attempted = ctx.client.hmget(
-        key, [f"sent:{kind}", f"sending:{kind}", f"text:{kind}"]
-    )
-    if sent:
-        return _str(sent)
+    record = ctx.queue.send_record(request_id, kind)
+    if record.result:
+        return record.result
     sender = ctx.settings.phone_number
-    if started:
-        body = _str(attempted) if attempted else body
-        sid = find_sent(ctx.twilio, sender=sender, to=to, body=body, since=float(started))
+    if record.started is not None:
+        body = record.text or body
+        sid = find_sent(ctx.twilio, sender=sender, to=to, body=body, since=record.started)
         if sid:
-            ctx.client.hset(key, f"sent:{kind}", sid)
+            ctx.queue.settle_send(request_id, kind, sid)
             return sid
-    ctx.client.hset(key, mapping={f"sending:{kind}": time.time(), f"text:{kind}": body})
+    ctx.queue.sending(request_id, kind, body, time.time())
     try:
         sid = send_text(ctx.twilio, sender=sender, to=to, body=body)
     except OutboundError as exc:
         if exc.kind is Failure.OPTED_OUT:
             ctx.client.sadd(OPT_OUT_KEY, who)
-            ctx.client.hset(key, f"sent:{kind}", "opted-out")
+            ctx.queue.settle_send(request_id, kind, "opted-out")
             log.info("not texted: the recipient has opted out", extra={"request": request_id})
             return None
         if exc.kind is Failure.PERMANENT:
-            ctx.client.hset(key, f"sent:{kind}", f"failed:{exc.code or exc.status}")
+            ctx.queue.settle_send(request_id, kind, f"failed:{exc.code or exc.status}")
             log.error(
                 "text refused by Twilio",
                 extra={"request": request_id, "kind": kind, "code": exc.code},
             )
             return None
         raise  # worth retrying: RQ does, with backoff
-    ctx.client.hset(key, f"sent:{kind}", sid)
+    ctx.queue.settle_send(request_id, kind, sid)
     log.info("text sent", extra={"request": request_id, "kind": kind})
     return sid
 
@@ -131,14 +128,13 @@ def _recipient(ctx: Context, request_id: str) -> tuple[Request, str, str] | None
     request = ctx.queue.get(request_id)
     if request is None:
         return None
-    who = ctx.client.hget(REQ + request_id, "who")
+    who = ctx.queue.recipient(request_id)
     if not request.texts_ok or who is None:
         return None
-    who_text = _str(who)
-    if ctx.client.sismember(OPT_OUT_KEY, who_text):
+    if ctx.client.sismember(OPT_OUT_KEY, who):
         log.info("not texted: opted out", extra={"request": request_id})
         return None
-    return request, ctx.queue.phone(request_id), who_text
+    return request, ctx.queue.phone(request_id), who
 
 
 # -- jobs ----------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def init_app(app: Flask) -> Console:
     console = Console(
         counsellors=Counsellors(client, core.sealer),
         audit=AuditLog(client),
-        notes=Notes(client, core.sealer),
+        notes=Notes(core.queue),
         sessions=sessions,
         throttle=LoginThrottle(client),
         devices=KnownDevices(settings.secret_key, production=settings.production),

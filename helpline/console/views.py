@@ -132,7 +132,7 @@ def request_page(rid: str) -> str:
         req=found,
         phone=phone,
         notes=extras.notes.list(rid),
-        call_status=extras.notes.field(rid, STATUS_FIELD),
+        call_status=services.queue.annotation(rid, STATUS_FIELD),
         outcomes=OUTCOME_LABELS,
         wait_text=wait_text,
         local_time=local_time,
@@ -150,7 +150,7 @@ def call_status(rid: str) -> BaseResponse:
     Only the status: no number, so this is not a view of the request to audit.
     """
     _claimed_by_me(rid)
-    status = console().notes.field(rid, STATUS_FIELD) or ""
+    status = helpline().queue.annotation(rid, STATUS_FIELD) or ""
     response = jsonify(status=status)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -163,7 +163,7 @@ def call_now(rid: str) -> BaseResponse:
     username = current().username
     helpline().queue.extend(rid, username)
     extras = console()
-    extras.notes.annotate(rid, STATUS_FIELD, "starting the call")
+    helpline().queue.annotate(rid, **{STATUS_FIELD: "starting the call"})
     helpline().jobs.call_counsellor(rid, username)
     extras.audit.record(username, "call", rid)
     flash("Calling your phone now. Answer it and you will be connected to the caller.")
