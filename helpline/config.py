@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from helpline.constants import MIN_SECRET_BITS_PER_CHAR, MIN_SECRET_CHARS, MIN_SECRET_DISTINCT
+from helpline.constants import (
+    MIN_SECRET_BITS_PER_CHAR,
+    MIN_SECRET_CHARS,
+    MIN_SECRET_DISTINCT,
+    PASSWORD_METHOD,
+    REDIS_BREAKER_SECONDS,
+)
 from helpline.errors import ConfigError
 from helpline.hours import OpeningHours
 from helpline.phones import to_e164
@@ -92,6 +98,9 @@ class Settings:
     log_level: str = "INFO"
     # Proxies whose X-Forwarded-* headers are believed (HELPLINE_TRUSTED_PROXIES); none.
     trusted_proxies: tuple[Network, ...] = ()
+    # Not read from the environment: tests shorten or cheapen them.
+    redis_breaker_seconds: float = REDIS_BREAKER_SECONDS
+    password_method: str = PASSWORD_METHOD  # how counsellors' passwords are hashed
 
     @property
     def encryption_secret(self) -> str:

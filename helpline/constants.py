@@ -35,6 +35,8 @@ REQUEST_BODY_SECONDS = 5.0
 
 # Redis socket timeouts (seconds): a slow Redis must not hold a caller past Twilio's limit.
 REDIS_SOCKET_TIMEOUT = 0.5
+# After a failure, webhooks skip Redis for this long instead of waiting on it again.
+REDIS_BREAKER_SECONDS = 5.0
 REDIS_CONNECT_TIMEOUT = 0.5
 
 # Longest text read from a single webhook field before matching; the rest is ignored.
@@ -127,3 +129,7 @@ BRIDGE_DIAL_TIMEOUT = 30
 
 # Longest note a counsellor may save on one request, in characters.
 MAX_NOTE_CHARS = 2000
+
+# How counsellors' passwords are hashed (werkzeug's scrypt: n=2**15, r=8, p=1). Tests pass
+# a cheap method through Settings.password_method; a stored hash names its own method.
+PASSWORD_METHOD = "scrypt"

@@ -8,6 +8,7 @@ Keys:
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 import redis
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from helpline.constants import KEY_PREFIX, MIN_PASSWORD_CHARS
+from helpline.constants import KEY_PREFIX, MIN_PASSWORD_CHARS, PASSWORD_METHOD
 from helpline.crypto import Sealer
 from helpline.errors import QueueError
 from helpline.privacy import mask_phone
@@ -25,9 +26,13 @@ from helpline.privacy import mask_phone
 ACCOUNT = f"{KEY_PREFIX}:counsellor:"
 ACCOUNTS = f"{KEY_PREFIX}:counsellors"
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
-# Checked against when a username is unknown, so a wrong username takes as long as a
-# wrong password and the two cannot be told apart by timing.
-_DUMMY_HASH = generate_password_hash("not a real password", method="scrypt")
+
+
+@functools.cache
+def _dummy_hash(method: str) -> str:
+    """Checked against when a username is unknown, so a wrong username takes as long as a
+    wrong password and the two cannot be told apart by timing."""
+    return generate_password_hash("not a real password", method=method)
 
 
 class Role(StrEnum):
@@ -56,8 +61,11 @@ class Counsellor:
 class Counsellors:
     """The counsellor accounts in Redis."""
 
-    def __init__(self, client: redis.Redis, sealer: Sealer):
+    def __init__(
+        self, client: redis.Redis, sealer: Sealer, *, password_method: str = PASSWORD_METHOD
+    ):
         self.client = client
+        self.password_method = password_method
         self.sealer = sealer
 
     def add(
@@ -76,7 +84,7 @@ class Counsellors:
             "username": username,
             "name": name.strip(),
             "role": (Role.ADMIN if admin else Role.COUNSELLOR).value,
-            "password": generate_password_hash(password, method="scrypt"),
+            "password": generate_password_hash(password, method=self.password_method),
             "on_duty": "0",
             "disabled": "0",
             "phone": self.sealer.seal(phone, f"counsellor:{username}"),
@@ -132,7 +140,7 @@ class Counsellors:
             self.client.hget(ACCOUNT + username, "password") if USERNAME.match(username) else None
         )
         if stored is None:
-            check_password_hash(_DUMMY_HASH, password)
+            check_password_hash(_dummy_hash(self.password_method), password)
             return None
         if not check_password_hash(stored.decode(), password):
             return None

@@ -55,7 +55,7 @@ def init_app(app: Flask, settings: Settings) -> Helpline:
     sms_engine = library.engine(Channel.SMS, region)
 
     redis_url = embedded.resolve_redis_url(settings.redis_url, settings.data_dir)
-    store = Store(connect(redis_url))
+    store = Store(connect(redis_url), breaker_seconds=settings.redis_breaker_seconds)
     gsm = {code: lang.gsm for code, lang in content.languages.items()}
     sealer = Sealer(settings.encryption_secret)
     phone_key = lookup_key(settings.encryption_secret)

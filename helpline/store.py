@@ -12,13 +12,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from helpline.constants import REDIS_CONNECT_TIMEOUT, REDIS_SOCKET_TIMEOUT
+from helpline.constants import REDIS_BREAKER_SECONDS, REDIS_CONNECT_TIMEOUT, REDIS_SOCKET_TIMEOUT
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# After a failure, webhooks skip Redis for this long instead of waiting on it again.
-BREAKER_SECONDS = 5.0
 
 
 def connect(url: str, *, fast_fail: bool = True) -> redis.Redis:
@@ -37,19 +34,27 @@ def connect(url: str, *, fast_fail: bool = True) -> redis.Redis:
 class Store:
     """Runs Redis calls for webhooks; failures open a short breaker and return a default."""
 
-    def __init__(self, client: redis.Redis):
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        breaker_seconds: float = REDIS_BREAKER_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.client = client
+        self.breaker_seconds = breaker_seconds
+        self.clock = clock
         self._open_until = 0.0
         self._lock = threading.Lock()
 
     @property
     def available(self) -> bool:
-        return time.monotonic() >= self._open_until
+        return self.clock() >= self._open_until
 
     def trip(self) -> None:
         """Open the breaker: Redis just failed outside attempt()."""
         with self._lock:
-            self._open_until = time.monotonic() + BREAKER_SECONDS
+            self._open_until = self.clock() + self.breaker_seconds
 
     def attempt(self, what: str, call: Callable[[redis.Redis], T], default: T) -> T:
         """Return call(client), or default if Redis is down, slow or the breaker is open."""
@@ -62,7 +67,7 @@ class Store:
             log.error(
                 "redis unavailable during %s; answering without it for %ss",
                 what,
-                BREAKER_SECONDS,
+                self.breaker_seconds,
                 extra={"error": type(exc).__name__},
             )
             return default

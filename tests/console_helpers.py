@@ -22,8 +22,7 @@ _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 def add_counsellor(
     app: Flask, username: str = "alex", *, admin: bool = False, phone: str | None = None
 ) -> Counsellor:
-    core = app.extensions["helpline"]
-    accounts = Counsellors(core.store.client, core.sealer)
+    accounts: Counsellors = app.extensions["console"].counsellors
     return accounts.add(
         username,
         name=username.title(),

@@ -35,6 +35,9 @@ WAIT_SECONDS = 30.0
 PROCESS_WAIT_SECONDS = 60.0
 
 
+TEST_PASSWORD_METHOD = "pbkdf2:sha256:1000"
+
+
 def make_settings(data_dir: Path, redis_url: str | None, **overrides: Any) -> Settings:
     """Return test settings; pass twilio_api_url=twilio_api.url to send to the stand-in."""
     values: dict[str, Any] = dict(
@@ -46,6 +49,8 @@ def make_settings(data_dir: Path, redis_url: str | None, **overrides: Any) -> Se
         secret_key=SECRET_KEY,
         phone_number=HELPLINE_NUMBER,
         region=REGIONS["GB"],
+        # A cheap hash: console tests log in often; test_cli_data checks the real one.
+        password_method=TEST_PASSWORD_METHOD,
     )
     values.update(overrides)
     return Settings(**values)

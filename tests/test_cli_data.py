@@ -67,6 +67,8 @@ def test_counsellor_add_reads_the_password_from_stdin_and_stores_no_plain_phone(
     assert b"a long enough password" not in b"".join(
         v for v in redis.hvals("helpline:counsellor:sam")
     )
+    # The real cost, whatever cheaper hash the console tests use.
+    assert redis.hget("helpline:counsellor:sam", "password").startswith(b"scrypt:32768:8:1$")
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from helpline import create_app, embedded
-from helpline import store as store_module
 from helpline.constants import SMS_MAX_SEGMENTS
 from helpline.flows.gsm import segments
 from helpline.logs import MaskingJsonFormatter, configure_logging
@@ -169,9 +168,17 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage]:
 @pytest.fixture
 def down(outage: Outage, monkeypatch: pytest.MonkeyPatch) -> FlaskClient:
     """The outage app with its breaker off: every request really tries the dead Redis."""
-    monkeypatch.setattr(store_module, "BREAKER_SECONDS", 0.0)
+    monkeypatch.setattr(
+        outage.client.application.extensions["helpline"].store, "breaker_seconds", 0
+    )
     assert not embedded.is_running(outage.redis_dir)
     return outage.client
+
+
+def test_healthz_says_redis_is_unavailable_while_it_is_down(down):
+    response = down.get("/healthz")
+    assert response.status_code == 503
+    assert response.get_data(as_text=True) == "redis unavailable\n"
 
 
 def test_safe_text_still_gets_the_safe_reply_while_redis_is_down(down):
@@ -243,10 +250,9 @@ def test_logs_during_the_outage_hold_no_number_and_no_message_text(down, caplog,
 
 
 def test_conversation_is_remembered_again_once_redis_is_back(tmp_path, monkeypatch):
-    monkeypatch.setattr(store_module, "BREAKER_SECONDS", 0.3)
     redis_dir = tmp_path / "r"
     url, _ = embedded.ensure_running(redis_dir)
-    app = create_app(make_settings(tmp_path / "var", url))
+    app = create_app(make_settings(tmp_path / "var", url, redis_breaker_seconds=0.3))
     client = app.test_client()
     try:
         assert sms_reply(client, "SAFE").startswith(SAFE_REPLY)
@@ -309,10 +315,9 @@ def silent_redis_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def hung(silent_redis_url: str, tmp_path: Path, monkeypatch) -> Iterator[FlaskClient]:
+def hung(silent_redis_url: str, tmp_path: Path) -> Iterator[FlaskClient]:
     # Breaker off, so every Redis call in every request waits out its own timeout.
-    monkeypatch.setattr(store_module, "BREAKER_SECONDS", 0.0)
-    app = create_app(make_settings(tmp_path / "var", silent_redis_url))
+    app = create_app(make_settings(tmp_path / "var", silent_redis_url, redis_breaker_seconds=0))
     yield app.test_client()
     app.extensions["redis"].close()
 

@@ -40,15 +40,13 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask.testing import FlaskClient
 
 from helpline import create_app
-from helpline import store as store_module
-from helpline.constants import SMS_MAX_SEGMENTS
+from helpline.constants import REDIS_BREAKER_SECONDS, SMS_MAX_SEGMENTS
 from helpline.flows.gsm import as_sent, segments
 from helpline.flows.model import PLACEHOLDER
 from helpline.services import Helpline
@@ -372,8 +370,8 @@ class Walk:
         """Count the input; with Redis down, sometimes let the breaker's time run out."""
         self.inputs += 1
         if self.breaker_clock is not None and self.rng.random() < BREAKER_LAPSES:
-            self.breaker_clock.advance(store_module.BREAKER_SECONDS)
-            conversation.path.append(f"({store_module.BREAKER_SECONDS:g} s pass)")
+            self.breaker_clock.advance(REDIS_BREAKER_SECONDS)
+            conversation.path.append(f"({REDIS_BREAKER_SECONDS:g} s pass)")
 
     def post(self, conversation: Conversation, path: str, params: dict[str, str]) -> Answer:
         """POST a signed webhook; check invariant 1 on what comes back; parse it."""
@@ -678,12 +676,11 @@ def app_without_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Subj
     the same on a fast machine and a slow one. (The walks with Redis up never trip it.)
     """
     clock = FakeClock(1_000.0)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(store_module, "time", SimpleNamespace(monotonic=clock))
-        settings = make_settings(tmp_path_factory.mktemp("no-redis") / "var", UNREACHABLE_REDIS)
-        app = create_app(settings)
-        yield Subject(app.test_client(), clock)
-        app.extensions["redis"].close()
+    settings = make_settings(tmp_path_factory.mktemp("no-redis") / "var", UNREACHABLE_REDIS)
+    app = create_app(settings)
+    app.extensions["helpline"].store.clock = clock  # the breaker's clock, one store for all
+    yield Subject(app.test_client(), clock)
+    app.extensions["redis"].close()
 
 
 @pytest.fixture
@@ -693,7 +690,7 @@ def subject(request: pytest.FixtureRequest, condition: str) -> Subject:
         return Subject(request.getfixturevalue("client"))
     degraded: Subject = request.getfixturevalue("app_without_redis")
     assert degraded.breaker_clock is not None
-    degraded.breaker_clock.advance(store_module.BREAKER_SECONDS)  # as a fresh app's
+    degraded.breaker_clock.advance(REDIS_BREAKER_SECONDS)  # as a fresh app's
     return degraded
 
 

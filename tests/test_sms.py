@@ -152,9 +152,11 @@ def test_a_reply_is_never_replayed_to_another_number(client):
     params = sms_params("1", sender=CALLER)
     first = twilio_post(client, "/twilio/sms", params).get_data(as_text=True)
     assert sms_replies(first)[0].startswith("Regular opioid use changes the brain")
-    # The same MessageSid from another number is answered as that number's own text.
+    # The same MessageSid from another number is answered as that number's own text: a
+    # "1" at the start of its conversation, as a third number sending "1" is answered.
     other = dict(params, From="+447700900456")
     (reply,) = sms_replies(twilio_post(client, "/twilio/sms", other).get_data(as_text=True))
+    assert reply == text(client, "1", sender="+447700900789")[0]
     assert not reply.startswith("Regular opioid use changes the brain")
 
 

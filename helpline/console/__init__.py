@@ -58,7 +58,7 @@ def init_app(app: Flask) -> Console:
     app.before_request(auth.require_https)
     csrf.init_app(app)
     console = Console(
-        counsellors=Counsellors(client, core.sealer),
+        counsellors=Counsellors(client, core.sealer, password_method=settings.password_method),
         audit=AuditLog(client),
         notes=Notes(core.queue),
         sessions=sessions,
