@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from xml.sax.saxutils import escape as xml_escape
 
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
@@ -30,17 +31,23 @@ def reply(region: Region, channel: Channel, events: Sequence[Event], gsm: bool) 
 def voice(events: Sequence[Event], action_url: str, region: Region) -> str:
     """Render one voice step: says inside a Gather (so callers can barge in), or a hangup."""
     locales = tuple(region.voice_language.items())
-    return _voice_cached(tuple(events), action_url, locales)
+    if any(isinstance(event, Say) and event.personal for event in events):
+        return _render_voice(events, action_url, dict(locales))  # never kept
+    rendered = _voice_cached(tuple(events), locales)
+    return rendered.replace(_ACTION_MARK, xml_escape(action_url, {'"': "&quot;"}))
 
 
-# Events come from the flows' content, never from caller input, so the distinct answers
-# are bounded by nodes x languages x reprompts; rendering each once saves the XML work
-# on every webhook.
+# Stands for the action URL in a cached answer: each call's URL carries its own sealed
+# state, so it is put in after the cache, and the cache holds nothing about a caller.
+_ACTION_MARK = "/twilio/voice/step?action-goes-here"
+
+
+# Cached events come from the flows' content with no fact about the caller in them
+# (Say.personal), so the distinct answers are bounded by nodes x languages x reprompts;
+# rendering each once saves the XML work (about 150 us) on every webhook.
 @functools.lru_cache(maxsize=RENDER_CACHE_SIZE)
-def _voice_cached(
-    events: tuple[Event, ...], action_url: str, locales: tuple[tuple[str, str], ...]
-) -> str:
-    return _render_voice(events, action_url, dict(locales))
+def _voice_cached(events: tuple[Event, ...], locales: tuple[tuple[str, str], ...]) -> str:
+    return _render_voice(events, _ACTION_MARK, dict(locales))
 
 
 def _render_voice(events: Sequence[Event], action_url: str, locale: dict[str, str]) -> str:
@@ -71,6 +78,8 @@ def _render_voice(events: Sequence[Event], action_url: str, locale: dict[str, st
 
 def sms(events: Sequence[Event], gsm: bool) -> str:
     """Render one SMS step as a single reply message (or none, if it says nothing)."""
+    if any(isinstance(event, Say) and event.personal for event in events):
+        return _render_sms(events, gsm)  # never kept
     return _sms_cached(tuple(events), gsm)
 
 

@@ -73,6 +73,7 @@ class Say:
     key: str
     text: str
     lang: str
+    personal: bool = False  # the text holds facts about the caller (their number's end)
 
 
 @dataclass(frozen=True)
@@ -335,7 +336,7 @@ class Engine:
 
     def _say(self, key: str, lang: str, variables: Mapping[str, str] | None = None) -> Say:
         text = self.content.text(key, lang, self.variables if variables is None else variables)
-        return Say(key=key, text=text, lang=lang)
+        return Say(key=key, text=text, lang=lang, personal=self.content.personal(key, lang))
 
     def _prompt(self, node: Node, lang: str, variables: Mapping[str, str]) -> list[Event]:
         events: list[Event] = [self._say(key, lang, variables) for key in node.prompt]

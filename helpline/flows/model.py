@@ -7,6 +7,7 @@ keyed by id, one file per language. Nothing here does I/O beyond reading those f
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 KNOWN_PLACEHOLDERS = frozenset(
     {"emergency", "crisis_line", "number_end", "position", "minutes", "resume", "day", "time"}
 )
+# The placeholders filled from facts about this very call or text (its number, its place
+# in the queue): a message that uses one says something about the caller.
+CALL_FACTS = frozenset({"number_end", "position", "minutes", "resume", "day", "time"})
 # Effects a node can ask the web layer to perform, and the outcomes each must route.
 ACTIONS = {"callback": frozenset({"queued", "already", "failed"})}
 # The fact that says the store is down, so nothing said now can be remembered: branches
@@ -147,6 +151,10 @@ class Content:
     def text(self, key: str, lang: str, variables: Mapping[str, str]) -> str:
         template = self.messages[lang][key]
         return PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), template)
+
+    def personal(self, key: str, lang: str) -> bool:
+        """Return whether the message says something about the caller (see CALL_FACTS)."""
+        return _uses_call_facts(self.messages[lang][key])
 
     def phrases(self, key: str, lang: str) -> tuple[str, ...]:
         return self.words[lang][key]
@@ -592,3 +600,8 @@ def _check_reachable(flow: Flow, name: str, problems: list[str]) -> None:
     for node_id in flow.nodes:
         if node_id not in reached:
             problems.append(f"{name}: node {node_id!r} is unreachable")
+
+
+@functools.lru_cache(maxsize=4096)
+def _uses_call_facts(template: str) -> bool:
+    return any(name in CALL_FACTS for name in PLACEHOLDER.findall(template))
