@@ -13,7 +13,7 @@ from helpline.config import Settings
 from helpline.crypto import Sealer, lookup_key
 from helpline.flows.engine import Engine
 from helpline.flows.gsm import as_sent
-from helpline.flows.lint import Library, load_flows
+from helpline.flows.lint import Library, shared_library
 from helpline.flows.model import Channel
 from helpline.hours import OpeningHours
 from helpline.intake import CallbackDesk
@@ -47,7 +47,7 @@ class Helpline:
 
 def init_app(app: Flask, settings: Settings) -> Helpline:
     """Load flows, connect to Redis (embedded unless REDIS_URL) and register the services."""
-    library = load_flows(settings.flows_dir)
+    library = shared_library(settings.flows_dir)
     content = library.content
     region = settings.region
     spoken = region.variables(spoken=True)

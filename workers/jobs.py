@@ -24,7 +24,7 @@ from helpline.config import Settings, load_settings
 from helpline.counsellors import Counsellors
 from helpline.errors import Failure, OutboundError
 from helpline.flows.gsm import as_sent
-from helpline.flows.lint import Library, load_flows
+from helpline.flows.lint import Library, shared_library
 from helpline.jobs import Jobs
 from helpline.outbound import find_sent, make_client, send_text
 from helpline.sms import OPT_OUT_KEY
@@ -75,7 +75,7 @@ def context() -> Context:
         client=client,
         queue=queue,
         counsellors=Counsellors(client, queue.sealer),
-        library=load_flows(settings.flows_dir),
+        library=shared_library(settings.flows_dir),
         jobs=Jobs(client),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,30 @@ def load_flows(flows_dir: Path, regions: Iterable[Region] = REGIONS.values()) ->
     if problems:
         raise FlowError(problems)
     return library
+
+
+def shared_library(flows_dir: Path) -> Library:
+    """Return flows_dir loaded and checked, once per process while its files are unchanged.
+
+    A Library is never changed after loading, so every app and worker context in a process
+    shares one (loading and checking takes about 0.2 s). Editing a file loads it afresh.
+    """
+    return _shared(flows_dir.resolve(), _fingerprint(flows_dir))
+
+
+@functools.lru_cache(maxsize=8)
+def _shared(flows_dir: Path, fingerprint: tuple[tuple[str, int, int], ...]) -> Library:
+    return load_flows(flows_dir)
+
+
+def _fingerprint(flows_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """Name, modification time and size of every file under flows_dir."""
+    found = []
+    for path in sorted(flows_dir.rglob("*")):
+        if path.is_file():
+            stat = path.stat()
+            found.append((str(path.relative_to(flows_dir)), stat.st_mtime_ns, stat.st_size))
+    return tuple(found)
 
 
 def _load(flows_dir: Path, regions: list[Region], problems: list[str]) -> Library:
