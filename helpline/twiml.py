@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
-from helpline.config import Region
 from helpline.constants import GATHER_TIMEOUT, NUMBER_TIMEOUT
 from helpline.flows.engine import Ask, Event, Hangup, Say
 from helpline.flows.lint import sms_text
 from helpline.flows.model import Channel
+from helpline.regions import Region
 
 # Twilio ignores hints past a few hundred phrases; ours stay far below this.
 MAX_HINTS = 100
@@ -29,7 +29,7 @@ def reply(region: Region, channel: Channel, events: Sequence[Event], gsm: bool) 
 
 def voice(events: Sequence[Event], action_url: str, region: Region) -> str:
     """Render one voice step: says inside a Gather (so callers can barge in), or a hangup."""
-    locales = tuple(region.voice_language.items())
+    locales = tuple(region.voice_locales.items())
     return _voice_cached(tuple(events), action_url, locales)
 
 

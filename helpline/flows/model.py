@@ -19,10 +19,9 @@ import yaml
 from helpline.flows.matching import tokens
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
-# Region values, then what the web layer knows at the moment a message is said.
-KNOWN_PLACEHOLDERS = frozenset(
-    {"emergency", "crisis_line", "number_end", "position", "minutes", "resume", "day", "time"}
-)
+# What the web layer knows at the moment a message is said; every other placeholder
+# is a region value (flows/regions/*.yaml), checked by the linter.
+RUNTIME_PLACEHOLDERS = frozenset({"number_end", "position", "minutes", "resume", "day", "time"})
 # Effects a node can ask the web layer to perform, and the outcomes each must route.
 ACTIONS = {"callback": frozenset({"queued", "already", "failed"})}
 # The fact that says the store is down, so nothing said now can be remembered: branches
@@ -266,9 +265,6 @@ def parse_content(content_dir: Path, problems: list[str]) -> Content:
                 problems.append(f"{path.name}: message {key!r} must be non-empty text")
                 continue
             messages[code][str(key)] = " ".join(text.split())
-            for name in PLACEHOLDER.findall(text):
-                if name not in KNOWN_PLACEHOLDERS:
-                    problems.append(f"{path.name}: message {key!r} uses unknown {{{name}}}")
         words[code] = {
             str(key): _strs(value, f"{path.name}: words {key!r}", problems)
             for key, value in (data.get("words") or {}).items()
