@@ -78,8 +78,9 @@ def _twiml(response: VoiceResponse) -> Response:
 def _say(response: VoiceResponse, key: str) -> None:
     services = helpline()
     lang = services.default_language
-    text = services.library.content.text(key, lang, services.settings.region.variables())
-    response.say(text, language=services.settings.region.voice_language[lang])
+    region = services.settings.region
+    text = services.library.content.text(key, lang, region.variables(lang, spoken=True))
+    response.say(text, language=region.voice_locales[lang])
 
 
 def _goodbye(key: str) -> Response:

@@ -341,7 +341,6 @@ def _simulate_call(args: argparse.Namespace) -> int:
 
 def _flows_check(args: argparse.Namespace) -> int:
     from helpline import twiml
-    from helpline.config import REGIONS
     from helpline.flows.explore import explore
     from helpline.flows.lint import check_flows, load_flows
 
@@ -360,7 +359,7 @@ def _flows_check(args: argparse.Namespace) -> int:
     languages = ", ".join(library.content.languages)
     print(f"flows OK: {len(library.flows)} flows, {nodes} nodes, languages {languages}")
     # Then prove the safety invariants over every state, region and store condition.
-    report = explore(library, REGIONS.values(), twiml.reply)
+    report = explore(library, library.regions.values(), twiml.reply)
     for found in report.problems:
         print(found)
     print(report.summary())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -25,6 +26,7 @@ from helpline.errors import ConfigError
 from helpline.hours import OpeningHours
 from helpline.phones import to_e164
 from helpline.proxies import Network, parse_networks
+from helpline.regions import Region, load_region
 
 DEFAULT_TWILIO_API_URL = "https://api.twilio.com"
 # HELPLINE_LOG_LEVEL: INFO logs what the service did (a callback queued, an opt-out, a
@@ -33,45 +35,14 @@ DEFAULT_TWILIO_API_URL = "https://api.twilio.com"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-@dataclass(frozen=True)
-class Region:
-    """What a deployment tells callers about local emergency and crisis services."""
-
-    code: str
-    emergency_number: str
-    crisis_line: str  # spoken/read after the emergency number: another way to reach help
-    voice_language: dict[str, str]  # helpline language -> Twilio speech/voice locale
-    timezone: str  # where opening hours are read, unless HELPLINE_TIMEZONE says otherwise
-
-    def variables(self, *, spoken: bool = False) -> dict[str, str]:
-        """Return the placeholders the content may use; spoken: numbers digit by digit."""
-        values = {"emergency": self.emergency_number, "crisis_line": self.crisis_line}
-        return {name: speakable(value) for name, value in values.items()} if spoken else values
+# The flows, content and region files the service runs, unless HELPLINE_FLOWS_DIR says.
+DEFAULT_FLOWS_DIR = Path(__file__).resolve().parent.parent / "flows"
+DEFAULT_REGION = "GB"
 
 
-def speakable(text: str) -> str:
-    """Spell numbers digit by digit for text-to-speech: '116 123' -> '1 1 6, 1 2 3'."""
-    return re.sub(
-        r"\d+(?: \d+)*", lambda m: ", ".join(" ".join(group) for group in m.group().split()), text
-    )
-
-
-REGIONS: dict[str, Region] = {
-    "GB": Region(
-        code="GB",
-        emergency_number="999",
-        crisis_line="Samaritans, free, on 116 123",
-        voice_language={"en": "en-GB", "es": "es-ES"},
-        timezone="Europe/London",
-    ),
-    "US": Region(
-        code="US",
-        emergency_number="911",
-        crisis_line="the 988 crisis line, by call or text",
-        voice_language={"en": "en-US", "es": "es-US"},
-        timezone="America/New_York",
-    ),
-}
+@functools.cache
+def _default_region() -> Region:
+    return load_region(DEFAULT_FLOWS_DIR, DEFAULT_REGION)
 
 
 @dataclass(frozen=True)
@@ -89,8 +60,8 @@ class Settings:
     secret_key: str = ""
     encryption_key: str | None = None
     port: int = 5000
-    region: Region = field(default_factory=lambda: REGIONS["GB"])
-    flows_dir: Path = Path(__file__).resolve().parent.parent / "flows"
+    region: Region = field(default_factory=_default_region)
+    flows_dir: Path = DEFAULT_FLOWS_DIR
     hours: str = "always"  # when counsellors are on duty (see helpline.hours)
     timezone: str | None = None  # None: the region's
     callback_expiry_hours: float = 72.0  # an unanswered request closes after this long
@@ -157,11 +128,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if problems:
             raise ConfigError("production refuses weak settings: " + "; ".join(problems))
 
-    region_code = env.get("HELPLINE_REGION", "GB").strip().upper()
-    if region_code not in REGIONS:
-        raise ConfigError(
-            f"HELPLINE_REGION {region_code!r} is not known; use one of {', '.join(REGIONS)}"
-        )
+    flows_dir = Path(env.get("HELPLINE_FLOWS_DIR") or DEFAULT_FLOWS_DIR)
+    region = load_region(flows_dir, env.get("HELPLINE_REGION", DEFAULT_REGION).strip().upper())
 
     port_text = env.get("PORT", "5000")
     try:
@@ -192,7 +160,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         secret_key=env.get("SECRET_KEY", ""),
         encryption_key=env.get("HELPLINE_ENCRYPTION_KEY") or None,
         port=port,
-        region=REGIONS[region_code],
+        region=region,
+        flows_dir=flows_dir,
         hours=env.get("HELPLINE_HOURS", "always"),
         timezone=env.get("HELPLINE_TIMEZONE") or None,
         callback_expiry_hours=expiry_hours,

@@ -50,7 +50,6 @@ def init_app(app: Flask, settings: Settings) -> Helpline:
     library = shared_library(settings.flows_dir)
     content = library.content
     region = settings.region
-    spoken = region.variables(spoken=True)
     voice_engine = library.engine(Channel.VOICE, region)
     sms_engine = library.engine(Channel.SMS, region)
 
@@ -83,13 +82,14 @@ def init_app(app: Flask, settings: Settings) -> Helpline:
         validator=WebhookValidator(settings.twilio_auth_token),
         voice_failsafe={
             code: twiml.voice_failsafe(
-                content.text("voice.failsafe", code, spoken), region.voice_language[code]
+                content.text("voice.failsafe", code, region.variables(code, spoken=True)),
+                region.voice_locales[code],
             )
             for code in content.languages
         },
         sms_failsafe={
             code: twiml.sms_failsafe(
-                as_sent(content.text("sms.failsafe", code, region.variables()), gsm[code])
+                as_sent(content.text("sms.failsafe", code, region.variables(code)), gsm[code])
             )
             for code in content.languages
         },

@@ -9,11 +9,11 @@ from xml.sax.saxutils import escape as xml_escape
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
-from helpline.config import Region
 from helpline.constants import GATHER_TIMEOUT, NUMBER_TIMEOUT
 from helpline.flows.engine import Ask, Event, Hangup, Say
 from helpline.flows.lint import sms_text
 from helpline.flows.model import Channel
+from helpline.regions import Region
 
 # Twilio ignores hints past a few hundred phrases; ours stay far below this.
 MAX_HINTS = 100
@@ -30,7 +30,7 @@ def reply(region: Region, channel: Channel, events: Sequence[Event], gsm: bool) 
 
 def voice(events: Sequence[Event], action_url: str, region: Region) -> str:
     """Render one voice step: says inside a Gather (so callers can barge in), or a hangup."""
-    locales = tuple(region.voice_language.items())
+    locales = tuple(region.voice_locales.items())
     if any(isinstance(event, Say) and event.personal for event in events):
         return _render_voice(events, action_url, dict(locales))  # never kept
     rendered = _voice_cached(tuple(events), locales)

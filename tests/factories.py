@@ -11,7 +11,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
 
-from helpline.config import REGIONS, Settings
+from helpline.config import Settings
 from workers import jobs
 
 ACCOUNT_SID = "AC" + "0" * 32
@@ -48,7 +48,6 @@ def make_settings(data_dir: Path, redis_url: str | None, **overrides: Any) -> Se
         twilio_auth_token=AUTH_TOKEN,
         secret_key=SECRET_KEY,
         phone_number=HELPLINE_NUMBER,
-        region=REGIONS["GB"],
         # A cheap hash: console tests log in often; test_cli_data checks the real one.
         password_method=TEST_PASSWORD_METHOD,
     )
@@ -126,6 +125,7 @@ class VoiceStep:
     says: list[str]
     gather: ET.Element | None
     hangup: bool
+    locales: list[str] = field(default_factory=list)  # each Say's voice, in order
 
     @property
     def action(self) -> str:
@@ -144,6 +144,7 @@ def parse_voice(xml: str) -> VoiceStep:
         says=[say.text or "" for say in root.iter("Say")],
         gather=root.find("Gather"),
         hangup=root.find("Hangup") is not None,
+        locales=[say.attrib.get("language", "") for say in root.iter("Say")],
     )
 
 

@@ -156,8 +156,8 @@ def test_bad_values_are_explained(tmp_path, env, message):
 
 def test_us_region_says_911_and_988(tmp_path):
     settings = load_settings({"HELPLINE_REGION": "us", "HELPLINE_DATA_DIR": str(tmp_path)})
-    assert settings.region.variables()["emergency"] == "911"
-    assert "988" in settings.region.variables()["crisis_line"]
+    assert settings.region.variables("en")["emergency"] == "911"
+    assert "988" in settings.region.variables("en")["crisis_line"]
 
 
 def test_numbers_are_masked_to_the_last_three_digits():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpline.config import REGIONS, Settings
+from helpline.config import Settings
 from helpline.flows.engine import Act, Ask, Engine, Event, Hangup, Reply, Say, State, Step
 from helpline.flows.lint import load_flows, sms_text
 from helpline.flows.model import Channel
@@ -15,8 +15,8 @@ from helpline.flows.texting import TextStep, answer_text
 from tests.factories import edit
 
 LIBRARY = load_flows(Settings().flows_dir)
-VOICE = LIBRARY.engine(Channel.VOICE, REGIONS["GB"])
-SMS = LIBRARY.engine(Channel.SMS, REGIONS["GB"])
+VOICE = LIBRARY.engine(Channel.VOICE, "GB")
+SMS = LIBRARY.engine(Channel.SMS, "GB")
 
 SILENCE = Reply()
 # What the web layer knows about a caller it could call back on the number they used.
@@ -78,7 +78,7 @@ def test_call_greeting_speaks_the_emergency_number_then_waits_for_the_menu():
 
 
 def test_us_call_greeting_speaks_nine_one_one():
-    _, events = LIBRARY.engine(Channel.VOICE, REGIONS["US"]).start()
+    _, events = LIBRARY.engine(Channel.VOICE, "US").start()
 
     assert events[1].text.endswith("hang up now and call 9 1 1.")
 
@@ -102,7 +102,7 @@ def test_texts_start_with_the_menu_and_the_emergency_number():
 
 
 def test_us_texts_give_911_and_988():
-    us = LIBRARY.engine(Channel.SMS, REGIONS["US"])
+    us = LIBRARY.engine(Channel.SMS, "US")
 
     _, menu = us.start()
     _, failed = walk(us, "TALK", context=STORE_IS_DOWN)
@@ -251,7 +251,7 @@ def test_silence_at_a_node_with_no_response_goes_there_and_still_counts(flows: P
         "    prompt: [voice.emergency_options]\n",
         "    prompt: [voice.emergency_options]\n    no_response: emergency\n",
     )
-    engine = load_flows(flows).engine(Channel.VOICE, REGIONS["GB"])
+    engine = load_flows(flows).engine(Channel.VOICE, "GB")
 
     state, events = walk(engine, "he's not breathing", SILENCE)
     assert said(events) == ["voice.emergency", "voice.emergency_options"]

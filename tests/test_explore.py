@@ -8,19 +8,19 @@ from pathlib import Path
 import pytest
 
 from helpline import twiml
-from helpline.config import REGIONS, Settings
+from helpline.config import Settings
 from helpline.flows.explore import Report, Store, explore
 from helpline.flows.lint import load_flows
 from tests.factories import edit, run_helpline
 
-GB = [REGIONS["GB"]]
 AT_RISK_WITH_ADVICE = "    say: [voice.emergency, voice.callback_urgent]"
 AT_RISK_WITHOUT_ADVICE = "    say: [voice.callback_urgent]"
 VOICE_STORE_CHECK = "    branch: {fact: store, down: callback_failed, otherwise: callback_triage}"
 
 
 def _explore(flows: Path, render: twiml.Render | None = twiml.reply) -> Report:
-    return explore(load_flows(flows), GB, render)
+    library = load_flows(flows)
+    return explore(library, [library.regions["GB"]], render)
 
 
 def _found(report: Report, invariant: int) -> list[str]:
@@ -28,7 +28,8 @@ def _found(report: Report, invariant: int) -> list[str]:
 
 
 def test_shipped_flows_prove_every_invariant_in_every_region_and_store_condition():
-    report = explore(load_flows(Settings().flows_dir), REGIONS.values(), twiml.reply)
+    library = load_flows(Settings().flows_dir)
+    report = explore(library, library.regions.values(), twiml.reply)
 
     assert [str(p) for p in report.problems] == []
     # Both flows, both languages, caller ID usable or not, opted out or not: thousands.
@@ -189,6 +190,7 @@ def test_the_explorer_reads_the_emergency_number_of_each_region(flows, region):
         "    Reply 1 Dependence, 2 Treatment, 3 Trying again, 0 Menu. In danger? Call 911.",
     )
 
-    report = explore(load_flows(flows), [REGIONS[region]], None)
+    library = load_flows(flows)
+    report = explore(library, [library.regions[region]], None)
 
     assert bool(_found(report, 6)) is (region == "GB")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpline.config import REGIONS, Settings
+from helpline.config import Settings
 from helpline.flows.engine import Engine
 from helpline.flows.lint import load_flows
 from helpline.flows.model import Channel
@@ -22,7 +22,7 @@ LIBRARY = load_flows(Settings().flows_dir)
 
 
 def _engine(channel: Channel) -> Engine:
-    return LIBRARY.engine(channel, REGIONS["GB"])
+    return LIBRARY.engine(channel, "GB")
 
 
 CASES = [

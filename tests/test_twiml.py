@@ -5,11 +5,12 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from helpline import twiml
-from helpline.config import REGIONS, Settings
+from helpline.config import Settings
 from helpline.flows.engine import Ask, Hangup, Say
 from helpline.flows.lint import load_flows
+from helpline.regions import load_region
 
-REGION = REGIONS["GB"]
+REGION = load_region(Settings().flows_dir, "GB")
 MENU = (Say("voice.menu", "For overdose safety, press 1.", "en"), Ask("en", ("overdose",), 1))
 
 

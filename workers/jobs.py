@@ -59,7 +59,7 @@ class Context:
 
     def text(self, key: str, lang: str, **values: str) -> str:
         content = self.library.content
-        variables = {**self.settings.region.variables(), **values}
+        variables = {**self.settings.region.variables(lang), **values}
         gsm = content.languages[lang].gsm
         return as_sent(content.text(key, lang, variables), gsm)
 

@@ -1,6 +1,6 @@
 """The flow engine: advances a conversation one step. Pure: no I/O, no clock.
 
-    engine = Engine(flow, variables)
+    engine = Engine(flow, {"en": {"emergency": "999", ...}, "es": {...}})
     state, events = engine.start()
     state, events = engine.resume(state, Reply(digits="1"))
 
@@ -108,13 +108,19 @@ def language_offer_key(flow: Flow) -> str:
 
 
 class Engine:
-    """Runs one flow with one set of placeholder values (emergency number, crisis line)."""
+    """Runs one flow with a region's placeholder values (emergency number, crisis line),
+    one set per language."""
 
-    def __init__(self, flow: Flow, variables: Mapping[str, str], phone_region: str = "GB"):
+    def __init__(
+        self,
+        flow: Flow,
+        variables: Mapping[str, Mapping[str, str]],
+        phone_region: str = "GB",
+    ):
         self.flow = flow
         self.phone_region = phone_region
         self.content = flow.content
-        self.variables = dict(variables)
+        self.variables = {lang: dict(values) for lang, values in variables.items()}
         # Where a conversation rests when it starts: the main menu.
         home = flow.nodes[flow.start]
         while home.next is not None:
@@ -188,7 +194,7 @@ class Engine:
             if node.on_crisis is None:
                 return go(flow.crisis)
             # The emergency reply first; then what the caller was asking for goes on.
-            variables = self._variables(context)
+            variables = self._variables(context, lang)
             first = [self._say(key, lang, variables) for key in flow.nodes[flow.crisis].say]
             state, events = go(node.on_crisis.goto or node.id, node.on_crisis.set)
             return state, [*first, *events]
@@ -275,7 +281,7 @@ class Engine:
         acts or ends. misses carries the inputs not understood on the way here."""
         answers = dict(answers or {})
         context = context if context is not None else {}
-        variables = self._variables(context)
+        variables = self._variables(context, lang)
         events: list[Event] = []
         node = self.flow.nodes[node_id]
         while True:
@@ -311,7 +317,7 @@ class Engine:
         if state.reprompts >= MAX_REPROMPTS and self.flow.exhausted:
             return self.exhausted(state, context)
         node = self.flow.nodes[state.node]
-        variables = self._variables(context if context is not None else {})
+        variables = self._variables(context if context is not None else {}, state.lang)
         events: list[Event] = [self._say(self.flow.reprompt, state.lang)]
         misses = min(state.reprompts + 1, MAX_REPROMPTS)
         return replace(state, reprompts=misses), events + self._prompt(node, state.lang, variables)
@@ -328,14 +334,21 @@ class Engine:
         """Return lang if the content has it, else the default language."""
         return lang if lang in self.content.languages else self.content.default_language
 
-    def _variables(self, context: Mapping[str, str]) -> Mapping[str, str]:
-        """Region values, then the web layer's facts: looked up, never copied, so a fact
-        is worked out only if a message or a branch asks for it (intake.CallerFacts)."""
+    def value(self, name: str, lang: str) -> str:
+        """Return a region value (the emergency number...) as this channel gives it in lang."""
+        return self.variables[lang][name]
+
+    def _variables(self, context: Mapping[str, str], lang: str) -> Mapping[str, str]:
+        """Region values in lang, then the web layer's facts: looked up, never copied, so a
+        fact is worked out only if a message or a branch asks for it (intake.CallerFacts)."""
         # ChainMap only reads here; its type asks for mutable maps.
-        return ChainMap(self.variables, cast("MutableMapping[str, str]", context))
+        region = cast("MutableMapping[str, str]", self.variables[lang])
+        return ChainMap(region, cast("MutableMapping[str, str]", context))
 
     def _say(self, key: str, lang: str, variables: Mapping[str, str] | None = None) -> Say:
-        text = self.content.text(key, lang, self.variables if variables is None else variables)
+        text = self.content.text(
+            key, lang, self.variables[lang] if variables is None else variables
+        )
         return Say(key=key, text=text, lang=lang, personal=self.content.personal(key, lang))
 
     def _prompt(self, node: Node, lang: str, variables: Mapping[str, str]) -> list[Event]:

@@ -30,13 +30,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from helpline.config import Region
 from helpline.constants import MAX_REPROMPTS, SMS_MAX_SEGMENTS
 from helpline.flows.engine import Act, Ask, Engine, Event, Hangup, Reply, Say, State
 from helpline.flows.gsm import segments
 from helpline.flows.lint import Library, sms_text
 from helpline.flows.model import AT_RISK, STORE_DOWN, STORE_FACT, Channel, Flow
 from helpline.flows.texting import answer_text
+from helpline.regions import Region
 
 # Renders one reply as TwiML, for invariant 1: the web layer's renderer, passed in as
 # (region, channel, events, gsm) -> XML text.
@@ -149,8 +149,8 @@ def _check_failsafes(library: Library, region: Region, report: Report) -> None:
     """The answers given when anything fails must carry the emergency number."""
     content = library.content
     for channel in Channel:
-        variables = region.variables(spoken=channel is Channel.VOICE)
         for lang in content.languages:
+            variables = region.variables(lang, spoken=channel is Channel.VOICE)
             text = content.text(f"{channel.value}.failsafe", lang, variables)
             if variables["emergency"] not in text:
                 report.problems.append(
@@ -183,8 +183,6 @@ class _Walk:
         self.render = render
         self.report = report
         self.voice = self.flow.channel is Channel.VOICE
-        self.emergency = engine.variables["emergency"]
-        self.crisis_line = engine.variables["crisis_line"]
         self.home = engine.home
         self.intake = _intake_nodes(self.flow, self.home)
         self.told_queued = _told_queued(self.flow)
@@ -390,7 +388,7 @@ class _Walk:
         if not events:
             return
         self._check_reply(events, path)
-        if self.emergency not in _text(events):
+        if not self._names(events, "emergency"):
             self._problem(6, "the greeting does not say the emergency number", path)
 
     def _check_reply(self, events: list[Event], path: Callable[[], tuple[str, ...]]) -> None:
@@ -404,7 +402,7 @@ class _Walk:
         if self.voice:
             if not isinstance(events[-1], Ask | Hangup):
                 self._problem(1, "a voice reply ends without a question or a hang-up", path)
-            if isinstance(events[-1], Hangup) and self.emergency not in _text(events):
+            if isinstance(events[-1], Hangup) and not self._names(events, "emergency"):
                 self._problem(6, "a goodbye does not say the emergency number", path)
             return
         key = tuple(events)
@@ -465,11 +463,11 @@ class _Walk:
         says = [e for e in events if isinstance(e, Say)]
         if way.kind == "crisis" and events:
             crisis = self.flow.nodes[self.flow.crisis].say[0] if self.flow.crisis else None
-            if not says or says[0].key != crisis or self.emergency not in says[0].text:
+            if not says or says[0].key != crisis or not self._names(says[:1], "emergency"):
                 self._problem(
                     2, f"a crisis phrase at {_at(point)} is not answered first", path, way.label
                 )
-        if way.kind == "at_risk" and self.emergency not in _text(events):
+        if way.kind == "at_risk" and not self._names(events, "emergency"):
             self._problem(
                 3, f"an at-risk answer at {_at(point)} hears no emergency number", path, way.label
             )
@@ -497,8 +495,7 @@ class _Walk:
         normal = self._step(point, way, Store.NORMAL)
         asked = [t for t in normal if t.engine_state and t.engine_state.node in self.intake]
         if asked and events:
-            text = _text(events)
-            if self.emergency not in text or self.crisis_line not in text:
+            if not self._names(events, "emergency") or not self._names(events, "crisis_line"):
                 self._problem(
                     5,
                     "with the store down, a call back request is not answered with the"
@@ -514,6 +511,10 @@ class _Walk:
                 )
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _names(self, events: Iterable[Event], name: str) -> bool:
+        """True if something said gives the region's value (in the language it is said in)."""
+        return any(self.engine.value(name, e.lang) in e.text for e in events if isinstance(e, Say))
 
     def _is_crisis(self, way: Input) -> bool:
         if way not in self._crisis:
@@ -537,7 +538,7 @@ class _Walk:
 
     def _names_emergency(self, text: str, lang: str) -> bool:
         """True if the text says the number, or names a keyword (as written) that does."""
-        if self.emergency in text:
+        if self.engine.value("emergency", lang) in text:
             return True
         written = set(text.replace(",", " ").replace(".", " ").split())
         for kw in self.flow.keywords:
@@ -550,12 +551,8 @@ class _Walk:
     def _keyword_gives_emergency(self, word: str) -> bool:
         if word not in self._keyword_gives:
             turns = self._step(Point(None), Input(word, Reply(text=word)), Store.NORMAL)
-            self._keyword_gives[word] = all(self.emergency in _text(t.events) for t in turns)
+            self._keyword_gives[word] = all(self._names(t.events, "emergency") for t in turns)
         return self._keyword_gives[word]
-
-
-def _text(events: Iterable[Event]) -> str:
-    return " ".join(e.text for e in events if isinstance(e, Say))
 
 
 def _at(point: Point) -> str:

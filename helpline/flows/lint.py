@@ -7,12 +7,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpline.config import REGIONS, Region
 from helpline.constants import SMS_MAX_SEGMENTS
 from helpline.errors import FlowError
 from helpline.flows.engine import Engine, Say, language_offer_key
 from helpline.flows.gsm import as_sent, non_gsm_characters, segments
 from helpline.flows.model import (
+    PLACEHOLDER,
+    RUNTIME_PLACEHOLDERS,
     STORE_DOWN,
     STORE_FACT,
     Channel,
@@ -21,22 +22,31 @@ from helpline.flows.model import (
     parse_content,
     parse_flow,
 )
+from helpline.regions import Region, load_regions
 
 
 @dataclass(frozen=True)
 class Library:
-    """Every flow, by id, sharing one body of content."""
+    """Every flow, by id, sharing one body of content, and every region it can serve."""
 
     content: Content
     flows: dict[str, Flow]
+    regions: dict[str, Region]
 
     def flow_for(self, channel: Channel) -> Flow:
         return next(f for f in self.flows.values() if f.channel is channel)
 
-    def engine(self, channel: Channel, region: Region) -> Engine:
+    def engine(self, channel: Channel, region: Region | str) -> Engine:
         """Return the engine that runs this channel's flow for a region's callers."""
-        variables = region.variables(spoken=channel is Channel.VOICE)
-        return Engine(self.flow_for(channel), variables, region.code)
+        if isinstance(region, str):
+            region = self.regions[region]
+        return Engine(self.flow_for(channel), region_variables(region, channel), region.code)
+
+
+def region_variables(region: Region, channel: Channel) -> dict[str, dict[str, str]]:
+    """Return a region's placeholder values by language, as the channel gives them."""
+    spoken = channel is Channel.VOICE
+    return {lang: region.variables(lang, spoken=spoken) for lang in region.languages}
 
 
 # Texts the workers send on their own, outside any conversation.
@@ -71,17 +81,17 @@ FACTS = {
 }
 
 
-def check_flows(flows_dir: Path, regions: Iterable[Region] = REGIONS.values()) -> list[str]:
+def check_flows(flows_dir: Path) -> list[str]:
     """Return every problem found in flows_dir; an empty list means it is fit to serve."""
     problems: list[str] = []
-    _load(flows_dir, list(regions), problems)
+    _load(flows_dir, problems)
     return problems
 
 
-def load_flows(flows_dir: Path, regions: Iterable[Region] = REGIONS.values()) -> Library:
+def load_flows(flows_dir: Path) -> Library:
     """Load flows_dir, or raise FlowError listing every problem."""
     problems: list[str] = []
-    library = _load(flows_dir, list(regions), problems)
+    library = _load(flows_dir, problems)
     if problems:
         raise FlowError(problems)
     return library
@@ -111,8 +121,11 @@ def _fingerprint(flows_dir: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(found)
 
 
-def _load(flows_dir: Path, regions: list[Region], problems: list[str]) -> Library:
+def _load(flows_dir: Path, problems: list[str]) -> Library:
     content = parse_content(flows_dir / "content", problems)
+    by_code = load_regions(flows_dir, problems)
+    _check_regions(content, by_code, problems)
+    regions = list(by_code.values())
     flows: dict[str, Flow] = {}
     for path in sorted(flows_dir.glob("*.yaml")):
         flow = parse_flow(path, content, problems)
@@ -140,7 +153,41 @@ def _load(flows_dir: Path, regions: list[Region], problems: list[str]) -> Librar
         for flow in flows.values():
             if flow.channel is Channel.SMS:
                 _check_sms_sizes(flow, regions, problems)
-    return Library(content=content, flows=flows)
+    return Library(content=content, flows=flows, regions=by_code)
+
+
+def _check_regions(content: Content, regions: dict[str, Region], problems: list[str]) -> None:
+    """Every region speaks every content language, with every value the content uses.
+
+    A value missing in one language is an error, never a fall back to another language.
+    """
+    used: dict[str, str] = {}  # placeholder -> the first message that uses it
+    for code, messages in content.messages.items():
+        for key, text in messages.items():
+            for name in PLACEHOLDER.findall(text):
+                used.setdefault(name, f"content/{code}.yaml: message {key!r}")
+    defined = {
+        name
+        for region in regions.values()
+        for lang in region.languages.values()
+        for name in lang.values
+    }
+    for name, where in sorted(used.items()):
+        if name not in defined and name not in RUNTIME_PLACEHOLDERS:
+            problems.append(f"{where} uses unknown {{{name}}}: no region file gives it")
+    for name in sorted(defined & RUNTIME_PLACEHOLDERS):
+        problems.append(f"regions: {{{name}}} is filled in by the service; a region cannot set it")
+    needed = (defined | used.keys()) - RUNTIME_PLACEHOLDERS
+    for region in regions.values():
+        where = f"regions/{region.code.lower()}.yaml"
+        for code in content.languages:
+            if code not in region.languages:
+                problems.append(f"{where}: language {code!r} is missing (every value and voice)")
+                continue
+            for name in sorted(needed - region.languages[code].values.keys()):
+                problems.append(f"{where}: {code}: value {name!r} is missing")
+        for code in sorted(region.languages.keys() - content.languages.keys()):
+            problems.append(f"{where}: language {code!r} has no content/{code}.yaml")
 
 
 def sms_text(events: Iterable[object], gsm: bool) -> str:
@@ -151,7 +198,7 @@ def sms_text(events: Iterable[object], gsm: bool) -> str:
 def _check_failsafe_sizes(content: Content, regions: list[Region], problems: list[str]) -> None:
     for region in regions:
         for lang in content.languages.values():
-            text = content.text("sms.failsafe", lang.code, region.variables())
+            text = content.text("sms.failsafe", lang.code, region.variables(lang.code))
             _check_sms_text(text, lang.gsm, f"{lang.code}: sms.failsafe ({region.code})", problems)
 
 
@@ -180,7 +227,7 @@ def fact_combinations() -> list[dict[str, str]]:
 def _check_outbound_sizes(content: Content, regions: list[Region], problems: list[str]) -> None:
     for region in regions:
         for lang in content.languages.values():
-            values = {**region.variables(), **longest_context(content, lang.code)}
+            values = {**region.variables(lang.code), **longest_context(content, lang.code)}
             for key in OUTBOUND_SMS:
                 text = content.text(key, lang.code, values)
                 _check_sms_text(text, lang.gsm, f"{lang.code}: {key} ({region.code})", problems)
@@ -201,7 +248,7 @@ def _check_sms_text(text: str, gsm: bool, where: str, problems: list[str]) -> No
 def _check_sms_sizes(flow: Flow, regions: list[Region], problems: list[str]) -> None:
     """Every reply the flow can send must fit the segment budget, in every language/region."""
     for region in regions:
-        engine = Engine(flow, region.variables())
+        engine = Engine(flow, region_variables(region, Channel.SMS))
         for lang in flow.content.languages.values():
             if flow.other:
                 # Unrecognised text gets the same reply from every node: check it once.

@@ -20,13 +20,9 @@ import yaml
 from helpline.flows.matching import tokens
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
-# Region values, then what the web layer knows at the moment a message is said.
-KNOWN_PLACEHOLDERS = frozenset(
-    {"emergency", "crisis_line", "number_end", "position", "minutes", "resume", "day", "time"}
-)
-# The placeholders filled from facts about this very call or text (its number, its place
-# in the queue): a message that uses one says something about the caller.
-CALL_FACTS = frozenset({"number_end", "position", "minutes", "resume", "day", "time"})
+# What the web layer knows at the moment a message is said; every other placeholder
+# is a region value (flows/regions/*.yaml), checked by the linter.
+RUNTIME_PLACEHOLDERS = frozenset({"number_end", "position", "minutes", "resume", "day", "time"})
 # Effects a node can ask the web layer to perform, and the outcomes each must route.
 ACTIONS = {"callback": frozenset({"queued", "already", "failed"})}
 # The fact that says the store is down, so nothing said now can be remembered: branches
@@ -153,7 +149,7 @@ class Content:
         return PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), template)
 
     def personal(self, key: str, lang: str) -> bool:
-        """Return whether the message says something about the caller (see CALL_FACTS)."""
+        """Return whether the message fills in a fact about this call (RUNTIME_PLACEHOLDERS)."""
         return _uses_call_facts(self.messages[lang][key])
 
     def phrases(self, key: str, lang: str) -> tuple[str, ...]:
@@ -274,9 +270,6 @@ def parse_content(content_dir: Path, problems: list[str]) -> Content:
                 problems.append(f"{path.name}: message {key!r} must be non-empty text")
                 continue
             messages[code][str(key)] = " ".join(text.split())
-            for name in PLACEHOLDER.findall(text):
-                if name not in KNOWN_PLACEHOLDERS:
-                    problems.append(f"{path.name}: message {key!r} uses unknown {{{name}}}")
         words[code] = {
             str(key): _strs(value, f"{path.name}: words {key!r}", problems)
             for key, value in (data.get("words") or {}).items()
@@ -604,4 +597,4 @@ def _check_reachable(flow: Flow, name: str, problems: list[str]) -> None:
 
 @functools.lru_cache(maxsize=4096)
 def _uses_call_facts(template: str) -> bool:
-    return any(name in CALL_FACTS for name in PLACEHOLDER.findall(template))
+    return any(name in RUNTIME_PLACEHOLDERS for name in PLACEHOLDER.findall(template))
