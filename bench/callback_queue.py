@@ -22,6 +22,7 @@ import redis
 
 from helpline import embedded
 from helpline.callbacks import REQ, CallbackQueue, Contact
+from helpline.crypto import Sealer, lookup_key
 
 SECRET_KEY = "bench-secret-key-" + "k" * 48  # a fixed bench value, never a real secret
 SIZES = (1_000, 10_000, 100_000)
@@ -72,7 +73,7 @@ def main() -> None:
     url, _ = embedded.ensure_running(data_dir)
     try:
         client = redis.Redis.from_url(url)
-        queue = CallbackQueue.for_secret(client, SECRET_KEY)
+        queue = CallbackQueue(client, Sealer(SECRET_KEY), lookup_key(SECRET_KEY))
         results: dict[str, dict[int, list[float]]] = {}
         timed(lambda i: client.ping(), 2_000)  # warm up the connection and the CPU caches
         filled = 0

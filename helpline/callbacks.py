@@ -59,7 +59,7 @@ from helpline.constants import (
     KEY_PREFIX,
     WAIT_SAMPLE,
 )
-from helpline.crypto import Sealer, lookup_key
+from helpline.crypto import Sealer
 from helpline.errors import NotYours, QueueError, QueueUnavailable
 from helpline.privacy import mask_phone, phone_digest
 
@@ -460,11 +460,6 @@ class CallbackQueue:
         self._expire = client.register_script(_EXPIRE)
         self._refresh = client.register_script(_REFRESH)
         self._set_if_exists = client.register_script(_SET_IF_EXISTS)
-
-    @classmethod
-    def for_secret(cls, client: redis.Redis, secret: str) -> CallbackQueue:
-        """Return the queue whose numbers are sealed and looked up with keys from secret."""
-        return cls(client, Sealer(secret), lookup_key(secret))
 
     # -- callers ---------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -21,6 +22,9 @@ from helpline.errors import ConfigError, HelplineError
 from helpline.logs import configure_logging
 from helpline.privacy import mask_phone
 from helpline.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from helpline.composition import Components
 
 # Ofcom keeps 020 7946 0000-0999 for drama: a valid number that is never a subscriber's,
 # so the simulator's caller can queue a call back and examples can be copied as they are.
@@ -391,6 +395,15 @@ def _redis(settings: Settings) -> Iterator[redis.Redis]:
             embedded.stop(settings.data_dir)
 
 
+@contextlib.contextmanager
+def _components(settings: Settings) -> Iterator[Components]:
+    """The helpline's services over a plain Redis client (see _redis)."""
+    from helpline.composition import Components
+
+    with _redis(settings) as client:
+        yield Components(settings, client)
+
+
 def _read_password() -> str:
     if sys.stdin.isatty():
         first = getpass.getpass("Password: ")
@@ -401,8 +414,6 @@ def _read_password() -> str:
 
 
 def _counsellor_add(args: argparse.Namespace) -> int:
-    from helpline.counsellors import Counsellors
-    from helpline.crypto import Sealer
     from helpline.phones import to_e164
 
     settings = load_settings()
@@ -413,8 +424,8 @@ def _counsellor_add(args: argparse.Namespace) -> int:
             f"give it in international form, e.g. {EXAMPLE_NUMBER}"
         )
     password = _read_password()
-    with _redis(settings) as client:
-        account = Counsellors(client, Sealer(settings.encryption_secret)).add(
+    with _components(settings) as parts:
+        account = parts.counsellors.add(
             args.username, name=args.name, phone=phone, password=password, admin=args.admin
         )
     print(f"added {account.role.value} {account.username} ({account.name}, {account.phone_masked})")
@@ -422,12 +433,10 @@ def _counsellor_add(args: argparse.Namespace) -> int:
 
 
 def _counsellor_list(args: argparse.Namespace) -> int:
-    from helpline.counsellors import Counsellors
-    from helpline.crypto import Sealer
 
     settings = load_settings()
-    with _redis(settings) as client:
-        accounts = Counsellors(client, Sealer(settings.encryption_secret)).all()
+    with _components(settings) as parts:
+        accounts = parts.counsellors.all()
     for c in accounts:
         flags = ", ".join(f for f, on in (("on duty", c.on_duty), ("disabled", c.disabled)) if on)
         print(f"{c.username}\t{c.name}\t{c.role.value}\t{c.phone_masked}\t{flags}")
@@ -435,40 +444,31 @@ def _counsellor_list(args: argparse.Namespace) -> int:
 
 
 def _counsellor_duty(args: argparse.Namespace) -> int:
-    from helpline.counsellors import Counsellors
-    from helpline.crypto import Sealer
 
     settings = load_settings()
-    with _redis(settings) as client:
-        Counsellors(client, Sealer(settings.encryption_secret)).set_on_duty(
-            args.username, args.state == "on"
-        )
+    with _components(settings) as parts:
+        parts.counsellors.set_on_duty(args.username, args.state == "on")
     print(f"{args.username} is {args.state} duty")
     return 0
 
 
 def _counsellor_unlock(args: argparse.Namespace) -> int:
-    from helpline.audit import AuditLog
-    from helpline.console.throttle import LoginThrottle
-    from helpline.counsellors import Counsellors
-    from helpline.crypto import Sealer
 
     settings = load_settings()
-    with _redis(settings) as client:
-        if Counsellors(client, Sealer(settings.encryption_secret)).get(args.username) is None:
+    with _components(settings) as parts:
+        if parts.counsellors.get(args.username) is None:
             raise HelplineError(f"no counsellor called {args.username!r}")
-        LoginThrottle(client).unlock(args.username)
-        AuditLog(client).record("cli", "login_unlock", detail=args.username)
+        parts.throttle.unlock(args.username)
+        parts.audit.record("cli", "login_unlock", detail=args.username)
     print(f"{args.username} is unlocked: their next login is checked at once, from anywhere")
     return 0
 
 
 def _queue_list(args: argparse.Namespace) -> int:
-    from helpline.callbacks import CallbackQueue
 
     settings = load_settings()
-    with _redis(settings) as client:
-        requests = CallbackQueue.for_secret(client, settings.encryption_secret).active()
+    with _components(settings) as parts:
+        requests = parts.queue.active()
     if args.json:
         print(json.dumps([r.to_json() for r in requests], indent=2))
         return 0
@@ -485,12 +485,9 @@ def _queue_list(args: argparse.Namespace) -> int:
 
 def _purge(args: argparse.Namespace) -> int:
     from helpline import retention
-    from helpline.audit import AuditLog
-    from helpline.callbacks import CallbackQueue
 
     settings = load_settings()
-    with _redis(settings) as client:
-        queue = CallbackQueue.for_secret(client, settings.encryption_secret)
-        removed = retention.purge(queue, AuditLog(client), settings.retention_days)
+    with _components(settings) as parts:
+        removed = retention.purge(parts.queue, parts.audit, settings.retention_days)
     print(f"purged {removed} closed request(s) older than {settings.retention_days:g} days")
     return 0

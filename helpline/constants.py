@@ -93,7 +93,7 @@ SESSION_IDLE_SECONDS = 30 * 60
 # ...and this many seconds after login, whatever happens.
 SESSION_ABSOLUTE_SECONDS = 12 * 60 * 60
 
-# Login throttling (helpline.console.throttle). Wrong passwords for one account from one
+# Login throttling (helpline.throttle). Wrong passwords for one account from one
 # client (or from one known device) before each further try must wait...
 LOGIN_MAX_FAILURES = 10
 # ...for this many seconds, doubling with each further wrong password...

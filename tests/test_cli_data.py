@@ -17,11 +17,11 @@ import redis as redis_py
 from helpline.audit import AuditLog
 from helpline.callbacks import CLOSED, CallbackQueue, Contact, Outcome
 from helpline.cli import EXAMPLE_NUMBER, main
-from helpline.console.throttle import LoginThrottle
 from helpline.constants import LOGIN_MAX_ACCOUNT_FAILURES
 from helpline.counsellors import Counsellors
 from helpline.crypto import Sealer, lookup_key
 from helpline.phones import to_e164
+from helpline.throttle import LoginThrottle
 from tests.factories import (
     AUTH_TOKEN,
     SECRET_KEY,

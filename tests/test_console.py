@@ -17,6 +17,7 @@ from helpline.audit import AUDIT, AuditLog
 from helpline.bridge import make_token
 from helpline.callbacks import HISTORY, CallbackQueue, Outcome, Status
 from helpline.console.chart import history_charts
+from helpline.crypto import Sealer, lookup_key
 from helpline.jobs import job_queue
 from helpline.services import helpline
 from helpline.sessions import SESSION
@@ -32,6 +33,7 @@ from tests.console_helpers import (
 )
 from tests.factories import (
     HELPLINE_NUMBER,
+    SECRET_KEY,
     WAIT_SECONDS,
     callback_number,
     join,
@@ -561,7 +563,7 @@ def test_bridge_answer_with_a_stale_link_hangs_up_without_dialling(app, client, 
 
 def test_the_charts_plot_the_last_24_hours_of_samples_and_say_when_there_are_none(redis):
     now = 1_800_000_000.0
-    queue = CallbackQueue.for_secret(redis, "charts-test-secret")
+    queue = CallbackQueue(redis, Sealer(SECRET_KEY), lookup_key(SECRET_KEY))
     assert "no samples yet" in history_charts(queue, now)[0]
     redis.zadd(HISTORY, {f"{now - 3600:.0f}:1:2:600": now - 3600, "garbage": now})
     redis.zadd(HISTORY, {f"{now - 30 * 3600:.0f}:9:9:9999": now - 30 * 3600})

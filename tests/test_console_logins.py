@@ -15,7 +15,6 @@ from rq.serializers import JSONSerializer
 
 from helpline import create_app
 from helpline.audit import AuditLog
-from helpline.console.throttle import LoginThrottle, wait_after
 from helpline.constants import (
     LOGIN_FIRST_DELAY_SECONDS,
     LOGIN_LOCK_SECONDS,
@@ -25,6 +24,7 @@ from helpline.constants import (
 from helpline.jobs import job_queue
 from helpline.proxies import parse_networks
 from helpline.sessions import SESSION
+from helpline.throttle import LoginThrottle, wait_after
 from tests.console_helpers import (
     COUNSELLOR_PHONE,
     PASSWORD,

@@ -17,9 +17,9 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from helpline.composition import Components
 from helpline.constants import MAX_WEBHOOK_BYTES, SMS_MAX_SEGMENTS
 from helpline.flows.gsm import segments
-from helpline.services import Helpline
 from tests.factories import call_params, sign, sms_params
 
 BASE = "http://localhost"
@@ -110,8 +110,8 @@ step_args = st.fixed_dictionaries(
 # -- helpers -------------------------------------------------------------------------------
 
 
-def services(client: FlaskClient) -> Helpline:
-    helpline: Helpline = client.application.extensions["helpline"]
+def services(client: FlaskClient) -> Components:
+    helpline: Components = client.application.extensions["helpline"]
     return helpline
 
 

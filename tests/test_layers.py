@@ -193,3 +193,35 @@ def test_only_the_queue_reads_or_writes_a_requests_record():
                 if "cb:req" in node.value:
                     reaching_in.append(f"{name} spells the key")
     assert reaching_in == []
+
+
+# Services and what they stand on: built in helpline/composition.py and nowhere else.
+COMPOSED = frozenset(
+    {
+        "AuditLog",
+        "CallbackDesk",
+        "CallbackQueue",
+        "Counsellors",
+        "Jobs",
+        "LoginThrottle",
+        "Notes",
+        "Sealer",
+        "SmsConversations",
+        "Store",
+        "WebhookValidator",
+    }
+)
+
+
+def test_every_service_is_built_in_the_composition_root_only():
+    elsewhere = []
+    for name, path in modules().items():
+        if name == "helpline.composition":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call):
+                called = node.func
+                callee = called.id if isinstance(called, ast.Name) else getattr(called, "attr", "")
+                if callee in COMPOSED:
+                    elsewhere.append(f"{name}:{node.lineno} builds {callee}")
+    assert elsewhere == []

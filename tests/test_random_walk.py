@@ -46,10 +46,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from helpline import create_app
+from helpline.composition import Components
 from helpline.constants import REDIS_BREAKER_SECONDS, SMS_MAX_SEGMENTS
 from helpline.flows.gsm import as_sent, segments
 from helpline.flows.model import PLACEHOLDER
-from helpline.services import Helpline
 from tests.factories import (
     FakeClock,
     call_params,
@@ -242,7 +242,7 @@ def _pattern(template: str, variables: dict[str, str], fold: Callable[[str], str
 class Lines:
     """A channel's messages in every language, as its replies carry them."""
 
-    def __init__(self, services: Helpline, channel: str):
+    def __init__(self, services: Components, channel: str):
         content = services.library.content
         region = services.settings.region
         self.languages = tuple(content.languages)
@@ -353,7 +353,7 @@ class Walk:
         self.breaker_clock = subject.breaker_clock
         self.seed = seed
         self.rng = random.Random(seed)
-        self.services: Helpline = client.application.extensions["helpline"]
+        self.services: Components = client.application.extensions["helpline"]
         self.lines = Lines(self.services, channel)
         self.emergency = EMERGENCY[channel]
         # The crisis line as the region gives it, in each language (each reply's own is

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import redis as redis_py
 
-from helpline.console.throttle import LoginThrottle, wait_after
 from helpline.constants import (
     LOGIN_FIRST_DELAY_SECONDS,
     LOGIN_LOCK_SECONDS,
@@ -14,6 +13,7 @@ from helpline.constants import (
     LOGIN_MAX_FAILURES,
     LOGIN_WINDOW_SECONDS,
 )
+from helpline.throttle import LoginThrottle, wait_after
 from tests.factories import FakeClock
 
 HOME = "198.51.100.7"

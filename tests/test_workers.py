@@ -715,8 +715,8 @@ def test_housekeeping_closes_stale_requests_with_a_last_text(
     old = ask(ctx, 1, lang="es", queue=_queue_at(ctx, 73 * 3600), notify=False).request
     fresh = ask(ctx, 2).request
 
-    assert tick_housekeeping(ctx.client, 30)
-    assert not tick_housekeeping(ctx.client, 30)  # one per interval, whichever worker
+    assert tick_housekeeping(ctx.jobs, 30)
+    assert not tick_housekeeping(ctx.jobs, 30)  # one per interval, whichever worker
     work(ctx)
 
     assert ctx.queue.get(old.id).status is Status.EXPIRED  # type: ignore[union-attr]

@@ -12,20 +12,14 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from helpline import embedded, retention
-from helpline.audit import AuditLog
-from helpline.callbacks import OPEN_STATUSES, UNCONFIRMED, CallbackQueue, Request
-from helpline.config import Settings, load_settings
-from helpline.counsellors import Counsellors
+from helpline.callbacks import OPEN_STATUSES, UNCONFIRMED, Request
+from helpline.composition import Components
+from helpline.config import load_settings
 from helpline.errors import Failure, OutboundError
 from helpline.flows.gsm import as_sent
-from helpline.flows.lint import Library, shared_library
-from helpline.jobs import Jobs
 from helpline.outbound import find_sent, make_client, send_text
 from helpline.sms import OPT_OUT_KEY
 from workers.connection import connect
@@ -39,22 +33,17 @@ CONFIRM_GRACE_SECONDS = 60
 # -- the worker's resources, built once per process ----------------------------------------
 
 
-@dataclass
-class Context:
-    settings: Settings
-    client: redis.Redis
-    queue: CallbackQueue
-    counsellors: Counsellors
-    library: Library
-    jobs: Jobs
+class Context(Components):
+    """A worker process's services: the helpline's Components, and the Twilio client."""
 
     @functools.cached_property
     def twilio(self) -> Any:
         return make_client(self.settings)
 
     def warm(self) -> None:
-        """Load what the first job would otherwise load (the client's API modules)."""
-        self.twilio.messages  # noqa: B018  (each is imported on first use)
+        """Load what the first job would otherwise load (flows, the client's API modules)."""
+        self.library  # noqa: B018  (each is loaded on first use)
+        self.twilio.messages  # noqa: B018
         self.twilio.calls  # noqa: B018
 
     def text(self, key: str, lang: str, **values: str) -> str:
@@ -68,15 +57,8 @@ class Context:
 def context() -> Context:
     """Return this process's resources, read from the environment like every process."""
     settings = load_settings()
-    client = connect(embedded.resolve_redis_url(settings.redis_url, settings.data_dir))
-    queue = CallbackQueue.for_secret(client, settings.encryption_secret)
     return Context(
-        settings=settings,
-        client=client,
-        queue=queue,
-        counsellors=Counsellors(client, queue.sealer),
-        library=shared_library(settings.flows_dir),
-        jobs=Jobs(client),
+        settings, connect(embedded.resolve_redis_url(settings.redis_url, settings.data_dir))
     )
 
 
@@ -207,7 +189,7 @@ def housekeeping() -> dict[str, int]:
     due = ctx.client.zrangebyscore(UNCONFIRMED, "-inf", time.time() - CONFIRM_GRACE_SECONDS)
     # A confirmation still queued, retrying or running keeps its job: only lost ones rejoin.
     caught_up = sum(ctx.jobs.confirm(_str(raw)) for raw in due)
-    purged = retention.purge(ctx.queue, AuditLog(ctx.client), settings.retention_days)
+    purged = retention.purge(ctx.queue, ctx.audit, settings.retention_days)
     ctx.queue.sample_history(time.time())
     return {"expired": len(expired), "confirmations": caught_up, "purged": purged}
 

@@ -201,7 +201,7 @@ class _Helpline(BaseWorker):
     def run_maintenance_tasks(self) -> None:
         """Run RQ's maintenance, then queue housekeeping if no other worker did lately."""
         super().run_maintenance_tasks()
-        tick_housekeeping(self.connection, self.maintenance_interval)
+        tick_housekeeping(context().jobs, self.maintenance_interval)
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         """Register the job as started and take it off its intermediate list."""
@@ -280,13 +280,13 @@ class _Heartbeats:
                 log.warning("heartbeat failed", extra={"error": type(exc).__name__})
 
 
-def tick_housekeeping(connection: redis.Redis, interval: float) -> bool:
+def tick_housekeeping(jobs: Jobs, interval: float) -> bool:
     """Queue one housekeeping job per interval across all workers; True if this one did."""
     # The lock lapses just before the next tick, so some worker always takes it.
-    if not connection.set(HOUSEKEEPING_LOCK, 1, nx=True, ex=max(int(interval) - 1, 1)):
+    if not jobs.connection.set(HOUSEKEEPING_LOCK, 1, nx=True, ex=max(int(interval) - 1, 1)):
         return False
     try:
-        Jobs(connection).housekeeping()
+        jobs.housekeeping()
     except redis.RedisError as exc:
         log.error("housekeeping not queued", extra={"error": type(exc).__name__})
         return False

@@ -9,12 +9,12 @@ from flask_wtf.csrf import CSRFProtect
 
 from helpline.audit import AuditLog
 from helpline.console.devices import KnownDevices
-from helpline.console.throttle import LoginThrottle
 from helpline.constants import SESSION_ABSOLUTE_SECONDS
 from helpline.counsellors import Counsellors
 from helpline.notes import Notes
 from helpline.services import EXTENSION as HELPLINE
 from helpline.sessions import RedisSessionInterface
+from helpline.throttle import LoginThrottle
 
 EXTENSION = "console"
 bp = Blueprint(
@@ -58,11 +58,11 @@ def init_app(app: Flask) -> Console:
     app.before_request(auth.require_https)
     csrf.init_app(app)
     console = Console(
-        counsellors=Counsellors(client, core.sealer, password_method=settings.password_method),
-        audit=AuditLog(client),
-        notes=Notes(core.queue),
+        counsellors=core.counsellors,
+        audit=core.audit,
+        notes=core.notes,
         sessions=sessions,
-        throttle=LoginThrottle(client),
+        throttle=core.throttle,
         devices=KnownDevices(settings.secret_key, production=settings.production),
     )
     app.extensions[EXTENSION] = console

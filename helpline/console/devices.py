@@ -2,7 +2,7 @@
 
 A good login leaves one (a fresh random nonce each time, bound to the account); with it
 the counsellor's later logins answer only to that device's own count of wrong passwords,
-not to the lock strangers bring on the account (helpline.console.throttle). It is signed
+not to the lock strangers bring on the account (helpline.throttle). It is signed
 with SECRET_KEY, not secret: it holds a digest of the username and the nonce, nothing
 that identifies the counsellor to someone reading it.
 """
@@ -15,9 +15,9 @@ from flask import Request
 from itsdangerous import BadData
 from werkzeug.wrappers import Response
 
-from helpline.console.throttle import account_digest
 from helpline.constants import LOGIN_DEVICE_SECONDS
 from helpline.sessions import signing_serializer
+from helpline.throttle import account_digest
 
 # Longest device cookie read; ours are about 130 characters.
 _MAX_COOKIE = 512

@@ -10,9 +10,9 @@ Twilio's log before sending again.
 
 from __future__ import annotations
 
-from helpline.console.throttle import LOGINS, account_digest
 from helpline.constants import LOGIN_NOTICE_SECONDS
 from helpline.jobs import Jobs
+from helpline.throttle import LOGINS, account_digest
 
 NOTICE = LOGINS + "notice:"  # <account>: "queued", "sending:<time>", "sent:<sid>", "failed"
 MESSAGE = "sms.login_attempts"
