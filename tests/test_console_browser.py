@@ -37,7 +37,7 @@ from workers.main import queue as job_queue
 pytestmark = pytest.mark.browser
 CALLER = callback_number(3)
 # TALK, then: not at risk (2), call this number (1), voicemail OK (1), texts OK (1).
-TALK_FLOW = ["TALK", "2", "1", "1", "1"]
+TALK_FLOW = ["TALK", "2", "2", "1", "1", "1"]
 
 
 @pytest.fixture
