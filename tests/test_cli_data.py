@@ -113,7 +113,7 @@ def test_a_simulated_texter_on_the_default_number_gets_on_the_list(env, redis, m
         monkeypatch.delenv(name)
 
     replies = []
-    for text in ("TALK", "2", "1", "1", "1"):  # not at risk; this number; voicemail; texts
+    for text in ("TALK", "2", "2", "1", "1", "1"):  # not at risk; no break; this number; ok
         # Not capsys: the app's log handler keeps the sys.stderr it first finds.
         with contextlib.redirect_stdout(io.StringIO()) as out:
             assert main(["simulate", "sms", text]) == 0

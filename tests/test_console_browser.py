@@ -37,7 +37,7 @@ from tests.twilio_api import TwilioApi
 pytestmark = pytest.mark.browser
 CALLER = callback_number(3)
 # TALK, then: not at risk (2), call this number (1), voicemail OK (1), texts OK (1).
-TALK_FLOW = ["TALK", "2", "1", "1", "1"]
+TALK_FLOW = ["TALK", "2", "2", "1", "1", "1"]
 
 
 @pytest.fixture

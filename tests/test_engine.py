@@ -118,8 +118,9 @@ def test_us_texts_give_911_and_988():
 @pytest.mark.parametrize(
     ("said_or_pressed", "node", "key"),
     [
-        (Reply(digits="1"), "safety", "voice.safety_menu"),
-        (Reply(text="overdose"), "safety", "voice.safety_menu"),
+        # Overdose safety asks first about a break from using (tolerance).
+        (Reply(digits="1"), "safety", "voice.safety_screen"),
+        (Reply(text="overdose"), "safety", "voice.safety_screen"),
         (Reply(text="two"), "recovery", "voice.recovery_menu"),
         (Reply(text="I'm worried about my son"), "someone", "voice.someone_menu"),
         (Reply(text="can a counsellor call me back"), "callback_triage", "voice.callback_triage"),
@@ -201,7 +202,7 @@ def test_third_text_not_understood_gives_the_menu_and_the_count_starts_again():
 
 @pytest.mark.parametrize(
     ("context", "way_in"),
-    [({}, ("4", "2")), (CALLER_ID, ("4", "1", "2"))],
+    [({}, ("4", "2", "2")), (CALLER_ID, ("4", "1", "2", "2"))],
     ids=["caller-id-unknown", "caller-id-declined"],
 )
 def test_number_entry_gives_up_after_three_misses_with_the_safe_goodbye(context, way_in):
@@ -218,7 +219,7 @@ def test_number_entry_gives_up_after_three_misses_with_the_safe_goodbye(context,
 
 
 def test_a_valid_number_after_two_misses_starts_the_count_again():
-    state, events = walk(VOICE, "4", "2", "12", "12", LONDON)
+    state, events = walk(VOICE, "4", "2", "2", "12", "12", LONDON)
 
     assert said(events) == ["voice.callback_voicemail"]
     assert state == State(
@@ -269,7 +270,10 @@ def test_crisis_speech_on_the_main_menu_gives_the_emergency_advice():
     state, events = walk(VOICE, "I think he's not breathing")
 
     assert said(events) == ["voice.emergency", "voice.emergency_options"]
-    assert "call 9 9 9. Give naloxone" in events[0].text
+    assert events[0].text.startswith(
+        "If someone has overdosed, is not breathing, or will not wake up, call 9 9 9"
+    )
+    assert events[0].text.endswith("Hang up now and call 9 9 9.")
     assert state == State(flow="voice", node="emergency", lang="en")
 
 
@@ -310,7 +314,7 @@ def test_crisis_mid_request_gives_the_emergency_advice_then_the_same_question_ma
     ("engine", "way_in", "expected"),
     [
         (VOICE, "4", ["voice.emergency", "voice.callback_urgent", "voice.callback_key_number"]),
-        (SMS, "TALK", ["sms.crisis", "sms.callback_urgent", "sms.callback_key_number"]),
+        (SMS, "TALK", ["sms.crisis", "sms.callback_key_number"]),
     ],
     ids=["voice", "sms"],
 )
@@ -320,35 +324,50 @@ def test_crisis_at_triage_marks_the_request_urgent_and_moves_on_to_the_number(
     state, events = walk(engine, way_in, "he collapsed")
 
     assert said(events) == expected
-    assert events[1].text.startswith("We'll mark your call back as urgent.")
     assert state.node == "callback_key_number"
     assert state.answers == {"urgent": "yes"}
 
 
-def test_at_risk_caller_hears_the_emergency_number_before_the_number_question():
+def test_at_risk_caller_hears_the_emergency_number_and_crisis_line_before_anything_else():
     state, events = walk(VOICE, "4", "1")
 
     assert said(events) == [
-        "voice.emergency",
+        "voice.callback_at_risk",
         "voice.callback_urgent",
-        "voice.callback_key_number",
+        "voice.callback_break",
     ]
-    assert "call 9 9 9" in events[0].text
+    assert "Samaritans, free, on 1 1 6, 1 2 3" in events[0].text
+    assert events[0].text.endswith("hang up now and call 9 9 9.")
     assert state.answers == {"urgent": "yes"}
 
 
-def test_at_risk_texter_reads_the_emergency_number_in_the_same_reply():
+def test_at_risk_texter_reads_the_emergency_number_and_crisis_line_in_the_same_reply():
     state, events = walk(SMS, "TALK", "1")
 
-    assert said(events) == ["sms.crisis", "sms.callback_key_number"]
-    assert "call 999 NOW" in sms_text(events, gsm=True)
+    assert said(events) == ["sms.callback_at_risk", "sms.callback_break"]
+    assert "call 999 or Samaritans, free, on 116 123 now" in sms_text(events, gsm=True)
     assert state.answers == {"urgent": "yes"}
+
+
+@pytest.mark.parametrize(
+    ("engine", "way_in", "advice"),
+    [(VOICE, "4", "voice.safety_break"), (SMS, "TALK", "sms.safe_break")],
+    ids=["voice", "sms"],
+)
+def test_a_break_from_using_leads_the_call_back_with_the_after_a_break_advice(
+    engine, way_in, advice
+):
+    state, events = walk(engine, way_in, "2", "yes")
+
+    assert said(events)[0] == advice
+    assert "much less" in events[0].text
+    assert state.node == "callback_key_number"
 
 
 def test_a_texter_doing_ok_at_triage_is_not_read_as_an_overdose():
     state, events = walk(SMS, "no, I'm doing ok", start=at(SMS, "callback_triage"))
 
-    assert said(events) == ["sms.callback_key_number"]
+    assert said(events) == ["sms.callback_break"]
     assert state.answers == {"urgent": "no"}
 
 
@@ -413,7 +432,7 @@ def test_the_main_menu_is_the_same_with_the_store_down():
     ids=["voice", "sms"],
 )
 def test_a_known_caller_id_is_offered_as_the_number_to_call(engine, way_in, offer):
-    state, events = walk(engine, way_in, "2", context=CALLER_ID)
+    state, events = walk(engine, way_in, "2", "2", context=CALLER_ID)
 
     assert said(events) == [offer]
     assert state == State(
@@ -422,14 +441,14 @@ def test_a_known_caller_id_is_offered_as_the_number_to_call(engine, way_in, offe
 
 
 def test_the_number_offered_on_a_call_is_read_by_its_last_digits():
-    _, events = walk(VOICE, "4", "2", context=CALLER_ID)
+    _, events = walk(VOICE, "4", "2", "2", context=CALLER_ID)
 
     assert "ending in 1 2 3." in events[0].text
 
 
 @pytest.mark.parametrize(("engine", "way_in"), [(VOICE, "4"), (SMS, "TALK")], ids=["voice", "sms"])
 def test_without_a_caller_id_the_request_asks_for_a_number(engine, way_in):
-    state, events = walk(engine, way_in, "2")
+    state, events = walk(engine, way_in, "2", "2")
 
     assert said(events) == [f"{engine.flow.id}.callback_key_number"]
     assert events[-1].collect is True
@@ -443,7 +462,7 @@ def test_without_a_caller_id_the_request_asks_for_a_number(engine, way_in):
 
 @pytest.mark.parametrize(("engine", "way_in"), [(VOICE, "4"), (SMS, "TALK")], ids=["voice", "sms"])
 def test_the_last_answer_of_a_request_asks_the_web_layer_to_queue_it(engine, way_in):
-    state, events = walk(engine, way_in, "2", "1", "1", "2", context=CALLER_ID)
+    state, events = walk(engine, way_in, "2", "2", "1", "1", "2", context=CALLER_ID)
 
     assert events == [Act("callback")]
     assert state.node == "callback_queue"
@@ -451,7 +470,7 @@ def test_the_last_answer_of_a_request_asks_the_web_layer_to_queue_it(engine, way
 
 
 def test_a_queued_request_is_told_its_place_and_its_answers_are_dropped():
-    queueing, _ = walk(VOICE, "4", "2", "1", "1", "1", context=CALLER_ID)
+    queueing, _ = walk(VOICE, "4", "2", "2", "1", "1", "1", context=CALLER_ID)
 
     state, events = VOICE.outcome(queueing, "queued", {"place": "known", "position": "3"})
 
@@ -466,7 +485,7 @@ def test_a_queued_request_is_told_its_place_and_its_answers_are_dropped():
 
 
 def test_a_request_that_could_not_be_queued_says_so_and_drops_its_answers():
-    queueing, _ = walk(SMS, "TALK", "1", LONDON, "2", "2")
+    queueing, _ = walk(SMS, "TALK", "1", "2", LONDON, "2", "2")
 
     state, events = SMS.outcome(queueing, "failed", {})
 

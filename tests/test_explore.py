@@ -13,7 +13,7 @@ from helpline.flows.explore import Report, Store, explore
 from helpline.flows.lint import load_flows
 from tests.factories import edit, run_helpline
 
-AT_RISK_WITH_ADVICE = "    say: [voice.emergency, voice.callback_urgent]"
+AT_RISK_WITH_ADVICE = "    say: [voice.callback_at_risk, voice.callback_urgent]"
 AT_RISK_WITHOUT_ADVICE = "    say: [voice.callback_urgent]"
 VOICE_STORE_CHECK = "    branch: {fact: store, down: callback_failed, otherwise: callback_triage}"
 
@@ -160,8 +160,8 @@ def test_5_being_told_queued_with_the_store_down_is_found(flows):
 def test_6_an_sms_menu_without_the_emergency_number_is_found(flows):
     edit(
         flows / "content" / "en.yaml",
-        "    Reply 1 Dependence, 2 Treatment, 3 Trying again, 0 Menu. In danger? Call {emergency}.",
-        "    Reply 1 Dependence, 2 Treatment, 3 Trying again, 0 Menu.",
+        "    6 Talk to a counsellor, 0 Menu. In danger? Call {emergency}.",
+        "    6 Talk to a counsellor, 0 Menu.",
     )
 
     found = _found(_explore(flows), 6)
@@ -186,8 +186,8 @@ def test_the_explorer_reads_the_emergency_number_of_each_region(flows, region):
     # 911 appears nowhere in a GB deployment: a reply that hard-codes it is not enough.
     edit(
         flows / "content" / "en.yaml",
-        "    Reply 1 Dependence, 2 Treatment, 3 Trying again, 0 Menu. In danger? Call {emergency}.",
-        "    Reply 1 Dependence, 2 Treatment, 3 Trying again, 0 Menu. In danger? Call 911.",
+        "    6 Talk to a counsellor, 0 Menu. In danger? Call {emergency}.",
+        "    6 Talk to a counsellor, 0 Menu. In danger? Call 911.",
     )
 
     library = load_flows(flows)

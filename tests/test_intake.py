@@ -42,6 +42,8 @@ def test_caller_is_queued_on_their_own_number_and_told_their_place(client, redis
     assert "press 4" in call.step.text
     triage = call.press("4")
     assert "at risk of an overdose" in triage.text
+    screen = call.press("2")
+    assert "have you had a break from using" in screen.text
     confirm = call.press("2")
     assert "ending in 1 0 7" in confirm.text  # callback_number(7) ends 107
     call.press("1", "1")  # this number; voicemail is safe
@@ -59,13 +61,16 @@ def test_caller_is_queued_on_their_own_number_and_told_their_place(client, redis
 def test_at_risk_caller_hears_the_emergency_advice_first_and_goes_to_the_front(
     client, redis
 ) -> None:
-    Call(client, sender=callback_number(1)).press("4", "2", "1", "1", "1")
+    Call(client, sender=callback_number(1)).press("4", "2", "2", "1", "1", "1")
     call = Call(client)
     urgent = call.say("counsellor")
     assert "at risk" in urgent.text
     after = call.say("yes")
-    assert after.says[0].startswith("If someone has overdosed")
+    assert after.says[0].startswith("Thank you for telling us. Please don't wait for our call.")
+    assert "Samaritans, free, on 1 1 6, 1 2 3" in after.says[0]
+    assert after.says[0].endswith("hang up now and call 9 9 9.")
     assert "mark your call back as urgent" in after.text
+    call.say("no")  # no break from using
     done = call.press("1", "1", "1")
 
     assert "You are number 1 in the queue." in done.text
@@ -74,7 +79,7 @@ def test_at_risk_caller_hears_the_emergency_advice_first_and_goes_to_the_front(
 
 def test_withheld_caller_keys_in_a_number_which_never_appears_in_the_url(client, redis) -> None:
     call = Call(client, sender="anonymous")
-    ask = call.press("4", "2")
+    ask = call.press("4", "2", "2")
     assert "key in the number" in ask.text
     assert ask.gather is not None and ask.gather.get("finishOnKey") == "#"
     bad = call.press("12345")
@@ -90,7 +95,7 @@ def test_withheld_caller_keys_in_a_number_which_never_appears_in_the_url(client,
 
 def test_answers_do_not_carry_over_to_another_call(client, redis) -> None:
     call = Call(client, sender="anonymous")
-    call.press("4", "2", "0012025550188")
+    call.press("4", "2", "2", "0012025550188")
     stolen = call.step.action
     other = call_params(sender="anonymous")  # another CallSid replays the URL
     response = twilio_post(client, stolen, {**other, "Digits": "1"})
@@ -104,7 +109,7 @@ def test_answers_do_not_carry_over_to_another_call(client, redis) -> None:
 
 def test_a_retried_final_step_queues_once(client, redis) -> None:
     call = Call(client)
-    call.press("4", "2", "1", "1")
+    call.press("4", "2", "2", "1", "1")
     final = call.step.action
     first = twilio_post(client, final, {**call.params, "Digits": "1"}).get_data(as_text=True)
     again = twilio_post(client, final, {**call.params, "Digits": "1"}).get_data(as_text=True)
@@ -115,9 +120,9 @@ def test_a_retried_final_step_queues_once(client, redis) -> None:
 
 
 def test_asking_again_keeps_the_callers_place(client, redis) -> None:
-    Call(client).press("4", "2", "1", "1", "1")
-    Call(client, sender=OTHER).press("4", "2", "1", "1", "1")
-    again = Call(client, sender=OTHER).press("4", "2", "1", "1", "1")
+    Call(client).press("4", "2", "2", "1", "1", "1")
+    Call(client, sender=OTHER).press("4", "2", "2", "1", "1", "1")
+    again = Call(client, sender=OTHER).press("4", "2", "2", "1", "1", "1")
 
     assert "already on our list" in again.text
     assert "number 2 in the queue" in again.text
@@ -125,8 +130,8 @@ def test_asking_again_keeps_the_callers_place(client, redis) -> None:
 
 
 def test_crisis_speech_from_a_queued_caller_makes_the_request_urgent(client, redis) -> None:
-    Call(client, sender=OTHER).press("4", "2", "1", "1", "1")
-    Call(client).press("4", "2", "1", "1", "1")
+    Call(client, sender=OTHER).press("4", "2", "2", "1", "1", "1")
+    Call(client).press("4", "2", "2", "1", "1", "1")
     Call(client).say("he's not breathing")
 
     first = _queue(client).active()[0]
@@ -158,7 +163,7 @@ def assert_caller_is_next(client: FlaskClient, *, urgent: bool) -> None:
 
 def ask_by_text(client: FlaskClient, sender: str = CALLER) -> None:
     """Ask for a call back by text: not at risk, on this number, voicemail and texts safe."""
-    for body in ("TALK", "2", "1", "1", "1"):
+    for body in ("TALK", "2", "2", "1", "1", "1"):
         text(client, body, sender=sender)
 
 
@@ -166,13 +171,13 @@ def ask_by_text(client: FlaskClient, sender: str = CALLER) -> None:
 def test_at_risk_caller_whose_request_was_parked_goes_to_the_front_now(
     client, redis, outcome
 ) -> None:
-    Call(client).press("4", "2", "1", "1", "1")
+    Call(client).press("4", "2", "2", "1", "1", "1")
     park(client, outcome)
-    Call(client, sender=OTHER).press("4", "2", "1", "1", "1")
+    Call(client, sender=OTHER).press("4", "2", "2", "1", "1", "1")
 
     call = Call(client)
     assert "mark your call back as urgent" in call.press("4", "1").text
-    done = call.press("1", "1", "1")
+    done = call.press("2", "1", "1", "1")
 
     assert "already on our list" in done.text
     assert "You are number 1 in the queue." in done.text
@@ -186,8 +191,10 @@ def test_at_risk_texter_whose_call_back_was_put_off_goes_to_the_front_now(client
     ask_by_text(client, sender=OTHER)
 
     text(client, "TALK")
-    assert text(client, "1").startswith("If someone has overdosed")
-    for body in ("1", "1"):
+    at_risk = text(client, "1")
+    assert at_risk.startswith("Thank you for telling us. Please don't wait for our call:")
+    assert "call 999 or Samaritans, free, on 116 123 now" in at_risk
+    for body in ("2", "1", "1"):
         text(client, body)
     reply = text(client, "1")
 
@@ -209,11 +216,11 @@ def test_crisis_text_brings_a_parked_request_to_the_front_now(client, redis) -> 
 def test_caller_asking_again_after_a_missed_call_rejoins_the_line_and_hears_their_place(
     client, redis
 ) -> None:
-    Call(client).press("4", "2", "1", "1", "1")
+    Call(client).press("4", "2", "2", "1", "1", "1")
     park(client, Outcome.NO_ANSWER)
-    Call(client, sender=OTHER).press("4", "2", "1", "1", "1")
+    Call(client, sender=OTHER).press("4", "2", "2", "1", "1", "1")
 
-    again = Call(client).press("4", "2", "1", "1", "1")
+    again = Call(client).press("4", "2", "2", "1", "1", "1")
 
     assert "already on our list" in again.text
     assert "You are number 1 in the queue." in again.text
@@ -224,10 +231,10 @@ def test_caller_asking_again_after_a_missed_call_rejoins_the_line_and_hears_thei
 def test_caller_whose_call_back_is_being_made_hears_a_counsellor_is_getting_ready(
     client, redis
 ) -> None:
-    Call(client).press("4", "2", "1", "1", "1")
+    Call(client).press("4", "2", "2", "1", "1", "1")
     assert _queue(client).claim_next("sam") is not None
 
-    again = Call(client).press("4", "2", "1", "1", "1")
+    again = Call(client).press("4", "2", "2", "1", "1", "1")
 
     assert "already on our list" in again.text
     assert "A counsellor is getting ready to call you now." in again.text
@@ -238,12 +245,12 @@ def test_asking_again_in_the_same_call_after_the_request_was_closed_queues_a_new
     client, redis
 ) -> None:
     call = Call(client)
-    call.press("4", "2", "1", "1", "1")
+    call.press("4", "2", "2", "1", "1", "1")
     [closed] = _queue(client).active()
     assert _queue(client).claim_next("sam") is not None
     _queue(client).record(closed.id, "sam", Outcome.WRONG_NUMBER)
 
-    again = call.press("*", "4", "2", "1", "1", "1")
+    again = call.press("*", "4", "2", "2", "1", "1", "1")
 
     assert "You're now on the list" in again.text
     assert "already on our list" not in again.text
@@ -253,12 +260,12 @@ def test_asking_again_in_the_same_call_after_the_request_was_closed_queues_a_new
 
 
 def test_at_risk_answer_the_second_time_in_a_call_makes_the_request_urgent(client, redis) -> None:
-    Call(client, sender=OTHER).press("4", "2", "1", "1", "1")
+    Call(client, sender=OTHER).press("4", "2", "2", "1", "1", "1")
     call = Call(client)
-    call.press("4", "2", "1", "1", "1")
+    call.press("4", "2", "2", "1", "1", "1")
 
     assert "mark your call back as urgent" in call.press("*", "4", "1").text
-    done = call.press("1", "1", "1")
+    done = call.press("2", "1", "1", "1")
 
     assert "already on our list" in done.text
     assert "You are number 1 in the queue." in done.text
@@ -270,7 +277,7 @@ def test_redis_down_while_queueing_says_so_plainly_with_the_safety_essentials(
     client, redis
 ) -> None:
     call = Call(client)
-    call.press("4", "2", "1", "1")
+    call.press("4", "2", "2", "1", "1")
     services = client.application.extensions["helpline"]
     services.store.client.connection_pool.reset()
     port_closed = redis_py.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
@@ -293,6 +300,7 @@ def test_redis_down_while_queueing_says_so_plainly_with_the_safety_essentials(
 
 def test_texter_asks_by_keyword_and_is_queued_on_their_number(client, redis) -> None:
     assert "at risk of overdose" in text(client, "TALK")
+    assert "Had a break from using" in text(client, "2")
     assert "call you on this number" in text(client, "2")
     assert "voicemail" in text(client, "1")
     assert "text you" in text(client, "2")
@@ -312,6 +320,7 @@ def test_close_variants_of_the_keywords_ask_for_a_counsellor(client, redis, word
 def test_texter_can_send_another_number_and_a_bad_one_is_asked_again(client, redis) -> None:
     text(client, "TALK")
     text(client, "no")
+    text(client, "no")
     assert "doesn't look like a full phone number" in text(client, "0123")
     assert "voicemail" in text(client, "+1 (202) 555-0188")
     text(client, "1")
@@ -326,17 +335,18 @@ def test_spanish_texter_is_queued_in_spanish(client, redis) -> None:
     text(client, "ESPAÑOL")
     assert "corres peligro" in text(client, "HABLAR")
     text(client, "2")
+    text(client, "no")
     text(client, "1")
     text(client, "1")
     reply = text(client, "1")
 
-    assert "Eres el numero 1 de la cola." in reply  # accents folded for GSM-7
+    assert "Tienes el numero 1 en la cola." in reply  # accents folded for GSM-7
     assert _queue(client).active()[0].lang == "es"
 
 
 def test_crisis_text_makes_an_open_request_urgent(client, redis) -> None:
     for sender in (OTHER, CALLER):
-        for body in ("TALK", "2", "1", "1", "1"):
+        for body in ("TALK", "2", "2", "1", "1", "1"):
             text(client, body, sender=sender)
     reply = text(client, "he's blue and won't wake up")
 
@@ -346,7 +356,7 @@ def test_crisis_text_makes_an_open_request_urgent(client, redis) -> None:
 
 
 def test_a_confirmation_job_is_queued_with_the_request_id_only(client, redis) -> None:
-    for body in ("TALK", "2", "no"):
+    for body in ("TALK", "2", "2", "no"):
         text(client, body)
     text(client, "+1 202 555 0188")  # someone else's phone: they are told by text
     text(client, "1")
@@ -360,7 +370,7 @@ def test_a_confirmation_job_is_queued_with_the_request_id_only(client, redis) ->
 
 
 def test_no_confirmation_text_when_the_reply_already_told_them(client, redis) -> None:
-    for body in ("TALK", "2", "1", "1", "1"):
+    for body in ("TALK", "2", "2", "1", "1", "1"):
         text(client, body)
 
     assert job_queue(redis).count == 0
@@ -380,7 +390,7 @@ def closed_client(tmp_path: Path, redis_server: str, redis) -> FlaskClient:
 
 
 def test_out_of_hours_callers_are_queued_and_told_when_call_backs_resume(closed_client) -> None:
-    for body in ("TALK", "2", "1", "1"):
+    for body in ("TALK", "2", "2", "1", "1"):
         text(closed_client, body)
     reply = text(closed_client, "1")
 
@@ -401,7 +411,7 @@ def test_wait_is_estimated_from_recent_callbacks(client, redis) -> None:
         assert claimed is not None
         queue.record(claimed.id, "sam", Outcome.REACHED)
         redis.zadd(COMPLETED, {claimed.id: at}, xx=True)
-    for body in ("TALK", "2", "1", "1"):
+    for body in ("TALK", "2", "2", "1", "1"):
         text(client, body)
     reply = text(client, "1")
 

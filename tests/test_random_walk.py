@@ -63,8 +63,9 @@ from tests.factories import (
 
 SEEDS = range(3)
 CONDITIONS = ("normal", "degraded")
-# Inputs each walk posts (one walk per channel, condition and seed).
-INPUTS_PER_WALK = 300
+# Inputs each walk posts (one walk per channel, condition and seed): enough for a call
+# back request, with its five questions, to be completed by chance.
+INPUTS_PER_WALK = 400
 MAX_CALL_STEPS = 20
 # How often a texter's next text comes after another texter's.
 INTERLEAVE = 0.15

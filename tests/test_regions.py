@@ -128,8 +128,8 @@ def test_phone_numbers_are_spelled_by_voice_and_other_numbers_are_not():
     spoken = gb.variables("en", spoken=True)["treatment_line"]
     written = gb.variables("en")["treatment_line"]
 
-    assert spoken == "FRANK, open 24 hours a day, on 0 3 0 0, 1 2 3, 6 6 0 0"
-    assert written == "FRANK, open 24 hours a day, on 0300 123 6600"
+    assert spoken == "FRANK on 0 3 0 0, 1 2 3, 6 6 0 0. It is open 24 hours a day"
+    assert written == "FRANK on 0300 123 6600. It is open 24 hours a day"
     assert "2009" in gb.variables("en", spoken=True)["not_alone_figure"]
     assert render("Call [1-800-662-4357]", spoken=True) == "Call 1, 8 0 0, 6 6 2, 4 3 5 7"
 
@@ -146,7 +146,8 @@ def test_phone_numbers_are_spelled_by_voice_and_other_numbers_are_not():
 def test_the_keypad_is_named_as_callers_in_the_region_know_it(region, lang, words):
     engine = LIBRARY.engine(Channel.VOICE, region)
     state = engine.start(lang)[0]
-    for digits in ("4", "2"):  # a call back; not at risk; no caller ID: key a number in
+    # A call back; not at risk; no break; no caller ID, so a number is keyed in.
+    for digits in ("4", "2", "2"):
         state, events = engine.resume(state, Reply(digits=digits))
 
     said = " ".join(e.text for e in events if isinstance(e, Say))

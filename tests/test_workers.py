@@ -353,17 +353,17 @@ def test_a_request_raised_to_urgent_alerts_on_duty_counsellors_once(
 ) -> None:
     on_duty(ctx, "c50", 50)
     call = Call(client, sender=callback_number(1))
-    call.press("4", "2", "1", "1", "2")  # not at risk: no alert
+    call.press("4", "2", "2", "1", "1", "2")  # not at risk, no break: no alert
     work(ctx)
     assert texts_to(twilio_api, 50) == []
 
-    call.press("*", "4", "1", "1", "1")  # at risk now, in the same call
+    call.press("*", "4", "1", "2", "1", "1")  # at risk now, in the same call
     final = call.step.action
     for _ in range(2):  # the step that raises it, and Twilio's retry of it
         response = twilio_post(client, final, {**call.params, "Digits": "2"})
         assert "already on our list" in parse_voice(response.get_data(as_text=True)).text
     call.say("he's not breathing")
-    for body in ("TALK", "1", "1", "1", "1"):  # and asks again, at risk, by text
+    for body in ("TALK", "1", "2", "1", "1", "1"):  # and asks again, at risk, by text
         text(client, body, sender=callback_number(1))
     [request] = ctx.queue.active()
     assert request.urgent
@@ -377,7 +377,7 @@ def test_a_crisis_phrase_that_brings_back_a_parked_request_alerts_on_duty_counse
     ctx: jobs.Context, twilio_api: TwilioApi, client: FlaskClient
 ) -> None:
     on_duty(ctx, "c50", 50)
-    for body in ("TALK", "2", "1", "1", "2"):
+    for body in ("TALK", "2", "2", "1", "1", "2"):
         text(client, body, sender=callback_number(1))
     claimed = ctx.queue.claim_next("c50")
     assert claimed is not None

@@ -578,12 +578,15 @@ def _path(
 
 
 def _intake_nodes(flow: Flow, home: str) -> frozenset[str]:
-    """Waiting nodes from which an action can be reached without passing the main menu."""
+    """Waiting nodes from which an action can be reached without passing the main menu
+    or a check of the store: the questions of a request. A menu that offers a call back
+    reaches it only through that check, which answers plainly when the store is down."""
+    checks = {n for n, node in flow.nodes.items() if node.branch and node.branch.on == STORE_FACT}
     found: set[str] = set()
     for node_id, node in flow.nodes.items():
         if not node.waits or node_id == home:
             continue
-        seen, pending = {home}, [node_id]
+        seen, pending = {home, *checks}, [node_id]
         while pending:
             current = flow.nodes[pending.pop()]
             if current.action:
