@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from helpline.constants import MAX_INPUT_CHARS
 
@@ -163,16 +163,31 @@ class PhraseIndex:
     With fuzzy, each first word is also filed under itself minus any one letter; two
     words one slip apart (insertion, deletion, substitution or swap) always share such
     a key, so no candidate is missed, and every candidate is then checked in full.
+
+    Phrases can carry a label (add), and hits(words) says where each one was found.
     """
 
     def __init__(
-        self, phrases: Iterable[Sequence[str]], *, fuzzy: bool = False, typo_from: int = TYPO_FROM
+        self,
+        phrases: Iterable[Sequence[str]] = (),
+        *,
+        fuzzy: bool = False,
+        typo_from: int = TYPO_FROM,
+        label: str = "",
     ):
         self.typo_from = typo_from if fuzzy else None
-        self._by_key: dict[str, list[tuple[str, ...]]] = {}
-        for phrase in dict.fromkeys(tuple(p) for p in phrases if p):
+        self._by_key: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        self._filed: set[tuple[tuple[str, ...], str]] = set()
+        self.add(phrases, label)
+
+    def add(self, phrases: Iterable[Sequence[str]], label: str = "") -> None:
+        """File more phrases, each found under this label."""
+        for phrase in map(tuple, phrases):
+            if not phrase or (phrase, label) in self._filed:
+                continue
+            self._filed.add((phrase, label))
             for key in self._keys(phrase[0], self._forgives(phrase[0])):
-                self._by_key.setdefault(key, []).append(phrase)
+                self._by_key.setdefault(key, []).append((phrase, label))
 
     def _forgives(self, wanted: str) -> bool:
         return self.typo_from is not None and len(wanted) >= self.typo_from
@@ -184,19 +199,36 @@ class PhraseIndex:
             keys.update(word[:i] + word[i + 1 :] for i in range(len(word)))
         return keys
 
-    def contains(self, words: Sequence[str]) -> bool:
-        """Return True if any phrase appears, word for word, anywhere in the words."""
+    def _candidates(self, words: Sequence[str]) -> Iterator[tuple[int, tuple[str, ...], str]]:
         # A message word one slip from a forgiving first word is at most one letter shorter.
         shortest = None if self.typo_from is None else self.typo_from - 1
         for start, word in enumerate(words):
             keys = self._keys(word, shortest is not None and len(word) >= shortest)
+            tried: set[tuple[tuple[str, ...], str]] = set()
             for key in keys:
-                for phrase in self._by_key.get(key, ()):
+                for filed in self._by_key.get(key, ()):
+                    phrase, label = filed
+                    # A phrase filed under several keys of this word is tried once.
+                    if len(keys) > 1:
+                        if filed in tried:
+                            continue
+                        tried.add(filed)
                     if start + len(phrase) <= len(words) and _phrase_at(
                         words, phrase, start, self.typo_from
                     ):
-                        return True
-        return False
+                        yield start, phrase, label
+
+    def contains(self, words: Sequence[str]) -> bool:
+        """Return True if any phrase appears, word for word, anywhere in the words."""
+        return next(self._candidates(words), None) is not None
+
+    def hits(self, words: Sequence[str]) -> list[tuple[str, int, int, bool]]:
+        """Return (label, start, end, exact) for every phrase found, end exclusive;
+        exact is False where a slip was forgiven."""
+        return [
+            (label, start, start + len(phrase), tuple(words[start : start + len(phrase)]) == phrase)
+            for start, phrase, label in self._candidates(words)
+        ]
 
 
 def is_keyword(
