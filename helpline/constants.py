@@ -23,7 +23,7 @@ NUMBER_TIMEOUT = 10
 CRISIS_TYPO_FROM = 7
 
 # A message naming an overdose ("overdose", "OD help") is read as one happening when it
-# is this short; a longer one ("how do I prevent an overdose") is about the subject.
+# is this short, or when it neither dates it nor asks about it ("how do I prevent one").
 NAMED_OVERDOSE_MAX_WORDS = 3
 
 # Most SMS segments any reply may take.

@@ -9,7 +9,7 @@ the flow's crisis_words and self_harm_words ids:
                     too much"): danger, unless the message places it in the past or asks
                     about it in general (crisis_not_now: "last year", "if someone")
   crisis_word       a word that names an overdose ("overdose", "OD"): danger in a short
-                    message only; a longer one is about the subject, not an emergency
+                    message, or in a longer one that neither dates it nor asks about it
   crisis_not        what cancels any phrase it overlaps ("not suicidal", "don't want to
                     die", "too much coffee")
   self_harm         thoughts of suicide or self-harm ("kill myself", "suicidal")
@@ -94,6 +94,8 @@ class DangerReader:
             return Danger.SELF_HARM
         if self._crisis + EVENT in found and self._crisis + NOT_NOW not in found:
             return Danger.OVERDOSE
-        if self._crisis + WORD in found and length <= NAMED_OVERDOSE_MAX_WORDS:
+        if self._crisis + WORD in found and (
+            length <= NAMED_OVERDOSE_MAX_WORDS or self._crisis + NOT_NOW not in found
+        ):
             return Danger.NAMED
         return None

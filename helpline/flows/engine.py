@@ -130,12 +130,13 @@ class Engine:
         )
         # A slip is forgiven in long words, texted or heard wrong ("no rrespira"); words
         # as written are read first, so "overdose" is never taken for "overdosed".
-        self._danger = DangerReader(
-            self.content,
+        lists = (
             flow.crisis_words if flow.crisis else None,
             flow.self_harm_words if flow.self_harm else None,
-            fuzzy=True,
-            typo_from=CRISIS_TYPO_FROM,
+        )
+        self._danger = self.content.shared(
+            ("danger", *lists),
+            lambda: DangerReader(self.content, *lists, fuzzy=True, typo_from=CRISIS_TYPO_FROM),
         )
 
     # -- public API --------------------------------------------------------------------

@@ -72,9 +72,17 @@ FACTS = {
 
 def check_flows(flows_dir: Path, regions: Iterable[Region] = REGIONS.values()) -> list[str]:
     """Return every problem found in flows_dir; an empty list means it is fit to serve."""
+    return inspect_flows(flows_dir, regions)[0]
+
+
+def inspect_flows(
+    flows_dir: Path, regions: Iterable[Region] = REGIONS.values()
+) -> tuple[list[str], Library]:
+    """Return every problem found in flows_dir, and the flows as loaded (fit to serve
+    only if there are none)."""
     problems: list[str] = []
-    _load(flows_dir, list(regions), problems)
-    return problems
+    library = _load(flows_dir, list(regions), problems)
+    return problems, library
 
 
 def load_flows(flows_dir: Path, regions: Iterable[Region] = REGIONS.values()) -> Library:

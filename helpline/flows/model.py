@@ -8,16 +8,17 @@ keyed by id, one file per language. Nothing here does I/O beyond reading those f
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import yaml
 
 from helpline.flows.matching import tokens
 
+T = TypeVar("T")
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 # Region values, then what the web layer knows at the moment a message is said.
 KNOWN_PLACEHOLDERS = frozenset(
@@ -147,6 +148,14 @@ class Content:
     _folded: dict[str, tuple[tuple[str, ...], ...]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    # What engines build from these words and may share (the danger reader).
+    _shared: dict[Hashable, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def shared(self, key: Hashable, build: Callable[[], T]) -> T:
+        """Return what build() makes from this content, made once for every engine."""
+        if key not in self._shared:
+            self._shared[key] = build()
+        return cast(T, self._shared[key])
 
     def text(self, key: str, lang: str, variables: Mapping[str, str]) -> str:
         template = self.messages[lang][key]
