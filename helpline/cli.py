@@ -346,19 +346,18 @@ def _simulate_call(args: argparse.Namespace) -> int:
 def _flows_check(args: argparse.Namespace) -> int:
     from helpline import twiml
     from helpline.flows.explore import explore
-    from helpline.flows.lint import check_flows, load_flows
+    from helpline.flows.lint import inspect_flows
 
     flows_dir = args.dir or Settings().flows_dir
     if not flows_dir.is_dir():
         print(f"helpline: {flows_dir} is not a directory of flows", file=sys.stderr)
         return 2
-    problems = check_flows(flows_dir)
+    problems, library = inspect_flows(flows_dir)
     for problem in problems:
         print(problem)
     if problems:
         print(f"{len(problems)} problem(s) in {flows_dir}", file=sys.stderr)
         return 1
-    library = load_flows(flows_dir)
     nodes = sum(len(f.nodes) for f in library.flows.values())
     languages = ", ".join(library.content.languages)
     print(f"flows OK: {len(library.flows)} flows, {nodes} nodes, languages {languages}")

@@ -17,9 +17,14 @@ GATHER_TIMEOUT = 6
 # Seconds to wait between key presses while someone keys in a phone number.
 NUMBER_TIMEOUT = 10
 
-# In texts, crisis words this long or longer forgive one slip of the thumb ("overdoes",
-# "unconcious"); shorter ones must be exact, so "doing" and "coding" are not "ODing".
-CRISIS_TYPO_FROM = 6
+# Crisis words this long or longer forgive one slip of the thumb or of the ear ("overdoes",
+# "unconcious"); shorter ones must be exact, so "doing" is not "ODing", "taking" not
+# "waking", "loving" not "moving".
+CRISIS_TYPO_FROM = 7
+
+# A message naming an overdose ("overdose", "OD help") is read as one happening when it
+# is this short, or when it neither dates it nor asks about it ("how do I prevent one").
+NAMED_OVERDOSE_MAX_WORDS = 3
 
 # Most SMS segments any reply may take.
 SMS_MAX_SEGMENTS = 2

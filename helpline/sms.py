@@ -74,13 +74,13 @@ class SmsConversations:
 
         state = self._restore(stored, who)
         caller = Caller(number=text.sender, channel="sms", webhook_sid=sid)
-        crisis = self.engine.is_crisis(text.body)
-        if crisis:
+        danger = self.engine.danger(text.body)
+        if danger is not None:
             self.desk.escalate(caller)
         # Without a sender, or with the store down, nothing said now is remembered.
         facts = self.desk.facts(caller, spoken=False, kept=read)
         step = answer_text(
-            self.engine, state, opted_out, Reply(text=text.body), context=facts, crisis=crisis
+            self.engine, state, opted_out, Reply(text=text.body), context=facts, danger=danger
         )
         if step.opted_out != opted_out:
             if step.opted_out:

@@ -169,11 +169,11 @@ def voice_step() -> Response:
         state, events = engine.start(request.args.get("lang"))
     else:
         reply = Reply(digits=_form("Digits"), text=_form("SpeechResult"))
-        crisis = engine.is_crisis(reply.text)
-        if crisis:
+        danger = engine.danger(reply.text)
+        if danger is not None:
             services.desk.escalate(caller)
         facts = services.desk.facts(caller, spoken=True)
-        step = engine.resume(state, reply, context=facts, crisis=crisis)
+        step = engine.resume(state, reply, context=facts, danger=danger)
         state, events = services.desk.settle(engine, caller, step, facts)
     log.debug("call step", extra={"node": state.node, "lang": state.lang})
     return _voice_answer(state, events, caller.webhook_sid)

@@ -120,7 +120,7 @@ def test_us_texts_give_911_and_988():
     [
         # Overdose safety asks first about a break from using (tolerance).
         (Reply(digits="1"), "safety", "voice.safety_screen"),
-        (Reply(text="overdose"), "safety", "voice.safety_screen"),
+        (Reply(text="safety"), "safety", "voice.safety_screen"),
         (Reply(text="two"), "recovery", "voice.recovery_menu"),
         (Reply(text="I'm worried about my son"), "someone", "voice.someone_menu"),
         (Reply(text="can a counsellor call me back"), "callback_triage", "voice.callback_triage"),
@@ -261,6 +261,15 @@ def test_silence_at_a_node_with_no_response_goes_there_and_still_counts(flows: P
     state, events = walk(engine, SILENCE, SILENCE, start=state)
     assert said(events) == ["voice.reprompt", "voice.goodbye"]
     assert state.ended is True
+
+
+@pytest.mark.parametrize(("lang", "word"), [("en", "overdose"), ("es", "sobredosis")])
+def test_saying_the_overdose_topic_opens_it_after_the_emergency_advice(lang, word):
+    state, events = VOICE.resume(VOICE.start(lang)[0], Reply(text=word))
+
+    assert said(events) == ["voice.emergency", "voice.safety_menu"]
+    assert "9 9 9" in events[0].text
+    assert state == State(flow="voice", node="safety", lang=lang)
 
 
 # -- a person in danger comes first --------------------------------------------------------

@@ -84,7 +84,7 @@ def test_2_a_crisis_phrase_not_answered_with_the_emergency_advice_is_found(flows
     found = _found(_explore(flows), 2)
 
     assert any(
-        "a crisis phrase at 'main' is not answered first" in p and "says 'overdosed'" in p
+        "a crisis phrase at 'main' is not answered first" in p and "says 'overdosing'" in p
         for p in found
     ), found
 

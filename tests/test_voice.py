@@ -34,7 +34,7 @@ def test_greeting_offers_keypad_and_speech_with_hints_and_spanish(client):
 @pytest.mark.parametrize(
     ("speech", "start"),
     [
-        ("overdose", "Overdose safety."),
+        ("overdose", "If someone has overdosed"),  # the emergency advice, then the topic
         ("naloxone please", "Overdose safety."),
         ("I'm worried about my son", "Worried about someone else."),
         ("treatment", "Dependence, treatment and recovery."),

@@ -3,8 +3,9 @@
 A walk is a list of inputs from the start of a conversation. For every node of every
 flow, in every language, we find the shortest walk that reaches it, then add one more
 input for each way out of that node: each case by key and by word, the language
-choice, silence, an unknown input and a crisis phrase. Together the walks take every
-exit of every node, so any change to a menu or a message shows up in a transcript.
+choice, silence, an unknown input, a crisis phrase and, from the menu, words of
+self-harm. Together the walks take every exit of every node, so any change to a menu or
+a message shows up in a transcript.
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ def exits(engine: Engine, state: State) -> list[tuple[str, Input]]:
     if flow.crisis_words:
         phrase = content.phrases(flow.crisis_words, state.lang)[-1]
         ways.append(("crisis", Input("say" if voice else "text", phrase)))
+    if flow.self_harm_words and state.node == engine.home:
+        # From the menu only: the state explorer proves the reply from every state.
+        phrase = content.phrases(flow.self_harm_words, state.lang)[0]
+        ways.append(("self-harm", Input("say" if voice else "text", phrase)))
     ways.append(("unknown", Input("keys" if voice else "text", "7" if voice else "zzz")))
     if voice:
         ways.append(("silence", Input("silence")))

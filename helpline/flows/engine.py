@@ -13,12 +13,13 @@ import functools
 from collections import ChainMap
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
+from types import EllipsisType
 from typing import Any, cast
 
 from helpline.constants import CRISIS_TYPO_FROM, MAX_ANSWER_CHARS, MAX_REPROMPTS
+from helpline.flows.danger import Danger, DangerReader
 from helpline.flows.matching import (
     KeywordIndex,
-    PhraseIndex,
     as_choice,
     contains_phrase,
     first_phrase,
@@ -134,12 +135,15 @@ class Engine:
         self._language_names = KeywordIndex(
             self._phrases[lang.words] for lang in self.content.languages.values()
         )
-        # Typos are forgiven in texts; speech recognition returns real words, where
-        # forgiving "overdose" as "overdosed" would skip the menu the caller asked for.
-        self._crisis = PhraseIndex(
-            self._phrases[flow.crisis_words] if flow.crisis_words else (),
-            fuzzy=flow.channel is Channel.SMS,
-            typo_from=CRISIS_TYPO_FROM,
+        # A slip is forgiven in long words, texted or heard wrong ("no rrespira"); words
+        # as written are read first, so "overdose" is never taken for "overdosed".
+        lists = (
+            flow.crisis_words if flow.crisis else None,
+            flow.self_harm_words if flow.self_harm else None,
+        )
+        self._danger = self.content.shared(
+            ("danger", *lists),
+            lambda: DangerReader(self.content, *lists, fuzzy=True, typo_from=CRISIS_TYPO_FROM),
         )
 
     # -- public API --------------------------------------------------------------------
@@ -148,9 +152,13 @@ class Engine:
         """Begin a conversation at the flow's start."""
         return self.enter(self.flow.start, self.language(lang))
 
+    def danger(self, text: str) -> Danger | None:
+        """Return the danger the text speaks of (texts forgive one typo in long words)."""
+        return self._danger.read(tokens(text))
+
     def is_crisis(self, text: str) -> bool:
-        """Return True if the text holds any crisis phrase (forgiving one typo in long words)."""
-        return self._crisis.contains(tokens(text))
+        """Return True if the text may say someone is in danger now."""
+        return self.danger(text) is not None
 
     def resume(
         self,
@@ -159,15 +167,15 @@ class Engine:
         *,
         fresh: bool = False,
         context: Mapping[str, str] | None = None,
-        crisis: bool | None = None,
+        danger: Danger | None | EllipsisType = ...,
     ) -> Step:
         """Advance the conversation by one input.
 
         fresh=True marks the first message of a new conversation: unrecognised text then
         gets the menu without an apology for not understanding. context holds what the
         web layer knows now (e.g. whether the caller's number is known), for branches
-        and placeholders. crisis passes on is_crisis(reply.text) when the caller has
-        already worked it out, so the text is not matched twice.
+        and placeholders. danger passes on danger(reply.text) when the caller has
+        already worked it out, so the text is not read twice.
         """
         flow = self.flow
         if state.ended:
@@ -188,14 +196,22 @@ class Engine:
             return self.enter(target, new_lang, {**answers, **dict(more)}, context, misses)
 
         # A person in danger comes first, whatever the conversation was doing.
-        if crisis is None:
-            crisis = self.is_crisis(reply.text)
-        if flow.crisis and crisis:
-            if node.on_crisis is None:
-                return go(flow.crisis)
-            # The emergency reply first; then what the caller was asking for goes on.
+        if isinstance(danger, EllipsisType):
+            danger = self._danger.read(words)
+        answer = flow.self_harm if danger is Danger.SELF_HARM else flow.crisis
+        if danger is not None and answer:
             variables = self._variables(context, lang)
-            first = [self._say(key, lang, variables) for key in flow.nodes[flow.crisis].say]
+            first = [self._say(key, lang, variables) for key in flow.nodes[answer].say]
+            # A message that only names an overdose may be choosing the topic this menu
+            # offers ("overdose safety"): the emergency reply first, then the topic.
+            topic = danger is Danger.NAMED and node.on_crisis is None
+            asked = self._match_words(node, words, keywords=False) if topic else None
+            if asked is not None:
+                state, events = go(asked.goto, asked.set)
+                return state, [*first, *events]
+            if node.on_crisis is None:
+                return go(answer)
+            # The emergency reply first; then what the caller was asking for goes on.
             state, events = go(node.on_crisis.goto or node.id, node.on_crisis.set)
             return state, [*first, *events]
 
@@ -388,10 +404,12 @@ class Engine:
                 return lang.code
         return ""
 
-    def _match_words(self, node: Node, words: tuple[str, ...]) -> Case | None:
+    def _match_words(
+        self, node: Node, words: tuple[str, ...], *, keywords: bool = True
+    ) -> Case | None:
         # Exact matches beat typo-forgiving ones, so "HELLO" is never read as "HELP".
         for fuzzy in (False, True):
-            keyword = self._keywords.find(words, fuzzy=fuzzy)
+            keyword = self._keywords.find(words, fuzzy=fuzzy) if keywords else None
             if keyword is not None:
                 return Case(goto=self.flow.keywords[keyword].goto)
             # The case whose words come first in the reply, the longest there, wins.

@@ -9,7 +9,9 @@ any problem is a shortest one. The walk is bounded by states, not by path length
 The invariants (numbered as in the README):
 1. Every reply renders as valid TwiML; every SMS fits its segment budget in its
    encoding; every voice reply ends with a way to answer or a hang-up.
-2. A crisis phrase, from any state, gets the emergency reply first.
+2. A crisis phrase, from any state, gets the emergency reply first; words of suicide or
+   self-harm get the self-harm reply first, naming the emergency number and the crisis
+   line; either one in the middle of a call back request marks the request urgent.
 3. An "at risk" answer is followed, in the same reply, by the emergency number.
 4. No unbounded loop: inputs not understood, from any state, end within three replies
    at the main menu or in a goodbye; the main menu is one key or word away everywhere.
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from helpline.constants import MAX_REPROMPTS, SMS_MAX_SEGMENTS
+from helpline.flows.danger import Danger
 from helpline.flows.engine import Act, Ask, Engine, Event, Hangup, Reply, Say, State
 from helpline.flows.gsm import segments
 from helpline.flows.lint import Library, sms_text
@@ -66,7 +69,8 @@ class Input:
 
     label: str
     reply: Reply
-    kind: str = "answer"  # "answer", "miss", "crisis", "at_risk", "menu", "keyword"
+    # "answer", "miss", "crisis", "self_harm", "at_risk", "menu", "keyword"
+    kind: str = "answer"
 
 
 @dataclass(frozen=True)
@@ -192,7 +196,7 @@ class _Walk:
         self._problems: set[tuple[int, str]] = set()
         self._routed = frozenset(n.branch.on for n in self.flow.nodes.values() if n.branch)
         self._steps: dict[tuple[object, ...], list[Turn]] = {}
-        self._crisis: dict[Input, bool] = {}
+        self._danger: dict[Input, Danger | None] = {}
         self._sms_checked: set[tuple[Event, ...]] = set()
 
     # -- the walk -------------------------------------------------------------------------
@@ -270,8 +274,8 @@ class _Walk:
         facts = self._facts(point, store)
         if self.voice:
             assert point.state is not None
-            crisis = self._is_crisis(way)
-            state, events = self.engine.resume(point.state, way.reply, context=facts, crisis=crisis)
+            danger = self._read(way)
+            state, events = self.engine.resume(point.state, way.reply, context=facts, danger=danger)
             opted_out = False
         else:
             step = answer_text(
@@ -280,7 +284,7 @@ class _Walk:
                 point.opted_out,
                 way.reply,
                 context=facts,
-                crisis=self._is_crisis(way),
+                danger=self._read(way),
             )
             if not step.events:
                 kept = None if step.opted_out else point.state
@@ -351,12 +355,19 @@ class _Walk:
                 yield words(content.phrases(kw.words, lang)[0], "keyword")
             for word in ("STOP", "START", "YES"):
                 yield words(word, "keyword")
-        # Any crisis phrase, alone or inside a sentence, in any language.
+        # Any crisis phrase, alone or inside a sentence, in any language; a word that
+        # names an overdose, alone; words of suicide or self-harm.
         if self.flow.crisis_words:
             for code in content.languages:
                 phrases = content.phrases(self.flow.crisis_words, code)
                 yield words(phrases[0], "crisis")
                 yield words(f"help my friend {phrases[-1]} please", "crisis")
+                named = content.words[code].get(f"{self.flow.crisis_words}_word")
+                if named:
+                    yield words(named[0], "crisis")
+        if self.flow.self_harm_words:
+            for code in content.languages:
+                yield words(content.phrases(self.flow.self_harm_words, code)[0], "self_harm")
         # Numbers: national in either region's format, international, and too short.
         yield keys("02079460123")
         yield keys("2025550188")
@@ -467,6 +478,27 @@ class _Walk:
                 self._problem(
                     2, f"a crisis phrase at {_at(point)} is not answered first", path, way.label
                 )
+        if way.kind == "self_harm" and events:
+            node = self.flow.self_harm
+            first = self.flow.nodes[node].say[0] if node else None
+            if (
+                not says
+                or says[0].key != first
+                or not self._names(says[:1], "emergency")
+                or not self._names(says[:1], "crisis_line")
+            ):
+                message = (
+                    f"words of self-harm at {_at(point)} are not answered first with the"
+                    " emergency number and the crisis line"
+                )
+                self._problem(2, message, path, way.label)
+        if way.kind in ("crisis", "self_harm") and point.state and not point.state.ended:
+            asking = self.flow.nodes[point.state.node].on_crisis is not None
+            after = turn.engine_state
+            if asking and after is not None and after.node in self.intake:
+                if dict(after.answers).get(AT_RISK[0]) != AT_RISK[1]:
+                    message = f"danger said at {_at(point)} leaves the request not urgent"
+                    self._problem(2, message, path, way.label)
         if way.kind == "at_risk" and not self._names(events, "emergency"):
             self._problem(
                 3, f"an at-risk answer at {_at(point)} hears no emergency number", path, way.label
@@ -516,10 +548,10 @@ class _Walk:
         """True if something said gives the region's value (in the language it is said in)."""
         return any(self.engine.value(name, e.lang) in e.text for e in events if isinstance(e, Say))
 
-    def _is_crisis(self, way: Input) -> bool:
-        if way not in self._crisis:
-            self._crisis[way] = self.engine.is_crisis(way.reply.text)
-        return self._crisis[way]
+    def _read(self, way: Input) -> Danger | None:
+        if way not in self._danger:
+            self._danger[way] = self.engine.danger(way.reply.text)
+        return self._danger[way]
 
     def _render(self, events: list[Event], lang: str) -> str | None:
         if self.render is None:

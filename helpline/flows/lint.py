@@ -83,9 +83,15 @@ FACTS = {
 
 def check_flows(flows_dir: Path) -> list[str]:
     """Return every problem found in flows_dir; an empty list means it is fit to serve."""
+    return inspect_flows(flows_dir)[0]
+
+
+def inspect_flows(flows_dir: Path) -> tuple[list[str], Library]:
+    """Return every problem found in flows_dir, and the flows as loaded (fit to serve
+    only if there are none)."""
     problems: list[str] = []
-    _load(flows_dir, problems)
-    return problems
+    library = _load(flows_dir, problems)
+    return problems, library
 
 
 def load_flows(flows_dir: Path) -> Library:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from helpline.constants import MAX_INPUT_CHARS
 
@@ -50,9 +50,10 @@ def tokens(text: str) -> tuple[str, ...]:
     text = text[:MAX_INPUT_CHARS]
     # Drop apostrophes inside words so "won't" and "wont" agree.
     text = text.replace("'", "").replace("\u2019", "")
-    folded = unicodedata.normalize("NFKD", text)
-    ascii_only = "".join(ch for ch in folded if not unicodedata.combining(ch))
-    return tuple(t for t in _NON_WORD.split(ascii_only.upper()) if t)
+    if not text.isascii():  # plain ASCII has no accents or wide forms to fold
+        folded = unicodedata.normalize("NFKD", text)
+        text = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    return tuple(t for t in _NON_WORD.split(text.upper()) if t)
 
 
 def as_choice(text: str, words: Sequence[str] | None = None) -> str | None:
@@ -154,25 +155,59 @@ def first_phrase(
     return best
 
 
+class _Branch:
+    """One word of a phrase tree: the words that may follow, and the labels ending here."""
+
+    __slots__ = ("labels", "near", "next")
+
+    def __init__(self) -> None:
+        self.next: dict[str, _Branch] = {}
+        self.near: dict[str, list[str]] = {}  # a following word minus any one letter -> it
+        self.labels: list[str] = []
+
+
 class PhraseIndex:
-    """Phrases indexed by their first word, for finding any of many in a long message.
+    """Phrases in a tree of words, for finding any of many in a long message.
 
     contains(words) answers exactly as contains_phrase(words, phrases, fuzzy=...) does,
-    but looks at each word of the message once instead of trying every phrase at every
-    position: a one-word text costs a dictionary lookup or two, not dozens of tries.
-    With fuzzy, each first word is also filed under itself minus any one letter; two
-    words one slip apart (insertion, deletion, substitution or swap) always share such
-    a key, so no candidate is missed, and every candidate is then checked in full.
+    but walks the tree from each word of the message instead of trying every phrase at
+    every position: phrases that share their first words (thousands, from a pattern) are
+    followed together, a dictionary lookup a word. With fuzzy, each forgiving word is also
+    filed under itself minus any one letter; two words one slip apart (insertion,
+    deletion, substitution or swap) always share such a key, so no candidate is missed,
+    and every candidate is then checked in full.
+
+    Phrases can carry a label (add), and hits(words) says where each one was found.
     """
 
     def __init__(
-        self, phrases: Iterable[Sequence[str]], *, fuzzy: bool = False, typo_from: int = TYPO_FROM
+        self,
+        phrases: Iterable[Sequence[str]] = (),
+        *,
+        fuzzy: bool = False,
+        typo_from: int = TYPO_FROM,
+        label: str = "",
     ):
         self.typo_from = typo_from if fuzzy else None
-        self._by_key: dict[str, list[tuple[str, ...]]] = {}
-        for phrase in dict.fromkeys(tuple(p) for p in phrases if p):
-            for key in self._keys(phrase[0], self._forgives(phrase[0])):
-                self._by_key.setdefault(key, []).append(phrase)
+        self._root = _Branch()
+        self.add(phrases, label)
+
+    def add(self, phrases: Iterable[Sequence[str]], label: str = "") -> None:
+        """File more phrases, each found under this label."""
+        for phrase in phrases:
+            if not phrase:
+                continue
+            branch = self._root
+            for word in phrase:
+                following = branch.next.get(word)
+                if following is None:
+                    following = branch.next[word] = _Branch()
+                    if self._forgives(word):
+                        for key in self._keys(word, True):
+                            branch.near.setdefault(key, []).append(word)
+                branch = following
+            if label not in branch.labels:
+                branch.labels.append(label)
 
     def _forgives(self, wanted: str) -> bool:
         return self.typo_from is not None and len(wanted) >= self.typo_from
@@ -184,19 +219,45 @@ class PhraseIndex:
             keys.update(word[:i] + word[i + 1 :] for i in range(len(word)))
         return keys
 
+    def _found(self, words: Sequence[str]) -> Iterator[tuple[str, int, int, bool]]:
+        # A message word one slip from a forgiving word is at most one letter shorter;
+        # its keys are worked out once, when a branch first asks for them.
+        shortest = None if self.typo_from is None else self.typo_from - 1
+        keys: dict[int, set[str]] = {}
+        for start in range(len(words)):
+            pending = [(self._root, start, True)]
+            while pending:
+                branch, at, exact = pending.pop()
+                if at == len(words):
+                    continue
+                word = words[at]
+                following = branch.next.get(word)
+                if following is not None:
+                    for label in following.labels:
+                        yield label, start, at + 1, exact
+                    pending.append((following, at + 1, exact))
+                if not branch.near or shortest is None or len(word) < shortest:
+                    continue
+                if at not in keys:
+                    keys[at] = self._keys(word, True)
+                seen = {word}
+                for key in keys[at]:
+                    for wanted in branch.near.get(key, ()):
+                        if wanted not in seen and edit_distance_at_most_one(word, wanted):
+                            seen.add(wanted)
+                            near = branch.next[wanted]
+                            for label in near.labels:
+                                yield label, start, at + 1, False
+                            pending.append((near, at + 1, False))
+
     def contains(self, words: Sequence[str]) -> bool:
         """Return True if any phrase appears, word for word, anywhere in the words."""
-        # A message word one slip from a forgiving first word is at most one letter shorter.
-        shortest = None if self.typo_from is None else self.typo_from - 1
-        for start, word in enumerate(words):
-            keys = self._keys(word, shortest is not None and len(word) >= shortest)
-            for key in keys:
-                for phrase in self._by_key.get(key, ()):
-                    if start + len(phrase) <= len(words) and _phrase_at(
-                        words, phrase, start, self.typo_from
-                    ):
-                        return True
-        return False
+        return next(self._found(words), None) is not None
+
+    def hits(self, words: Sequence[str]) -> list[tuple[str, int, int, bool]]:
+        """Return (label, start, end, exact) for every phrase found, end exclusive;
+        exact is False where a slip was forgiven."""
+        return list(self._found(words))
 
 
 def is_keyword(

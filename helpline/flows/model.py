@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import yaml
 
 from helpline.flows.matching import tokens
 
+T = TypeVar("T")
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 # What the web layer knows at the moment a message is said; every other placeholder
 # is a region value (flows/regions/*.yaml), checked by the linter.
@@ -143,6 +144,18 @@ class Content:
     messages: dict[str, dict[str, str]]  # lang -> key -> text
     words: dict[str, dict[str, tuple[str, ...]]]  # lang -> key -> phrases as written
     default_language: str
+    # Phrases folded for matching, by words id: worked out once, on first use.
+    _folded: dict[str, tuple[tuple[str, ...], ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    # What engines build from these words and may share (the danger reader).
+    _shared: dict[Hashable, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def shared(self, key: Hashable, build: Callable[[], T]) -> T:
+        """Return what build() makes from this content, made once for every engine."""
+        if key not in self._shared:
+            self._shared[key] = build()
+        return cast(T, self._shared[key])
 
     def text(self, key: str, lang: str, variables: Mapping[str, str]) -> str:
         template = self.messages[lang][key]
@@ -157,13 +170,16 @@ class Content:
 
     def all_phrase_tokens(self, key: str) -> tuple[tuple[str, ...], ...]:
         """Return the phrases of a words id in every language, folded for matching."""
-        found: list[tuple[str, ...]] = []
+        if key in self._folded:
+            return self._folded[key]
+        found: dict[tuple[str, ...], None] = {}
         for lang in self.languages:
             for phrase in self.words[lang].get(key, ()):
                 folded = tokens(phrase)
-                if folded and folded not in found:
-                    found.append(folded)
-        return tuple(found)
+                if folded:
+                    found[folded] = None
+        self._folded[key] = tuple(found)
+        return self._folded[key]
 
 
 @dataclass(frozen=True)
@@ -177,6 +193,9 @@ class Flow:
     keywords: tuple[Keyword, ...] = ()
     crisis: str | None = None  # node entered when crisis words appear anywhere
     crisis_words: str | None = None
+    # Node entered when words about suicide or self-harm appear anywhere, and those words.
+    self_harm: str | None = None
+    self_harm_words: str | None = None
     other: str | None = None  # where unrecognised input goes when a node does not say
     exhausted: str | None = None  # where a caller goes after too many reprompts
     language_start: str | None = None  # where a caller lands after choosing a language
@@ -233,6 +252,64 @@ def _strs(value: Any, where: str, problems: list[str]) -> tuple[str, ...]:
     return ()
 
 
+# A words list may be written as patterns: "not|isn't breathing" is either word there,
+# "really?" may be left out, and "<_who>" is any phrase of the words list _who in the same
+# file. Lists whose id starts with "_" are such parts: each language has its own.
+PART_PREFIX = "_"
+# Most phrases one pattern may stand for: a pattern that grows past this is a mistake.
+MAX_EXPANSIONS = 20_000
+
+
+def expand_pattern(
+    pattern: str, parts: Mapping[str, tuple[str, ...]], where: str, problems: list[str]
+) -> list[str]:
+    """Return every phrase a pattern stands for, in order, without repeats."""
+    phrases: list[str] = [""]
+    for word in pattern.split():
+        optional = len(word) > 1 and word.endswith("?")
+        word = word.removesuffix("?") if optional else word
+        if word.startswith("<") and word.endswith(">"):
+            name = word[1:-1]
+            if name not in parts:
+                problems.append(f"{where}: {word} is not a words list starting with '_'")
+                return []
+            choices = list(parts[name])
+        else:
+            choices = [c for c in word.split("|") if c]
+        if optional:
+            choices.append("")
+        phrases = [f"{p} {c}".strip() for p in phrases for c in choices]
+        if len(phrases) > MAX_EXPANSIONS:
+            problems.append(f"{where}: {pattern!r} stands for over {MAX_EXPANSIONS:,} phrases")
+            return []
+    return list(dict.fromkeys(p for p in phrases if p))
+
+
+def _expand_words(
+    raw: dict[str, tuple[str, ...]], name: str, problems: list[str]
+) -> dict[str, tuple[str, ...]]:
+    """Expand one language's word lists; parts first, each from the parts before it."""
+    parts: dict[str, tuple[str, ...]] = {}
+    for key, patterns in raw.items():
+        if key.startswith(PART_PREFIX):
+            where = f"{name}: words {key!r}"
+            parts[key] = tuple(
+                p for pattern in patterns for p in expand_pattern(pattern, parts, where, problems)
+            )
+    return {
+        key: parts[key]
+        if key in parts
+        else tuple(
+            dict.fromkeys(
+                p
+                for pattern in patterns
+                for p in expand_pattern(pattern, parts, f"{name}: words {key!r}", problems)
+            )
+        )
+        for key, patterns in raw.items()
+    }
+
+
 def parse_content(content_dir: Path, problems: list[str]) -> Content:
     """Read every language file and check they agree key for key."""
     languages: dict[str, Language] = {}
@@ -270,10 +347,11 @@ def parse_content(content_dir: Path, problems: list[str]) -> Content:
                 problems.append(f"{path.name}: message {key!r} must be non-empty text")
                 continue
             messages[code][str(key)] = " ".join(text.split())
-        words[code] = {
+        raw_words = {
             str(key): _strs(value, f"{path.name}: words {key!r}", problems)
             for key, value in (data.get("words") or {}).items()
         }
+        words[code] = _expand_words(raw_words, path.name, problems)
         for key, phrases in words[code].items():
             if not phrases or any(not tokens(p) for p in phrases):
                 problems.append(f"{path.name}: words {key!r} has an empty phrase")
@@ -288,6 +366,7 @@ def parse_content(content_dir: Path, problems: list[str]) -> Content:
         if lang.words and lang.words not in words[code]:
             problems.append(f"content/{code}.yaml: words {lang.words!r} is missing")
     all_word_keys -= own_names
+    all_word_keys = {key for key in all_word_keys if not key.startswith(PART_PREFIX)}
     for code in languages:
         for key in sorted(all_message_keys - messages[code].keys()):
             problems.append(f"content/{code}.yaml: message {key!r} is missing (translation)")
@@ -319,6 +398,8 @@ def parse_flow(path: Path, content: Content, problems: list[str]) -> Flow | None
         "keywords",
         "crisis",
         "crisis_words",
+        "self_harm",
+        "self_harm_words",
         "other",
         "exhausted",
         "language_start",
@@ -359,6 +440,8 @@ def parse_flow(path: Path, content: Content, problems: list[str]) -> Flow | None
         keywords=tuple(keywords),
         crisis=data.get("crisis"),
         crisis_words=data.get("crisis_words"),
+        self_harm=data.get("self_harm"),
+        self_harm_words=data.get("self_harm_words"),
         other=data.get("other"),
         exhausted=data.get("exhausted"),
         language_start=data.get("language_start"),
@@ -504,6 +587,10 @@ def _check_flow(flow: Flow, name: str, problems: list[str]) -> None:
     need_words(flow.crisis_words, "crisis_words")
     if bool(flow.crisis) != bool(flow.crisis_words):
         problems.append(f"{name}: 'crisis' and 'crisis_words' go together")
+    need_node(flow.self_harm, "self_harm")
+    need_words(flow.self_harm_words, "self_harm_words")
+    if bool(flow.self_harm) != bool(flow.self_harm_words):
+        problems.append(f"{name}: 'self_harm' and 'self_harm_words' go together")
     if flow.stateless_prompt:
         need_message(flow.stateless_prompt, "stateless_prompt")
     if flow.reprompt:
@@ -548,7 +635,7 @@ def _check_flow(flow: Flow, name: str, problems: list[str]) -> None:
             problems.append(f"{name}: {where} does not wait, so 'cases'/'prompt' would be unused")
         if node.on_crisis and not node.waits:
             problems.append(f"{name}: {where} does not wait, so 'on_crisis' would be unused")
-        if node.on_crisis and not flow.crisis:
+        if node.on_crisis and not (flow.crisis or flow.self_harm):
             problems.append(f"{name}: {where} has 'on_crisis' but the flow has no 'crisis'")
         seen_digits: set[str] = set()
         for case in node.cases:
@@ -580,7 +667,8 @@ def _check_next_cycles(flow: Flow, name: str, problems: list[str]) -> None:
 
 
 def _check_reachable(flow: Flow, name: str, problems: list[str]) -> None:
-    roots = [flow.start, flow.crisis, flow.other, flow.exhausted, flow.language_start]
+    roots = [flow.start, flow.crisis, flow.self_harm, flow.other, flow.exhausted]
+    roots.append(flow.language_start)
     roots += [kw.goto for kw in flow.keywords]
     pending = [r for r in roots if r in flow.nodes]
     reached: set[str] = set()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import EllipsisType
 
+from helpline.flows.danger import Danger
 from helpline.flows.engine import Engine, Event, Reply, State
 
 # Carrier-standard opt-out and opt-in words; matched only as the whole message.
@@ -46,20 +48,20 @@ def answer_text(
     reply: Reply,
     *,
     context: Mapping[str, str],
-    crisis: bool | None = None,
+    danger: Danger | None | EllipsisType = ...,
 ) -> TextStep:
     """Advance a text conversation by one message. state None: no conversation yet."""
     opt = opt_word(reply.words)
     if opt == "out":
         return TextStep(None, [], True)
-    if crisis is None:
-        crisis = engine.is_crisis(reply.text)
+    if isinstance(danger, EllipsisType):
+        danger = engine.danger(reply.text)
     if opted_out:
         if opt == "in":
             lang = engine.language(state.lang if state else None)
             after, events = engine.enter(RESUBSCRIBED, lang, {}, context)
             return TextStep(after, events, False)
-        if state is None and not crisis:
+        if state is None and danger is None:
             return TextStep(state, [], True)
         # Someone in danger gets the emergency advice even after opting out. Nothing is
         # kept for an opted-out texter but what a crisis started: they may follow it on.
@@ -68,5 +70,5 @@ def answer_text(
         state = State(
             flow=engine.flow.id, node=engine.flow.start, lang=engine.content.default_language
         )
-    after, events = engine.resume(state, reply, fresh=fresh, context=context, crisis=crisis)
+    after, events = engine.resume(state, reply, fresh=fresh, context=context, danger=danger)
     return TextStep(after, events, opted_out)
