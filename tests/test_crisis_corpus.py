@@ -70,7 +70,7 @@ def rate(hits: list[str], messages: list[str]) -> str:
 def test_danger_now_gets_its_reply_first(channel, stem, lang, danger):
     engine = ENGINES[channel]
     wanted = reply_first(engine, getattr(engine.flow, danger))
-    emergency = engine.variables["emergency"]
+    emergency = engine.value("emergency", lang)
     messages = corpus(stem)
 
     missed = []
@@ -78,7 +78,7 @@ def test_danger_now_gets_its_reply_first(channel, stem, lang, danger):
         said = first_said(engine, lang, message)
         if said.key != wanted or emergency not in said.text:
             missed.append(message)
-        elif danger == "self_harm" and engine.variables["crisis_line"] not in said.text:
+        elif danger == "self_harm" and engine.value("crisis_line", lang) not in said.text:
             missed.append(message)
 
     found = [m for m in messages if m not in missed]

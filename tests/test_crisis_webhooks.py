@@ -15,10 +15,13 @@ from tests.factories import USABLE_CALLER, Call, callback_number, text
 
 EMERGENCY_SAID = "If someone has overdosed, is not breathing, or will not wake up"
 EMERGENCY_TEXTED = "If someone has overdosed, isn't breathing or won't wake up: call 999 NOW."
-EMERGENCIA_DICHA = "Si alguien ha tenido una sobredosis, no respira, o no despierta"
+EMERGENCIA_DICHA = "Si alguien tuvo una sobredosis, no respira, o no despierta"
 EMERGENCIA_ESCRITA = "Si alguien ha tenido una sobredosis, no respira o no despierta"
 SAMARITANS_SAID = "Samaritans, free, on 1 1 6, 1 2 3"
 SAMARITANS_TEXTED = "Samaritans, free, on 116 123"
+# The crisis line in the caller's language (Samaritans answer in English: it says so).
+SAMARITANOS_DICHO = "Samaritans, gratis, en el 1 1 6, 1 2 3"
+SAMARITANOS_ESCRITO = "Samaritans, gratis, en el 116 123"
 
 
 def _queue(client: FlaskClient) -> CallbackQueue:
@@ -130,9 +133,9 @@ def test_spanish_self_harm_is_answered_in_spanish_on_both_channels(client):
     texted = text(client, "me quiero matar")
 
     assert spoken.says[0].startswith("Gracias por contárnoslo.")
-    assert "llama al 9 9 9" in spoken.says[0] and SAMARITANS_SAID in spoken.says[0]
+    assert "llama al 9 9 9" in spoken.says[0] and SAMARITANOS_DICHO in spoken.says[0]
     assert texted.startswith("Gracias por contarnoslo.")  # accents folded for GSM-7
-    assert "llama al 999" in texted and SAMARITANS_TEXTED in texted
+    assert "llama al 999" in texted and SAMARITANOS_ESCRITO in texted
 
 
 def test_ordinary_questions_still_get_what_they_asked_for(client):
@@ -143,7 +146,7 @@ def test_ordinary_questions_still_get_what_they_asked_for(client):
 
 
 def _queued(client: FlaskClient, sender: str) -> None:
-    for body in ("TALK", "2", "1", "1", "1"):
+    for body in ("TALK", "2", "2", "1", "1", "1"):  # not at risk; no break; this number
         text(client, body, sender=sender)
 
 
@@ -160,8 +163,8 @@ def test_texted_self_harm_makes_a_waiting_request_urgent(client, redis):
 
 
 def test_spoken_self_harm_makes_a_waiting_request_urgent(client, redis):
-    Call(client, sender=callback_number(42)).press("4", "2", "1", "1", "1")
-    Call(client).press("4", "2", "1", "1", "1")
+    Call(client, sender=callback_number(42)).press("4", "2", "2", "1", "1", "1")
+    Call(client).press("4", "2", "2", "1", "1", "1")
 
     Call(client).say("I want to kill myself")
 
