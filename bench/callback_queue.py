@@ -20,9 +20,9 @@ from pathlib import Path
 
 import redis
 
-from helpline import embedded
-from helpline.callbacks import REQ, CallbackQueue, Contact
-from helpline.crypto import Sealer, lookup_key
+from helpline.callbacks.queue import REQ, CallbackQueue, Contact
+from helpline.infrastructure import embedded
+from helpline.infrastructure.crypto import Sealer, lookup_key
 
 SECRET_KEY = "bench-secret-key-" + "k" * 48  # a fixed bench value, never a real secret
 SIZES = (1_000, 10_000, 100_000)

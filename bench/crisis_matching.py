@@ -16,9 +16,9 @@ import statistics
 import time
 from pathlib import Path
 
-from helpline.config import Settings
-from helpline.flows.lint import load_flows
-from helpline.flows.model import Channel
+from helpline.application.config import Settings
+from helpline.conversation.lint import load_flows
+from helpline.conversation.model import Channel
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "corpus"
 

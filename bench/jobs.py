@@ -44,10 +44,10 @@ sys.path.insert(0, str(ROOT))  # the stand-in lives with the tests
 
 from callback_queue import caller  # noqa: E402
 
-from helpline import embedded  # noqa: E402
-from helpline.callbacks import REQ, Contact  # noqa: E402
-from helpline.counsellors import Counsellors  # noqa: E402
-from helpline.jobs import RESULT_TTL, ROUTINE_QUEUE  # noqa: E402
+from helpline.application.jobs import RESULT_TTL, ROUTINE_QUEUE  # noqa: E402
+from helpline.callbacks.queue import REQ, Contact  # noqa: E402
+from helpline.counsellors.accounts import Counsellors  # noqa: E402
+from helpline.infrastructure import embedded  # noqa: E402
 from tests.factories import ACCOUNT_SID, AUTH_TOKEN, HELPLINE_NUMBER, SECRET_KEY  # noqa: E402
 from tests.twilio_api import TwilioApi  # noqa: E402
 from workers import jobs  # noqa: E402
@@ -78,7 +78,7 @@ def baseline_worker() -> None:
     from rq import Queue, Worker
     from rq.serializers import JSONSerializer
 
-    from helpline.logs import configure_logging
+    from helpline.infrastructure.logs import configure_logging
 
     configure_logging("INFO")
     connection = redis.Redis.from_url(os.environ["REDIS_URL"])

@@ -49,7 +49,7 @@ from webhooks import (
     stop_process,
 )
 
-from helpline import embedded
+from helpline.infrastructure import embedded
 
 # Twilio drops a webhook that has not answered in 15 s.
 TWILIO_LIMIT = 15.0

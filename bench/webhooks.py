@@ -29,8 +29,8 @@ from types import FrameType
 import redis
 from twilio.request_validator import RequestValidator
 
-from helpline import embedded
-from helpline.constants import WEB_KEEPALIVE_SECONDS
+from helpline.infrastructure import embedded
+from helpline.infrastructure.constants import WEB_KEEPALIVE_SECONDS
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -583,7 +583,10 @@ def print_report(
         print("(Connection: close on every request: every request connects)")
     else:
         print("(connections are kept alive between requests)")
-    print(f"redis-server: the embedded one (helpline.embedded), appendfsync {args.redis_fsync}")
+    print(
+        f"redis-server: the embedded one (helpline.infrastructure.embedded), "
+        f"appendfsync {args.redis_fsync}"
+    )
     print(
         f"{args.connections} concurrent connections; {args.rounds} rounds, each "
         f"loading every endpoint in turn for {args.slice:g} s (after {args.slice_warmup:g} s "

@@ -1,50 +1,27 @@
-"""Helpline: an SMS and phone triage service for people who use opioids."""
+"""Helpline: an SMS and phone triage service for people who use opioids.
+
+The code is in layers, each using only those below it:
+
+    web/, cli/          Twilio's webhooks, the counsellor console; the command line
+    application/        settings, the composition root, call back intake, texting, jobs
+    conversation/       the flows, callbacks/ the queue, counsellors/ accounts (the domain)
+    infrastructure/     Redis, encryption, logs, Twilio's REST API, constants
+
+`workers/` sits beside web/: it runs the jobs application/jobs.py queues.
+"""
 
 from __future__ import annotations
 
-from flask import Flask, Response
-
-from helpline.config import Settings, load_settings
-from helpline.constants import MAX_WEBHOOK_BYTES, REQUEST_BODY_SECONDS
-from helpline.logs import configure_logging
-from helpline.proxies import TrustedProxies
-from helpline.readlimit import BodyDeadline
+from typing import Any
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """Build the web app: Twilio's webhooks and the counsellor console."""
-    from helpline import bridge, console, headers, services, webhooks
+def __getattr__(name: str) -> Any:
+    """`helpline:create_app()` (gunicorn, the Procfile) without loading the web layer for
+    every process that imports a part of helpline."""
+    if name == "create_app":
+        from helpline.web.app import create_app
 
-    settings = settings or load_settings()
-    configure_logging(settings.log_level)
-    app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY=settings.secret_key,
-        MAX_CONTENT_LENGTH=MAX_WEBHOOK_BYTES,
-        HELPLINE_SETTINGS=settings,
-    )
-    # Behind the proxies named in HELPLINE_TRUSTED_PROXIES (and only those), believe
-    # X-Forwarded-*: the client's address for the login limits, and the scheme and host
-    # for the URL Twilio signed (PUBLIC_URL, when set, takes precedence).
-    app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
-    # A client that trickles its body is cut off instead of holding a connection open.
-    app.wsgi_app = BodyDeadline(app.wsgi_app, REQUEST_BODY_SECONDS)  # type: ignore[method-assign]
-    headers.init_app(app, settings)
-    services.init_app(app, settings)
-    app.register_blueprint(webhooks.bp)
-    app.register_blueprint(bridge.bp)
-    console.init_app(app)
-    # Twilio's requests carry a signature instead of a CSRF token (checked in each bp).
-    console.csrf.exempt(webhooks.bp)
-    console.csrf.exempt(bridge.bp)
-
-    @app.get("/healthz")
-    def healthz() -> Response:
-        ok = services.helpline().store.attempt("health", lambda c: bool(c.ping()), False)
-        return Response(
-            "ok\n" if ok else "redis unavailable\n", 200 if ok else 503, mimetype="text/plain"
-        )
-
-    return app
+        return create_app
+    raise AttributeError(f"module 'helpline' has no attribute {name!r}")

@@ -12,9 +12,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
-from helpline import create_app, embedded
-from helpline.config import Settings
-from helpline.counsellors import Counsellor
+from helpline import create_app
+from helpline.application.config import Settings
+from helpline.counsellors.accounts import Counsellor
+from helpline.infrastructure import embedded
 from tests.browser import TIMEOUT_MS, launch_chromium, new_context, save_screenshot, serve
 from tests.console_helpers import add_counsellor
 from tests.factories import ACCOUNT_SID, AUTH_TOKEN, make_settings

@@ -8,9 +8,9 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from helpline.callbacks import Contact, Request
-from helpline.counsellors import Counsellor, Counsellors
-from helpline.services import helpline
+from helpline.callbacks.queue import Contact, Request
+from helpline.counsellors.accounts import Counsellor, Counsellors
+from helpline.web.services import helpline
 from tests.factories import callback_number
 
 PASSWORD = "correct horse battery"

@@ -19,7 +19,7 @@ import pytest
 from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
 
-from helpline.config import Settings
+from helpline.application.config import Settings
 from workers import jobs
 
 ACCOUNT_SID = "AC" + "0" * 32

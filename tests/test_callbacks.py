@@ -8,16 +8,16 @@ from collections import Counter
 import pytest
 import redis as redis_py
 
-from helpline.callbacks import Added, CallbackQueue, Contact, Outcome, Status
-from helpline.constants import (
+from helpline.callbacks.queue import Added, CallbackQueue, Contact, Outcome, Status
+from helpline.infrastructure.constants import (
     CALLBACK_LEASE_SECONDS,
     CALLBACK_RETRY_SECONDS,
     CALLBACK_URGENT_RETRY_SECONDS,
 )
-from helpline.crypto import Sealer
-from helpline.errors import NotYours, QueueError, QueueUnavailable
-from helpline.privacy import derive_key
-from helpline.store import connect
+from helpline.infrastructure.crypto import Sealer
+from helpline.infrastructure.errors import NotYours, QueueError, QueueUnavailable
+from helpline.infrastructure.privacy import derive_key
+from helpline.infrastructure.store import connect
 from tests.factories import (
     SECRET_KEY,
     WAIT_SECONDS,

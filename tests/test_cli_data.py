@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 import redis as redis_py
 
-from helpline.audit import AuditLog
-from helpline.callbacks import CLOSED, CallbackQueue, Contact, Outcome
+from helpline.callbacks.queue import CLOSED, CallbackQueue, Contact, Outcome
 from helpline.cli import EXAMPLE_NUMBER, main
-from helpline.constants import LOGIN_MAX_ACCOUNT_FAILURES
-from helpline.counsellors import Counsellors
-from helpline.crypto import Sealer, lookup_key
-from helpline.phones import to_e164
-from helpline.throttle import LoginThrottle
+from helpline.counsellors.accounts import Counsellors
+from helpline.counsellors.audit import AuditLog
+from helpline.counsellors.throttle import LoginThrottle
+from helpline.infrastructure.constants import LOGIN_MAX_ACCOUNT_FAILURES
+from helpline.infrastructure.crypto import Sealer, lookup_key
+from helpline.infrastructure.phones import to_e164
 from tests.factories import (
     AUTH_TOKEN,
     SECRET_KEY,

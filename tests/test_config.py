@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpline.config import load_settings, secret_weakness
-from helpline.errors import ConfigError
-from helpline.logs import MaskingJsonFormatter
-from helpline.privacy import mask_phone, mask_text
+from helpline.application.config import load_settings, secret_weakness
+from helpline.infrastructure.errors import ConfigError
+from helpline.infrastructure.logs import MaskingJsonFormatter
+from helpline.infrastructure.privacy import mask_phone, mask_text
 from tests.factories import run_helpline
 
 PRODUCTION = {

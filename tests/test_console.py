@@ -13,14 +13,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from helpline import create_app
-from helpline.audit import AUDIT, AuditLog
-from helpline.bridge import make_token
-from helpline.callbacks import HISTORY, CallbackQueue, Outcome, Status
-from helpline.console.chart import history_charts
-from helpline.crypto import Sealer, lookup_key
-from helpline.jobs import job_queue
-from helpline.services import helpline
-from helpline.sessions import SESSION
+from helpline.application.jobs import job_queue
+from helpline.callbacks.queue import HISTORY, CallbackQueue, Outcome, Status
+from helpline.counsellors.audit import AUDIT, AuditLog
+from helpline.infrastructure.crypto import Sealer, lookup_key
+from helpline.web.bridge import make_token
+from helpline.web.console.chart import history_charts
+from helpline.web.services import helpline
+from helpline.web.sessions import SESSION
 from tests.console_helpers import (
     COUNSELLOR_PHONE,
     PASSWORD,

@@ -16,10 +16,10 @@ from playwright.sync_api import Browser, Page, expect
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
-from helpline.callbacks import HISTORY
-from helpline.config import Settings
-from helpline.constants import LOGIN_MAX_ACCOUNT_FAILURES
-from helpline.jobs import job_queue
+from helpline.application.config import Settings
+from helpline.application.jobs import job_queue
+from helpline.callbacks.queue import HISTORY
+from helpline.infrastructure.constants import LOGIN_MAX_ACCOUNT_FAILURES
 from tests.browser import new_context, save_screenshot
 from tests.console_helpers import COUNSELLOR_PHONE, PASSWORD, add_counsellor, client_from, login
 from tests.factories import (

@@ -14,17 +14,17 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from helpline import create_app
-from helpline.audit import AuditLog
-from helpline.constants import (
+from helpline.application.jobs import job_queue
+from helpline.counsellors.audit import AuditLog
+from helpline.counsellors.throttle import LoginThrottle, wait_after
+from helpline.infrastructure.constants import (
     LOGIN_FIRST_DELAY_SECONDS,
     LOGIN_LOCK_SECONDS,
     LOGIN_MAX_ACCOUNT_FAILURES,
     LOGIN_MAX_FAILURES,
 )
-from helpline.jobs import job_queue
-from helpline.proxies import parse_networks
-from helpline.sessions import SESSION
-from helpline.throttle import LoginThrottle, wait_after
+from helpline.infrastructure.proxies import parse_networks
+from helpline.web.sessions import SESSION
 from tests.console_helpers import (
     COUNSELLOR_PHONE,
     PASSWORD,

@@ -13,9 +13,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from helpline import create_app
-from helpline.config import Settings
-from helpline.flows.lint import load_flows
-from helpline.regions import load_region
+from helpline.application.config import Settings
+from helpline.conversation.lint import load_flows
+from helpline.conversation.regions import load_region
 from tests.factories import Call, make_settings, text
 
 FLOWS = Settings().flows_dir

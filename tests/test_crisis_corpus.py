@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from helpline.config import Settings
-from helpline.flows.engine import Engine, Reply, Say, State
-from helpline.flows.lint import load_flows
-from helpline.flows.model import Channel
-from helpline.flows.texting import answer_text
+from helpline.application.config import Settings
+from helpline.conversation.engine import Engine, Reply, Say, State
+from helpline.conversation.lint import load_flows
+from helpline.conversation.model import Channel
+from helpline.conversation.texting import answer_text
 
 CORPUS = Path(__file__).parent / "corpus"
 LIBRARY = load_flows(Settings().flows_dir)

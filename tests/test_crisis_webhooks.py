@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 
-from helpline.callbacks import CallbackQueue, Priority
-from helpline.services import helpline
+from helpline.callbacks.queue import CallbackQueue, Priority
+from helpline.web.services import helpline
 from tests.factories import USABLE_CALLER, Call, callback_number, text
 
 EMERGENCY_SAID = "If someone has overdosed, is not breathing, or will not wake up"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis as redis_py
 
-from helpline import embedded
+from helpline.infrastructure import embedded
 from tests.factories import (
     ACCOUNT_SID,
     AUTH_TOKEN,

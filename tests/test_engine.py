@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from helpline.config import Settings
-from helpline.flows.engine import Act, Ask, Engine, Event, Hangup, Reply, Say, State, Step
-from helpline.flows.lint import load_flows, sms_text
-from helpline.flows.model import Channel
-from helpline.flows.texting import TextStep, answer_text
+from helpline.application.config import Settings
+from helpline.conversation.engine import Act, Ask, Engine, Event, Hangup, Reply, Say, State, Step
+from helpline.conversation.lint import load_flows, sms_text
+from helpline.conversation.model import Channel
+from helpline.conversation.texting import TextStep, answer_text
 from tests.factories import edit
 
 LIBRARY = load_flows(Settings().flows_dir)

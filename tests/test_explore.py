@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from helpline import twiml
-from helpline.config import Settings
-from helpline.flows.explore import Report, Store, explore
-from helpline.flows.lint import load_flows
+from helpline.application.config import Settings
+from helpline.conversation import twiml
+from helpline.conversation.explore import Report, Store, explore
+from helpline.conversation.lint import load_flows
 from tests.factories import edit, run_helpline
 
 AT_RISK_WITH_ADVICE = "    say: [voice.callback_at_risk, voice.callback_urgent]"

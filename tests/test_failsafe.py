@@ -25,10 +25,11 @@ import redis as redis_py
 from flask import Flask
 from flask.testing import FlaskClient
 
-from helpline import create_app, embedded
-from helpline.constants import SMS_MAX_SEGMENTS
-from helpline.flows.gsm import segments
-from helpline.logs import MaskingJsonFormatter, configure_logging
+from helpline import create_app
+from helpline.conversation.gsm import segments
+from helpline.infrastructure import embedded
+from helpline.infrastructure.constants import SMS_MAX_SEGMENTS
+from helpline.infrastructure.logs import MaskingJsonFormatter, configure_logging
 from tests.factories import (
     CALLER,
     WAIT_SECONDS,
@@ -242,8 +243,8 @@ def test_logs_during_the_outage_hold_no_number_and_no_message_text(down, caplog,
     written = json_log.getvalue()
     # The outage is reported (so the check below looks at real log lines) ...
     errors = [e for e in json_lines(json_log) if e["level"] == "error"]
-    assert errors and all(e["logger"] == "helpline.store" for e in errors)
-    assert "helpline.store" in {r.name for r in caplog.records}
+    assert errors and all(e["logger"] == "helpline.infrastructure.store" for e in errors)
+    assert "helpline.infrastructure.store" in {r.name for r in caplog.records}
     # ... and nothing in them identifies the caller or repeats what they wrote.
     assert_nothing_private(written, PRIVATE_TEXT, CRISIS_TEXT, "not breathing")
     assert_nothing_private(rendered(caplog.records), PRIVATE_TEXT, CRISIS_TEXT, "not breathing")

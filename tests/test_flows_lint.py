@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from helpline.config import Settings
-from helpline.errors import FlowError
-from helpline.flows.gsm import fold_to_gsm, segments
-from helpline.flows.lint import check_flows, load_flows
+from helpline.application.config import Settings
+from helpline.conversation.gsm import fold_to_gsm, segments
+from helpline.conversation.lint import check_flows, load_flows
+from helpline.infrastructure.errors import FlowError
 from tests.factories import edit, run_helpline
 
 FLOWS = Settings().flows_dir

@@ -17,9 +17,9 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from helpline.composition import Components
-from helpline.constants import MAX_WEBHOOK_BYTES, SMS_MAX_SEGMENTS
-from helpline.flows.gsm import segments
+from helpline.application.composition import Components
+from helpline.conversation.gsm import segments
+from helpline.infrastructure.constants import MAX_WEBHOOK_BYTES, SMS_MAX_SEGMENTS
 from tests.factories import call_params, sign, sms_params
 
 BASE = "http://localhost"

@@ -10,9 +10,9 @@ import redis as redis_py
 from flask.testing import FlaskClient
 
 from helpline import create_app
-from helpline.callbacks import COMPLETED, CallbackQueue, Contact, Outcome, Priority, Status
-from helpline.jobs import job_queue
-from helpline.services import helpline
+from helpline.application.jobs import job_queue
+from helpline.callbacks.queue import COMPLETED, CallbackQueue, Contact, Outcome, Priority, Status
+from helpline.web.services import helpline
 from tests.factories import (
     USABLE_CALLER,
     Call,

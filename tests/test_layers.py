@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpline.jobs import Job
+from helpline.application.jobs import Job
 from tests.factories import PROCESS_WAIT_SECONDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +57,7 @@ def imports(name: str, path: Path) -> Iterator[tuple[str, str | None]]:
                 else:
                     target = child.module or ""
                 yield target, function
-                for alias in child.names:  # "from helpline.console import views"
+                for alias in child.names:  # "from helpline.web.console import views"
                     yield f"{target}.{alias.name}", function
             elif isinstance(child, ast.If) and _type_checking(child):
                 continue  # annotations only: no import at run time
@@ -179,8 +179,8 @@ def test_the_web_process_loads_neither_the_workers_nor_the_twilio_rest_client(
 
 
 def test_only_the_queue_reads_or_writes_a_requests_record():
-    """Notes, send records and bridge status all go through helpline.callbacks."""
-    owner = "helpline.callbacks"
+    """Notes, send records and bridge status all go through helpline.callbacks.queue."""
+    owner = "helpline.callbacks.queue"
     reaching_in = []
     for name, path in modules().items():
         if name == owner:
@@ -195,7 +195,7 @@ def test_only_the_queue_reads_or_writes_a_requests_record():
     assert reaching_in == []
 
 
-# Services and what they stand on: built in helpline/composition.py and nowhere else.
+# Services and what they stand on: built in helpline/application/composition.py and nowhere else.
 COMPOSED = frozenset(
     {
         "AuditLog",
@@ -216,7 +216,7 @@ COMPOSED = frozenset(
 def test_every_service_is_built_in_the_composition_root_only():
     elsewhere = []
     for name, path in modules().items():
-        if name == "helpline.composition":
+        if name == "helpline.application.composition":
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Call):
@@ -225,3 +225,49 @@ def test_every_service_is_built_in_the_composition_root_only():
                 if callee in COMPOSED:
                     elsewhere.append(f"{name}:{node.lineno} builds {callee}")
     assert elsewhere == []
+
+
+# Each package's layer: a module may import its own layer and those below, never above.
+LAYERS = {
+    "helpline.infrastructure": 0,
+    "helpline.conversation": 1,
+    "helpline.callbacks": 1,
+    "helpline.counsellors": 1,
+    "helpline.application": 2,
+    "helpline.web": 3,
+    "helpline.cli": 3,
+    "workers": 3,
+    "helpline": 4,  # the package itself: the lazy way to helpline.web.app.create_app
+}
+
+
+def layer(module: str) -> int:
+    """The layer of the innermost package in LAYERS that holds the module."""
+    holders = [p for p in LAYERS if module == p or module.startswith(p + ".")]
+    return LAYERS[max(holders, key=len)]
+
+
+def test_dependencies_point_down_the_layers():
+    upward = [
+        f"{name} (layer {layer(name)}) imports {target} (layer {layer(target)})"
+        for name, path in modules().items()
+        for target, function in imports(name, path)
+        if layer(target) > layer(name) and (name, function) != WORKER_COMMAND
+    ]
+    assert upward == []
+
+
+def test_helpline_itself_holds_only_its_layers():
+    """A newcomer reads the layers from `ls helpline`: no module sits beside them."""
+    top = sorted(path.name for path in (ROOT / "helpline").iterdir() if path.name != "__pycache__")
+    assert top == [
+        "__init__.py",
+        "__main__.py",
+        "application",
+        "callbacks",
+        "cli",
+        "conversation",
+        "counsellors",
+        "infrastructure",
+        "web",
+    ]

@@ -4,11 +4,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpline.config import Settings
-from helpline.constants import CRISIS_TYPO_FROM
-from helpline.flows.engine import Reply
-from helpline.flows.lint import load_flows
-from helpline.flows.matching import (
+from helpline.application.config import Settings
+from helpline.conversation.engine import Reply
+from helpline.conversation.lint import load_flows
+from helpline.conversation.matching import (
     KeywordIndex,
     PhraseIndex,
     as_choice,
@@ -18,7 +17,8 @@ from helpline.flows.matching import (
     is_keyword,
     tokens,
 )
-from helpline.flows.model import Channel
+from helpline.conversation.model import Channel
+from helpline.infrastructure.constants import CRISIS_TYPO_FROM
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ from contextlib import contextmanager
 import pytest
 from twilio.rest import Client
 
-from helpline.config import Settings
-from helpline.errors import Failure, OutboundError
-from helpline.outbound import classify, make_client, place_call, send_text
+from helpline.application.config import Settings
+from helpline.infrastructure.errors import Failure, OutboundError
+from helpline.infrastructure.outbound import classify, make_client, place_call, send_text
 from tests.factories import CALLER, HELPLINE_NUMBER, WAIT_SECONDS, make_settings
 from tests.twilio_api import TwilioApi
 

@@ -1,6 +1,6 @@
 """Seeded random walks through the signed webhooks, checking the safety invariants end to end.
 
-helpline.flows.explore proves the six invariants on the engine, state by state. This
+helpline.conversation.explore proves the six invariants on the engine, state by state. This
 walks the real thing: a few thousand random inputs (menu keys, junk keys, phone numbers,
 words from the flows, crisis phrases in English and Spanish, alone or in a sentence,
 STOP and START, silence, odd Unicode, long junk), posted as Twilio posts them (signed,
@@ -46,10 +46,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from helpline import create_app
-from helpline.composition import Components
-from helpline.constants import REDIS_BREAKER_SECONDS, SMS_MAX_SEGMENTS
-from helpline.flows.gsm import as_sent, segments
-from helpline.flows.model import PLACEHOLDER
+from helpline.application.composition import Components
+from helpline.conversation.gsm import as_sent, segments
+from helpline.conversation.model import PLACEHOLDER
+from helpline.infrastructure.constants import REDIS_BREAKER_SECONDS, SMS_MAX_SEGMENTS
 from tests.factories import (
     FakeClock,
     call_params,

@@ -8,12 +8,12 @@ import pytest
 from flask import Flask
 
 from helpline import create_app
-from helpline.config import Settings, load_settings
-from helpline.errors import ConfigError
-from helpline.flows.engine import Reply, Say
-from helpline.flows.lint import check_flows, load_flows
-from helpline.flows.model import Channel
-from helpline.regions import load_region, render
+from helpline.application.config import Settings, load_settings
+from helpline.conversation.engine import Reply, Say
+from helpline.conversation.lint import check_flows, load_flows
+from helpline.conversation.model import Channel
+from helpline.conversation.regions import load_region, render
+from helpline.infrastructure.errors import ConfigError
 from tests.factories import Call, edit, make_settings, text
 
 FLOWS = Settings().flows_dir

@@ -13,8 +13,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from helpline import create_app
-from helpline.callbacks import Priority
-from helpline.services import helpline
+from helpline.callbacks.queue import Priority
+from helpline.web.services import helpline
 from tests.factories import CALLER, Call, make_settings, text
 
 # Nothing listens on port 1: every Redis call fails at once, as in a real outage.

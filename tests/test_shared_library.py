@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from helpline import create_app
-from helpline.flows.lint import shared_library
+from helpline.conversation.lint import shared_library
 from tests.factories import edit, make_settings
 
 

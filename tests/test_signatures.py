@@ -23,8 +23,8 @@ from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
 from helpline import create_app
-from helpline.proxies import parse_networks
-from helpline.signatures import WebhookValidator
+from helpline.infrastructure.proxies import parse_networks
+from helpline.infrastructure.signatures import WebhookValidator
 from tests.factories import (
     AUTH_TOKEN,
     call_params,

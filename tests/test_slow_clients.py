@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from helpline.cli import gunicorn_command
-from helpline.constants import REQUEST_BODY_SECONDS, WEB_KEEPALIVE_SECONDS
+from helpline.infrastructure.constants import REQUEST_BODY_SECONDS, WEB_KEEPALIVE_SECONDS
 from tests.factories import (
     AUTH_TOKEN,
     PROCESS_WAIT_SECONDS,

@@ -8,10 +8,10 @@ from dataclasses import fields
 
 import pytest
 
-from helpline.constants import SMS_STATE_TTL
-from helpline.flows.engine import State
-from helpline.flows.gsm import segments
-from helpline.logs import MaskingJsonFormatter
+from helpline.conversation.engine import State
+from helpline.conversation.gsm import segments
+from helpline.infrastructure.constants import SMS_STATE_TTL
+from helpline.infrastructure.logs import MaskingJsonFormatter
 from tests.factories import CALLER, sms_params, sms_replies, twilio_post
 
 

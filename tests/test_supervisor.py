@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpline.supervisor import FIRST_PAUSE_SECONDS, Supervisor
+from helpline.infrastructure.supervisor import FIRST_PAUSE_SECONDS, Supervisor
 from tests.factories import WAIT_SECONDS, wait_until
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import redis as redis_py
 
-from helpline.constants import (
+from helpline.counsellors.throttle import LoginThrottle, wait_after
+from helpline.infrastructure.constants import (
     LOGIN_FIRST_DELAY_SECONDS,
     LOGIN_LOCK_SECONDS,
     LOGIN_MAX_ACCOUNT_FAILURES,
@@ -13,7 +14,6 @@ from helpline.constants import (
     LOGIN_MAX_FAILURES,
     LOGIN_WINDOW_SECONDS,
 )
-from helpline.throttle import LoginThrottle, wait_after
 from tests.factories import FakeClock
 
 HOME = "198.51.100.7"

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from helpline.config import Settings
-from helpline.flows.engine import Engine
-from helpline.flows.lint import load_flows
-from helpline.flows.model import Channel
+from helpline.application.config import Settings
+from helpline.conversation.engine import Engine
+from helpline.conversation.lint import load_flows
+from helpline.conversation.model import Channel
 from tests import transcripts
 from tests.factories import HELPLINE_NUMBER, callback_number, sign
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from helpline import twiml
-from helpline.config import Settings
-from helpline.flows.engine import Ask, Hangup, Say
-from helpline.flows.lint import load_flows
-from helpline.regions import load_region
+from helpline.application.config import Settings
+from helpline.conversation import twiml
+from helpline.conversation.engine import Ask, Hangup, Say
+from helpline.conversation.lint import load_flows
+from helpline.conversation.regions import load_region
 
 REGION = load_region(Settings().flows_dir, "GB")
 MENU = (Say("voice.menu", "For overdose safety, press 1.", "en"), Ask("en", ("overdose",), 1))

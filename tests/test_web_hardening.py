@@ -9,8 +9,8 @@ import redis as redis_py
 from flask import Flask
 
 from helpline import create_app
-from helpline.headers import HSTS, SECURITY_HEADERS
-from helpline.proxies import TrustedProxies, parse_networks
+from helpline.infrastructure.proxies import TrustedProxies, parse_networks
+from helpline.web.headers import HSTS, SECURITY_HEADERS
 from tests.factories import make_settings, sms_params, twilio_post
 
 # Every kind of response: console pages, webhooks answered and refused, health, 404s.

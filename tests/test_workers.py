@@ -24,13 +24,13 @@ from rq import Retry, SimpleWorker
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
-from helpline import embedded
-from helpline.callbacks import REQ, Added, CallbackQueue, Contact, Outcome, Placement, Status
-from helpline.counsellors import Counsellors
-from helpline.jobs import RESULT_TTL, URGENT_QUEUE, Jobs
-from helpline.outbound import make_client
-from helpline.privacy import phone_digest
-from helpline.sms import OPT_OUT_KEY
+from helpline.application.jobs import RESULT_TTL, URGENT_QUEUE, Jobs
+from helpline.application.sms import OPT_OUT_KEY
+from helpline.callbacks.queue import REQ, Added, CallbackQueue, Contact, Outcome, Placement, Status
+from helpline.counsellors.accounts import Counsellors
+from helpline.infrastructure import embedded
+from helpline.infrastructure.outbound import make_client
+from helpline.infrastructure.privacy import phone_digest
 from tests.factories import (
     HELPLINE_NUMBER,
     PROCESS_WAIT_SECONDS,

@@ -16,9 +16,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from helpline.constants import MAX_REPROMPTS
-from helpline.flows.engine import Act, Engine, Reply, State, Step
-from helpline.flows.model import Channel, Flow
+from helpline.conversation.engine import Act, Engine, Reply, State, Step
+from helpline.conversation.model import Channel, Flow
+from helpline.infrastructure.constants import MAX_REPROMPTS
 
 # What the web layer knows when a walk is played: the caller's number is known, and a
 # callback request joins an empty queue, open all hours, with no history to estimate from.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from helpline.config import load_settings
+from helpline.application.config import load_settings
 from workers.main import run
 
 # Seconds: short enough that a dead worker's job is retried within a few seconds.

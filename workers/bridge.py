@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 
-from helpline.bridge import CALL_FIELD, STATUS_FIELD, answer_url, make_token, status_url
-from helpline.callbacks import Status
-from helpline.errors import OutboundError
-from helpline.outbound import place_call
+from helpline.callbacks.queue import Status
+from helpline.infrastructure.errors import OutboundError
+from helpline.infrastructure.outbound import place_call
+from helpline.web.bridge import CALL_FIELD, STATUS_FIELD, answer_url, make_token, status_url
 from workers.jobs import context
 
 log = logging.getLogger(__name__)

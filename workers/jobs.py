@@ -1,6 +1,6 @@
 """RQ jobs: every outbound text and call, and the queue's housekeeping.
 
-They are queued through helpline.jobs, which names each one by its path here. Jobs take
+They are queued through helpline.application.jobs, which names each one by its path here. Jobs take
 request ids and plain values, never phone numbers: a job's arguments are stored in
 Redis and shown by RQ's tools. Each send records Twilio's SID on the request
 before the job counts as done, and a retry first checks whether an earlier attempt got
@@ -14,14 +14,15 @@ import logging
 import time
 from typing import Any
 
-from helpline import embedded, retention
-from helpline.callbacks import OPEN_STATUSES, UNCONFIRMED, Request
-from helpline.composition import Components
-from helpline.config import load_settings
-from helpline.errors import Failure, OutboundError
-from helpline.flows.gsm import as_sent
-from helpline.outbound import find_sent, make_client, send_text
-from helpline.sms import OPT_OUT_KEY
+from helpline.application.composition import Components
+from helpline.application.config import load_settings
+from helpline.application.sms import OPT_OUT_KEY
+from helpline.callbacks import retention
+from helpline.callbacks.queue import OPEN_STATUSES, UNCONFIRMED, Request
+from helpline.conversation.gsm import as_sent
+from helpline.infrastructure import embedded
+from helpline.infrastructure.errors import Failure, OutboundError
+from helpline.infrastructure.outbound import find_sent, make_client, send_text
 from workers.connection import connect
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Urgent work (counsellor alerts) has a queue of its own, and every worker looks there
 before it takes routine work (confirmations, missed-call texts, housekeeping), so an
 alert never waits behind a backlog of texts. `helpline worker` runs several of these
-processes (see helpline.supervisor).
+processes (see helpline.infrastructure.supervisor).
 
 How a job is taken and kept safe (RQ 3.0, Redis 6.2+):
 
@@ -57,11 +57,11 @@ from rq.serializers import JSONSerializer
 from rq.utils import as_text, get_version, now
 from rq.worker import BaseWorker, WorkerStatus
 
-from helpline import embedded
-from helpline.config import Settings
-from helpline.constants import KEY_PREFIX
-from helpline.jobs import JOB_TIMEOUT, QUEUE_NAMES, RESULT_TTL, ROUTINE_QUEUE, Jobs
-from helpline.logs import configure_logging
+from helpline.application.config import Settings
+from helpline.application.jobs import JOB_TIMEOUT, QUEUE_NAMES, RESULT_TTL, ROUTINE_QUEUE, Jobs
+from helpline.infrastructure import embedded
+from helpline.infrastructure.constants import KEY_PREFIX
+from helpline.infrastructure.logs import configure_logging
 from workers.connection import connect
 from workers.jobs import context
 

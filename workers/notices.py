@@ -1,6 +1,6 @@
 """The job that tells a counsellor someone keeps trying wrong passwords on their account.
 
-Queued by helpline.console.notices, which spaces the notices out; see there.
+Queued by helpline.web.console.notices, which spaces the notices out; see there.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import Any
 
 import redis
 
-from helpline.console.notices import MESSAGE, SENDING, SENT, notice_key
-from helpline.constants import LOGIN_NOTICE_SECONDS
-from helpline.errors import OutboundError
-from helpline.outbound import find_sent, send_text
-from helpline.sms import OPT_OUT_KEY
+from helpline.application.sms import OPT_OUT_KEY
+from helpline.infrastructure.constants import LOGIN_NOTICE_SECONDS
+from helpline.infrastructure.errors import OutboundError
+from helpline.infrastructure.outbound import find_sent, send_text
+from helpline.web.console.notices import MESSAGE, SENDING, SENT, notice_key
 from workers.jobs import context
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""Application services: settings, the composition root, call back intake, texting, jobs."""

@@ -1,0 +1,170 @@
+"""The composition root: every service of the helpline, built from Settings in one place.
+
+The web app (helpline.web.services), the workers (workers.jobs.context) and the command
+line each make one Components over the Redis client that suits them (the web's fails
+fast, the workers' waits for Redis to come back, the command line's is plain) and take
+what they need from it. Each service is built on first use and then shared, so a command
+that lists counsellors loads no flows.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import redis
+
+from helpline.application.config import Settings
+from helpline.application.intake import CallbackDesk
+from helpline.application.jobs import Jobs
+from helpline.application.sms import SmsConversations
+from helpline.callbacks.notes import Notes
+from helpline.callbacks.queue import CallbackQueue, Placement
+from helpline.conversation import twiml
+from helpline.conversation.engine import Engine
+from helpline.conversation.gsm import as_sent
+from helpline.conversation.lint import Library, shared_library
+from helpline.conversation.model import Channel
+from helpline.counsellors.accounts import Counsellors
+from helpline.counsellors.audit import AuditLog
+from helpline.counsellors.throttle import LoginThrottle
+from helpline.infrastructure.crypto import Sealer, lookup_key
+from helpline.infrastructure.hours import OpeningHours
+from helpline.infrastructure.signatures import WebhookValidator
+from helpline.infrastructure.store import Store
+
+
+class Components:
+    """The services one process uses, each built once from its Settings and Redis client."""
+
+    def __init__(self, settings: Settings, client: redis.Redis):
+        self.settings = settings
+        self.client = client
+
+    # -- infrastructure -----------------------------------------------------------------
+
+    @functools.cached_property
+    def store(self) -> Store:
+        """Redis for webhooks: a failure opens a short breaker instead of waiting again."""
+        return Store(self.client, breaker_seconds=self.settings.redis_breaker_seconds)
+
+    @functools.cached_property
+    def sealer(self) -> Sealer:
+        return Sealer(self.settings.encryption_secret)
+
+    @functools.cached_property
+    def phone_key(self) -> bytes:
+        return lookup_key(self.settings.encryption_secret)
+
+    @functools.cached_property
+    def library(self) -> Library:
+        return shared_library(self.settings.flows_dir)
+
+    # -- the domain ---------------------------------------------------------------------
+
+    @functools.cached_property
+    def queue(self) -> CallbackQueue:
+        return CallbackQueue(self.client, self.sealer, self.phone_key)
+
+    @functools.cached_property
+    def counsellors(self) -> Counsellors:
+        return Counsellors(self.client, self.sealer, password_method=self.settings.password_method)
+
+    @functools.cached_property
+    def audit(self) -> AuditLog:
+        return AuditLog(self.client)
+
+    @functools.cached_property
+    def notes(self) -> Notes:
+        return Notes(self.queue)
+
+    @functools.cached_property
+    def throttle(self) -> LoginThrottle:
+        return LoginThrottle(self.client)
+
+    @functools.cached_property
+    def jobs(self) -> Jobs:
+        return Jobs(self.client)
+
+    @functools.cached_property
+    def hours(self) -> OpeningHours:
+        return OpeningHours.parse(self.settings.hours, self.settings.zone)
+
+    # -- conversations (the web process) ------------------------------------------------
+
+    def warm_web(self) -> None:
+        """Build now what every webhook needs, so the first caller waits for none of it."""
+        self.sms  # noqa: B018  (each is built on first use)
+        self.validator  # noqa: B018
+        self.voice_failsafe  # noqa: B018
+        self.sms_failsafe  # noqa: B018
+
+    def engine(self, channel: Channel) -> Engine:
+        return self._engines[channel]
+
+    @functools.cached_property
+    def voice(self) -> Engine:
+        return self.engine(Channel.VOICE)
+
+    @property
+    def default_language(self) -> str:
+        return self.library.content.default_language
+
+    @functools.cached_property
+    def _engines(self) -> dict[Channel, Engine]:
+        return {channel: self.library.engine(channel, self.settings.region) for channel in Channel}
+
+    @functools.cached_property
+    def desk(self) -> CallbackDesk:
+        """Takes call back requests from both channels and queues the jobs they need."""
+        jobs = self.jobs
+
+        def notify(placement: Placement, confirm: bool) -> None:
+            jobs.after_queued(placement.request, confirm=confirm)
+
+        return CallbackDesk(
+            self.queue,
+            self.store,
+            self.hours,
+            self.library.content,
+            notify,
+            time.time,
+            self.settings.region.code,
+        )
+
+    @functools.cached_property
+    def gsm(self) -> dict[str, bool]:
+        """Whether each language's texts must fit the GSM-7 alphabet."""
+        return {code: lang.gsm for code, lang in self.library.content.languages.items()}
+
+    @functools.cached_property
+    def sms(self) -> SmsConversations:
+        return SmsConversations(
+            self.engine(Channel.SMS), self.store, self.phone_key, self.gsm, self.desk, self.sealer
+        )
+
+    @functools.cached_property
+    def validator(self) -> WebhookValidator:
+        return WebhookValidator(self.settings.twilio_auth_token)
+
+    @functools.cached_property
+    def voice_failsafe(self) -> dict[str, str]:
+        """Language -> the TwiML said when anything fails, rendered once."""
+        content, region = self.library.content, self.settings.region
+        return {
+            code: twiml.voice_failsafe(
+                content.text("voice.failsafe", code, region.variables(code, spoken=True)),
+                region.voice_locales[code],
+            )
+            for code in content.languages
+        }
+
+    @functools.cached_property
+    def sms_failsafe(self) -> dict[str, str]:
+        content, region = self.library.content, self.settings.region
+        return {
+            code: twiml.sms_failsafe(
+                as_sent(content.text("sms.failsafe", code, region.variables(code)), self.gsm[code])
+            )
+            for code in content.languages
+        }

@@ -1,0 +1,237 @@
+"""Taking a callback request from a call or a text: the flows' 'callback' action.
+
+The flow asks the questions; this module knows the facts the flow branches on (is the
+caller's number known? are counsellors on duty?), queues the request, and hands the
+slow work (confirmation texts, alerts) to the workers by request id.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from helpline.callbacks.queue import Added, CallbackQueue, Contact, Placement
+from helpline.conversation.engine import Act, Engine, State, Step
+from helpline.conversation.model import STORE_DOWN, STORE_FACT, Content
+from helpline.infrastructure.crypto import Sealer
+from helpline.infrastructure.errors import QueueError, SealError
+from helpline.infrastructure.hours import OpeningHours
+from helpline.infrastructure.phones import callable_number
+from helpline.infrastructure.store import Store
+
+log = logging.getLogger(__name__)
+
+# Longest estimate worth saying; past it, "as soon as we can" is more honest.
+MAX_ESTIMATE_MINUTES = 240
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is on the other end of this webhook."""
+
+    number: str  # Twilio's From, as sent
+    channel: str  # "voice" or "sms"
+    webhook_sid: str  # CallSid or MessageSid: a retry must not queue twice
+
+
+class CallerFacts(Mapping[str, str]):
+    """What the flow may know of the caller and the store, worked out only when asked.
+
+    Reading the caller ID with phonenumbers costs more than the rest of a menu step, and
+    asking Redis whether it is up costs a round trip: only the callback intake needs them.
+    """
+
+    def __init__(
+        self, caller: Caller, *, spoken: bool, region: str, store_down: Callable[[], bool]
+    ):
+        self.caller = caller
+        self.spoken = spoken
+        self.region = region
+        self._store_down = store_down
+
+    @functools.cached_property
+    def _caller(self) -> dict[str, str]:
+        # Judged where it is offered: a caller ID we could not call is never offered.
+        number = callable_number(self.caller.number, self.region)
+        if number is None:
+            return {}
+        end = number[-3:]
+        return {"caller_id": "known", "number_end": " ".join(end) if self.spoken else end}
+
+    @functools.cached_property
+    def _store(self) -> dict[str, str]:
+        return {STORE_FACT: STORE_DOWN} if self._store_down() else {}
+
+    def __getitem__(self, key: str) -> str:
+        return (self._store if key == STORE_FACT else self._caller)[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self._caller, **self._store})
+
+    def __len__(self) -> int:
+        return len(self._caller) + len(self._store)
+
+
+class CallbackDesk:
+    """Performs the 'callback' action and supplies the facts the flows branch on."""
+
+    def __init__(
+        self,
+        queue: CallbackQueue,
+        store: Store,
+        hours: OpeningHours,
+        content: Content,
+        notify: Callable[[Placement, bool], None],
+        clock: Callable[[], float],
+        region: str = "GB",
+    ):
+        self.region = region
+        self.queue = queue
+        self.store = store
+        self.hours = hours
+        self.content = content
+        self.notify = notify
+        self.clock = clock
+
+    def facts(self, caller: Caller, *, spoken: bool, kept: bool | None = None) -> CallerFacts:
+        """Return what the flow may branch on or say before any action.
+
+        kept says whether the conversation will be remembered (a text's state was read);
+        None: ask Redis, if and when the flow needs to know.
+        """
+
+        def store_down() -> bool:
+            if kept is not None:
+                return not kept
+            ping = self.store.attempt("store check", lambda client: bool(client.ping()), False)
+            return not (self.store.available and ping)
+
+        return CallerFacts(caller, spoken=spoken, region=self.region, store_down=store_down)
+
+    def settle(self, engine: Engine, caller: Caller, step: Step, facts: Mapping[str, str]) -> Step:
+        """If the step ends by asking for an action, perform it and continue the flow."""
+        state, events = step
+        if not events or not isinstance(events[-1], Act):
+            return step
+        result, more = self.request_callback(state, caller)
+        state, after = engine.outcome(state, result, {**facts, **more})
+        return state, [*events[:-1], *after]
+
+    def request_callback(self, state: State, caller: Caller) -> tuple[str, dict[str, str]]:
+        """Queue the caller; return the flow outcome and the facts to tell them."""
+        answers = state.answers
+        wanted = answers.get("phone", "")
+        phone = callable_number(caller.number, self.region) if wanted == "caller" else wanted
+        if not phone or not self.store.available:
+            reason = "no number" if not phone else "redis"
+            log.error("callback not queued", extra={"reason": reason})
+            return "failed", {}
+        contact = Contact(
+            phone=phone,
+            voicemail_ok=answers.get("voicemail") == "yes",
+            texts_ok=answers.get("texts") == "yes",
+        )
+        # The reply to a text already tells the texter where they stand.
+        told_in_reply = caller.channel == "sms" and wanted == "caller"
+        confirm = contact.texts_ok and not told_in_reply
+        try:
+            placement = self.queue.enqueue(
+                contact,
+                channel=caller.channel,
+                lang=state.lang,
+                urgent=answers.get("urgent") == "yes",
+                webhook_sid=caller.webhook_sid,
+                confirm=confirm,
+            )
+        except QueueError as exc:
+            self.store.trip()
+            log.error("callback not queued", extra={"reason": type(exc).__name__})
+            return "failed", {}
+        log.info(
+            "callback queued",
+            extra={
+                "request": placement.request.id,
+                "added": placement.added.value,
+                "priority": placement.request.priority.value,
+                "raised": placement.raised,
+                "channel": caller.channel,
+            },
+        )
+        if placement.added is Added.NEW:
+            self._notify(placement, confirm)
+        elif placement.raised:
+            self._notify(placement, False)  # confirmed when it was made: only the alert
+        return ("queued" if placement.added is Added.NEW else "already"), self.where(
+            placement, state.lang
+        )
+
+    def escalate(self, caller: Caller) -> None:
+        """Make a crisis caller's open request urgent, in the line now; alert on the raise."""
+        number = callable_number(caller.number, self.region)
+        if number is None or not self.store.available:
+            return
+        try:
+            placement = self.queue.escalate(number)
+        except QueueError as exc:
+            log.error("could not raise a callback", extra={"error": type(exc).__name__})
+            return
+        if placement is not None and placement.raised:
+            log.warning("callback raised to urgent", extra={"request": placement.request.id})
+            self._notify(placement, False)
+
+    def where(self, placement: Placement, lang: str) -> dict[str, str]:
+        """Return the facts that tell a caller their place, the wait, and the hours."""
+        facts: dict[str, str] = {}
+        if placement.position:
+            facts.update(place="known", position=str(placement.position))
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        opening = self.hours.next_opening(now)
+        if opening is not None:
+            day = self.content.text(f"day.{opening.day}", lang, {})
+            time_text = f"{opening.at.hour}:{opening.at.minute:02d}"
+            facts.update(
+                hours="closed",
+                resume=self.content.text("hours.resume", lang, {"day": day, "time": time_text}),
+            )
+            return facts
+        try:
+            seconds = self.queue.estimated_wait(placement.position)
+        except QueueError:
+            seconds = None
+        if seconds is not None and seconds <= MAX_ESTIMATE_MINUTES * 60:
+            minutes = max(5, 5 * round(seconds / 300))
+            facts.update(wait="known", minutes=str(minutes))
+        return facts
+
+    def _notify(self, placement: Placement, confirm: bool) -> None:
+        # The request is safe in Redis already; if the jobs cannot be queued now, the
+        # workers' housekeeping finds requests whose confirmation is still pending.
+        try:
+            self.notify(placement, confirm)
+        except Exception as exc:  # noqa: BLE001 - the caller is queued; never fail them here
+            log.error(
+                "could not hand a callback to the workers",
+                extra={"request": placement.request.id, "error": type(exc).__name__},
+            )
+
+
+def seal_answers(sealer: Sealer, answers: Mapping[str, str], record: str) -> str:
+    """Return answers as one opaque token bound to record (a CallSid, or a texter's hash)."""
+    return sealer.seal(json.dumps(dict(answers), separators=(",", ":")), record)
+
+
+def open_answers(sealer: Sealer, token: str, record: str) -> dict[str, str]:
+    """Return the answers in a token from seal_answers; {} if it does not open."""
+    if not token:
+        return {}
+    try:
+        value = json.loads(sealer.open(token, record))
+    except (SealError, ValueError):
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}

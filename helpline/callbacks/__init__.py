@@ -1,0 +1,1 @@
+"""Call back requests: the durable queue, counsellors' notes on a request, retention."""

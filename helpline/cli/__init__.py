@@ -1,0 +1,519 @@
+"""The `helpline` command line."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import getpass
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import redis
+
+from helpline.application.config import Settings, load_settings
+from helpline.infrastructure import embedded
+from helpline.infrastructure.constants import WEB_KEEPALIVE_SECONDS
+from helpline.infrastructure.errors import ConfigError, HelplineError
+from helpline.infrastructure.logs import configure_logging
+from helpline.infrastructure.privacy import mask_phone
+from helpline.infrastructure.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from helpline.application.composition import Components
+    from helpline.conversation.explore import Explore, Render, Report
+    from helpline.conversation.lint import Library
+
+# Ofcom keeps 020 7946 0000-0999 for drama: a valid number that is never a subscriber's,
+# so the simulator's caller can queue a call back and examples can be copied as they are.
+EXAMPLE_NUMBER = "+442079460123"
+# Default worker processes per CPU: a job mostly waits (on Redis's fsync, on Twilio).
+WORKER_PROCESSES_PER_CPU = 2
+# ...and at most this many by default (each is about 70 MB).
+MAX_DEFAULT_WORKER_PROCESSES = 8
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except HelplineError as exc:
+        print(f"helpline: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="helpline", description=__doc__)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="web + worker + embedded Redis, for development")
+    serve.add_argument("--port", type=int, help="web port (default: $PORT or 5000)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.set_defaults(handler=_serve)
+
+    web = commands.add_parser("web", help="the web process (gunicorn)")
+    web.add_argument("--port", type=int, help="web port (default: $PORT or 5000)")
+    web.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    web.add_argument("--workers", type=int, default=None, help="gunicorn worker processes")
+    web.set_defaults(handler=_web)
+
+    worker = commands.add_parser("worker", help="the RQ worker processes")
+    worker.add_argument(
+        "--processes",
+        type=int,
+        help="worker processes (default: $HELPLINE_WORKER_PROCESSES, else 2 per CPU, up to 8)",
+    )
+    worker.add_argument(
+        "--fork", action="store_true", help="run each job in a forked work-horse (slower)"
+    )
+    worker.add_argument(
+        "--burst", action="store_true", help="work what is queued, in one process, then exit"
+    )
+    worker.set_defaults(handler=_worker)
+
+    simulate = commands.add_parser("simulate", help="play the helpline through its webhooks")
+    sim = simulate.add_subparsers(title="channels", metavar="CHANNEL")
+    sms = sim.add_parser("sms", help="send one text and print the reply")
+    sms.add_argument("text", nargs="+", help="the text to send")
+    call = sim.add_parser("call", help="play the voice menu (interactive without inputs)")
+    call.add_argument("--digits", help="key presses in order, e.g. 1,3 (* for star)")
+    call.add_argument("--say", action="append", default=[], help="speech, in order (repeatable)")
+    for sub in (sms, call):
+        sub.add_argument(
+            "--from",
+            dest="sender",
+            default=EXAMPLE_NUMBER,
+            help="caller's number (default: %(default)s)",
+        )
+        sub.add_argument("--url", help="a running server's base URL (default: in-process)")
+    sms.set_defaults(handler=_simulate_sms)
+    call.set_defaults(handler=_simulate_call)
+
+    flows = commands.add_parser("flows", help="content and menus")
+    flow_commands = flows.add_subparsers(title="actions", metavar="ACTION")
+    check = flow_commands.add_parser("check", help="lint flows/; non-zero exit on any problem")
+    check.add_argument("--dir", type=Path, help="flows directory (default: the project's)")
+    check.set_defaults(handler=_flows_check)
+
+    counsellor = commands.add_parser("counsellor", help="counsellor accounts")
+    counsellor_commands = counsellor.add_subparsers(title="actions", metavar="ACTION")
+    add = counsellor_commands.add_parser(
+        "add",
+        help="create a login (password prompted, or one line on standard input)",
+    )
+    add.add_argument("username")
+    add.add_argument("--name", required=True, help="the counsellor's name, as colleagues see it")
+    add.add_argument(
+        "--phone", required=True, help=f"their own phone, E.164 (e.g. {EXAMPLE_NUMBER})"
+    )
+    add.add_argument("--admin", action="store_true", help="may manage counsellors and data")
+    add.set_defaults(handler=_counsellor_add)
+    listing = counsellor_commands.add_parser("list", help="every account (phones masked)")
+    listing.set_defaults(handler=_counsellor_list)
+    duty = counsellor_commands.add_parser("duty", help="put a counsellor on or off duty")
+    duty.add_argument("username")
+    duty.add_argument("state", choices=["on", "off"])
+    duty.set_defaults(handler=_counsellor_duty)
+    unlock = counsellor_commands.add_parser(
+        "unlock", help="let a counsellor's logins through again after wrong passwords"
+    )
+    unlock.add_argument("username")
+    unlock.set_defaults(handler=_counsellor_unlock)
+
+    queue = commands.add_parser("queue", help="the callback queue")
+    queue_commands = queue.add_subparsers(title="actions", metavar="ACTION")
+    queue_list = queue_commands.add_parser("list", help="waiting and claimed callbacks")
+    queue_list.add_argument("--json", action="store_true", help="one JSON array, for scripts")
+    queue_list.set_defaults(handler=_queue_list)
+
+    purge = commands.add_parser("purge", help="delete what is past its retention")
+    purge.set_defaults(handler=_purge)
+    return parser
+
+
+# -- processes --------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    port = args.port or settings.port
+    env = dict(os.environ)
+    if not settings.redis_url:
+        env["REDIS_URL"] = embedded.ensure_running(settings.data_dir)[0]
+    python = sys.executable
+    web = [python, "-m", "helpline", "web", "--host", args.host, "--port", str(port)]
+    # A child that dies is started again; the web never goes down with the worker.
+    supervisor = Supervisor(
+        {"web": web, "worker": [python, "-m", "helpline", "worker"]}, env=env, own_groups=True
+    )
+    where = "REDIS_URL" if settings.redis_url else f"embedded, data in {settings.data_dir}"
+    base = f"http://{'localhost' if args.host in ('127.0.0.1', '0.0.0.0') else args.host}:{port}"
+
+    def announce() -> None:
+        print(
+            f"\nHelpline is running at {base}\n"
+            f"  webhooks: {base}/twilio/voice and {base}/twilio/sms (signed requests only)\n"
+            f"  health:   {base}/healthz\n"
+            f"  Redis:    {where}\n"
+            "Try it from another terminal:\n"
+            f"  .venv/bin/helpline simulate call --url {base}\n"
+            f"  .venv/bin/helpline simulate sms --url {base} SAFE\n"
+            "Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+
+    try:
+        _until_stopped(supervisor, announce)
+    finally:
+        if not settings.redis_url:
+            embedded.stop(settings.data_dir)
+    return 0
+
+
+def _until_stopped(supervisor: Supervisor, started: Callable[[], None] | None = None) -> None:
+    """Start supervisor's children and keep them running until SIGTERM or Ctrl-C."""
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        supervisor.start()
+        if started is not None:
+            started()
+        supervisor.run(lambda: stopping)
+    finally:
+        supervisor.stop()
+
+
+def gunicorn_command(bind: str, workers: str) -> list[str]:
+    """Return the gunicorn command line that the Procfile's web line and `helpline web` run.
+
+    gevent workers: a greenlet per connection, so a client trickling its request holds
+    no worker (bench/slow_clients.py), and the keep-alive timeout also bounds the time
+    a client gets to send a request's line and headers. No access log: it would show
+    numbers in URLs.
+    """
+    return [
+        "gunicorn",
+        "--bind",
+        bind,
+        "--worker-class",
+        "gevent",
+        "--keep-alive",
+        str(WEB_KEEPALIVE_SECONDS),
+        "--workers",
+        workers,
+        "--graceful-timeout",
+        "20",
+        "helpline:create_app()",
+    ]
+
+
+def _web(args: argparse.Namespace) -> int:
+    # Checked first: gunicorn reads WEB_CONCURRENCY when imported, and fails with a traceback.
+    workers = args.workers or _web_concurrency()
+    from helpline.conversation.lint import load_flows
+
+    settings = load_settings()
+    port = args.port or settings.port
+    # Fail here, loudly, before gunicorn starts.
+    load_flows(settings.flows_dir)
+    embedded.resolve_redis_url(settings.redis_url, settings.data_dir)
+    # gunicorn replaces this process, as the Procfile starts it: in a fresh interpreter
+    # its gevent workers patch the standard library before the app imports anything.
+    command = gunicorn_command(f"{args.host}:{port}", str(workers))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", *command])
+
+
+def _web_concurrency() -> int:
+    """Return WEB_CONCURRENCY (the Procfile's setting), else 2 workers."""
+    return _count_from_env("WEB_CONCURRENCY", 2)
+
+
+def _count_from_env(name: str, default: int) -> int:
+    """Return the environment variable `name` as a whole number above 0, else default."""
+    text = os.environ.get(name, "")
+    try:
+        count = int(text) if text else default
+        if count < 1:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number above 0, not {text!r}") from None
+    return count
+
+
+def _usable_cpus() -> int:
+    """Return how many CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _worker(args: argparse.Namespace) -> int:
+    settings = load_settings()  # a bad setting fails here once, not in every process
+    if args.processes is not None and args.processes < 1:
+        raise ConfigError(f"--processes must be a whole number above 0, not {args.processes}")
+    default = min(WORKER_PROCESSES_PER_CPU * _usable_cpus(), MAX_DEFAULT_WORKER_PROCESSES)
+    processes = args.processes or _count_from_env("HELPLINE_WORKER_PROCESSES", default)
+    if processes == 1 or args.burst:
+        from workers.main import run
+
+        return run(settings, burst=args.burst, fork=args.fork)
+    configure_logging(settings.log_level)
+    one = [sys.executable, "-m", "helpline", "worker", "--processes", "1"]
+    if args.fork:
+        one.append("--fork")
+    # The pool stays in this process's group: a signal to the group reaches every worker.
+    pool = Supervisor({f"worker-{n}": one for n in range(1, processes + 1)}, own_groups=False)
+    _until_stopped(pool)
+    return 0
+
+
+# -- simulator --------------------------------------------------------------------------
+
+
+def _simulation(settings: Settings, url: str | None):
+    from helpline.cli import simulate
+
+    if url:
+        return simulate.over_http(url, settings.twilio_auth_token), False
+    started = False
+    if not settings.redis_url:
+        redis_url, started = embedded.ensure_running(settings.data_dir)
+        settings = settings.with_overrides(redis_url=redis_url)
+    return simulate.in_process(settings), started
+
+
+def _simulate_sms(args: argparse.Namespace) -> int:
+    from helpline.cli import simulate
+
+    settings = load_settings()
+    transport, started = _simulation(settings, args.url)
+    try:
+        with transport as post:
+            print(simulate.sms(post, args.sender, settings.phone_number, " ".join(args.text)))
+    finally:
+        if started:
+            embedded.stop(settings.data_dir)
+    return 0
+
+
+def _simulate_call(args: argparse.Namespace) -> int:
+    from helpline.cli import simulate
+
+    settings = load_settings()
+    scripted = [d.strip() for d in (args.digits or "").split(",") if d.strip()] + list(args.say)
+    interactive = not scripted
+
+    def next_input() -> str | None:
+        if not interactive:
+            return scripted.pop(0) if scripted else None
+        try:
+            line = input("  keys or words (Enter for silence, q to hang up)> ")
+        except EOFError:
+            return None
+        return None if line.strip().lower() in {"q", "quit"} else line
+
+    transport, started = _simulation(settings, args.url)
+    try:
+        with transport as post:
+            simulate.call(post, args.sender, settings.phone_number, next_input, print)
+    finally:
+        if started:
+            embedded.stop(settings.data_dir)
+    return 0
+
+
+# -- flows ------------------------------------------------------------------------------
+
+
+def _flows_check(args: argparse.Namespace) -> int:
+    from helpline.conversation import twiml
+    from helpline.conversation.explore import explore
+    from helpline.conversation.lint import inspect_flows
+
+    flows_dir = args.dir or Settings().flows_dir
+    if not flows_dir.is_dir():
+        print(f"helpline: {flows_dir} is not a directory of flows", file=sys.stderr)
+        return 2
+    problems, library = inspect_flows(flows_dir)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) in {flows_dir}", file=sys.stderr)
+        return 1
+    nodes = sum(len(f.nodes) for f in library.flows.values())
+    languages = ", ".join(library.content.languages)
+    print(f"flows OK: {len(library.flows)} flows, {nodes} nodes, languages {languages}")
+    # Then prove the safety invariants over every state, region and store condition.
+    report = _explore_regions(library, explore, twiml.reply)
+    for found in report.problems:
+        print(found)
+    print(report.summary())
+    return 1 if report.problems else 0
+
+
+def _explore_regions(library: Library, explore: Explore, render: Render) -> Report:
+    """Explore each region in a process of its own (forked: they share the loaded flows),
+    as many at once as there are cores; one report for all of them."""
+    import multiprocessing
+    import time
+
+    from helpline.conversation.explore import Report
+
+    regions = list(library.regions.values())
+    processes = min(len(regions), os.cpu_count() or 1)
+    started = time.perf_counter()
+    if processes < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return explore(library, regions, render)
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        parts = pool.map(functools.partial(explore, library, render=render), [[r] for r in regions])
+    report = Report(
+        states=sum(p.states for p in parts),
+        transitions=sum(p.transitions for p in parts),
+        problems=[found for p in parts for found in p.problems],
+    )
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+# -- data -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _redis(settings: Settings) -> Iterator[redis.Redis]:
+    """Connect to Redis, starting the embedded one for this command if nothing runs."""
+    started = False
+    url = settings.redis_url
+    if not url:
+        url, started = embedded.ensure_running(settings.data_dir)
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise HelplineError(
+            f"cannot reach Redis ({type(exc).__name__}); check REDIS_URL or start the service"
+        ) from None
+    try:
+        yield client
+    finally:
+        client.close()
+        if started:
+            embedded.stop(settings.data_dir)
+
+
+@contextlib.contextmanager
+def _components(settings: Settings) -> Iterator[Components]:
+    """The helpline's services over a plain Redis client (see _redis)."""
+    from helpline.application.composition import Components
+
+    with _redis(settings) as client:
+        yield Components(settings, client)
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if first != getpass.getpass("Repeat it: "):
+            raise HelplineError("the two passwords differ; nothing was created")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _counsellor_add(args: argparse.Namespace) -> int:
+    from helpline.infrastructure.phones import to_e164
+
+    settings = load_settings()
+    phone = to_e164(args.phone, settings.region.code)
+    if phone is None:
+        raise HelplineError(
+            f"--phone {mask_phone(args.phone)} is not a valid phone number; "
+            f"give it in international form, e.g. {EXAMPLE_NUMBER}"
+        )
+    password = _read_password()
+    with _components(settings) as parts:
+        account = parts.counsellors.add(
+            args.username, name=args.name, phone=phone, password=password, admin=args.admin
+        )
+    print(f"added {account.role.value} {account.username} ({account.name}, {account.phone_masked})")
+    return 0
+
+
+def _counsellor_list(args: argparse.Namespace) -> int:
+
+    settings = load_settings()
+    with _components(settings) as parts:
+        accounts = parts.counsellors.all()
+    for c in accounts:
+        flags = ", ".join(f for f, on in (("on duty", c.on_duty), ("disabled", c.disabled)) if on)
+        print(f"{c.username}\t{c.name}\t{c.role.value}\t{c.phone_masked}\t{flags}")
+    return 0
+
+
+def _counsellor_duty(args: argparse.Namespace) -> int:
+
+    settings = load_settings()
+    with _components(settings) as parts:
+        parts.counsellors.set_on_duty(args.username, args.state == "on")
+    print(f"{args.username} is {args.state} duty")
+    return 0
+
+
+def _counsellor_unlock(args: argparse.Namespace) -> int:
+
+    settings = load_settings()
+    with _components(settings) as parts:
+        if parts.counsellors.get(args.username) is None:
+            raise HelplineError(f"no counsellor called {args.username!r}")
+        parts.throttle.unlock(args.username)
+        parts.audit.record("cli", "login_unlock", detail=args.username)
+    print(f"{args.username} is unlocked: their next login is checked at once, from anywhere")
+    return 0
+
+
+def _queue_list(args: argparse.Namespace) -> int:
+
+    settings = load_settings()
+    with _components(settings) as parts:
+        requests = parts.queue.active()
+    if args.json:
+        print(json.dumps([r.to_json() for r in requests], indent=2))
+        return 0
+    if not requests:
+        print("no one is waiting")
+    for r in requests:
+        row = r.to_json()
+        print(
+            f"{r.id}  {r.status.value:<8} {r.priority.value:<7} {r.channel:<5} {r.lang}  "
+            f"{row['created_at']}  {r.phone_masked}"
+        )
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from helpline.callbacks import retention
+
+    settings = load_settings()
+    with _components(settings) as parts:
+        removed = retention.purge(parts.queue, parts.audit, settings.retention_days)
+    print(f"purged {removed} closed request(s) older than {settings.retention_days:g} days")
+    return 0

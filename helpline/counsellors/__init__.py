@@ -1,0 +1,1 @@
+"""Counsellors: accounts, login throttling, the audit log."""

@@ -1,0 +1,1 @@
+"""Infrastructure: Redis, encryption, settings' building blocks, logs, Twilio's REST API."""

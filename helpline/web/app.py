@@ -1,0 +1,48 @@
+"""The web app factory: Twilio's webhooks, the bridged call back and the console."""
+
+from __future__ import annotations
+
+from flask import Flask, Response
+
+from helpline.application.config import Settings, load_settings
+from helpline.infrastructure.constants import MAX_WEBHOOK_BYTES, REQUEST_BODY_SECONDS
+from helpline.infrastructure.logs import configure_logging
+from helpline.infrastructure.proxies import TrustedProxies
+from helpline.web.readlimit import BodyDeadline
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the web app: Twilio's webhooks and the counsellor console."""
+    from helpline.web import bridge, console, headers, services, webhooks
+
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=MAX_WEBHOOK_BYTES,
+        HELPLINE_SETTINGS=settings,
+    )
+    # Behind the proxies named in HELPLINE_TRUSTED_PROXIES (and only those), believe
+    # X-Forwarded-*: the client's address for the login limits, and the scheme and host
+    # for the URL Twilio signed (PUBLIC_URL, when set, takes precedence).
+    app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
+    # A client that trickles its body is cut off instead of holding a connection open.
+    app.wsgi_app = BodyDeadline(app.wsgi_app, REQUEST_BODY_SECONDS)  # type: ignore[method-assign]
+    headers.init_app(app, settings)
+    services.init_app(app, settings)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(bridge.bp)
+    console.init_app(app)
+    # Twilio's requests carry a signature instead of a CSRF token (checked in each bp).
+    console.csrf.exempt(webhooks.bp)
+    console.csrf.exempt(bridge.bp)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        ok = services.helpline().store.attempt("health", lambda c: bool(c.ping()), False)
+        return Response(
+            "ok\n" if ok else "redis unavailable\n", 200 if ok else 503, mimetype="text/plain"
+        )
+
+    return app

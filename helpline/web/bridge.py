@@ -1,0 +1,155 @@
+"""Bridged callbacks: Twilio calls the counsellor's own phone, then dials the caller.
+
+The counsellor answers a call from the helpline's number; the TwiML fetched from here
+says a short line and dials the caller with the helpline's number as caller ID, so
+neither side sees the other's number. The URL Twilio is given carries a short-lived
+sealed token naming the request and the counsellor, never a phone number.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from flask import Blueprint, Response, request
+from twilio.twiml.voice_response import VoiceResponse
+from werkzeug.exceptions import HTTPException
+
+from helpline.application.config import Settings
+from helpline.callbacks.queue import Status
+from helpline.infrastructure.constants import BRIDGE_DIAL_TIMEOUT, BRIDGE_TOKEN_SECONDS
+from helpline.infrastructure.crypto import Sealer
+from helpline.infrastructure.errors import SealError
+from helpline.web.services import helpline
+from helpline.web.webhooks import CALL_STATUSES, require_twilio_signature
+
+log = logging.getLogger(__name__)
+bp = Blueprint("bridge", __name__, url_prefix="/twilio/bridge")
+bp.before_request(require_twilio_signature)
+
+TWIML = "text/xml"
+# What the counsellor hears (flows/content, in the default language): on answering, and
+# when the link is stale, the call has ended, or it could not be connected.
+GREETING = "bridge.greeting"
+NOT_YOURS = "bridge.not_yours"
+ENDED = "bridge.ended"
+FAILED = "bridge.failed"
+# The request-hash fields the console reads to show how a bridged call is going.
+CALL_FIELD = "bridge_call"
+STATUS_FIELD = "bridge_status"
+_TOKEN_RECORD = "bridge"
+
+
+def make_token(sealer: Sealer, rid: str, counsellor: str, now: float | None = None) -> str:
+    """Return a sealed, expiring token for one request and counsellor."""
+    expires = (now if now is not None else time.time()) + BRIDGE_TOKEN_SECONDS
+    return sealer.seal(json.dumps({"r": rid, "c": counsellor, "x": expires}), _TOKEN_RECORD)
+
+
+def read_token(sealer: Sealer, token: str, now: float | None = None) -> tuple[str, str] | None:
+    """Return (request id, counsellor) from a token, or None if altered or expired."""
+    try:
+        values = json.loads(sealer.open(token, _TOKEN_RECORD))
+    except (SealError, ValueError):
+        return None
+    if float(values["x"]) < (now if now is not None else time.time()):
+        return None
+    return str(values["r"]), str(values["c"])
+
+
+def public_base(settings: Settings) -> str:
+    """Return the base URL Twilio reaches this service at."""
+    return settings.public_url or f"http://localhost:{settings.port}"
+
+
+def answer_url(settings: Settings, token: str) -> str:
+    return f"{public_base(settings)}{bp.url_prefix}/{token}/answer"
+
+
+def status_url(settings: Settings, token: str) -> str:
+    return f"{public_base(settings)}{bp.url_prefix}/{token}/status"
+
+
+def _twiml(response: VoiceResponse) -> Response:
+    return Response(str(response.to_xml()), 200, mimetype=TWIML)
+
+
+def _say(response: VoiceResponse, key: str) -> None:
+    services = helpline()
+    lang = services.default_language
+    region = services.settings.region
+    text = services.library.content.text(key, lang, region.variables(lang, spoken=True))
+    response.say(text, language=region.voice_locales[lang])
+
+
+def _goodbye(key: str) -> Response:
+    response = VoiceResponse()
+    _say(response, key)
+    response.hangup()
+    return _twiml(response)
+
+
+@bp.post("/<token>/answer")
+def answer(token: str) -> Response:
+    """The counsellor picked up: say who this is and dial the caller."""
+    services = helpline()
+    found = read_token(services.sealer, token)
+    if found is None:
+        log.info("bridge link stale or altered")
+        return _goodbye(NOT_YOURS)
+    rid, counsellor = found
+    claim = services.queue.get(rid)
+    if claim is None or claim.status is not Status.CLAIMED or claim.claimed_by != counsellor:
+        log.info("bridge for a request no longer claimed", extra={"request": rid})
+        return _goodbye(NOT_YOURS)
+    settings = services.settings
+    response = VoiceResponse()
+    _say(response, GREETING)
+    dial = response.dial(
+        caller_id=settings.phone_number,
+        timeout=BRIDGE_DIAL_TIMEOUT,
+        action=f"{public_base(settings)}{bp.url_prefix}/{token}/dialled",
+    )
+    dial.number(services.queue.phone(rid))
+    services.queue.annotate(rid, **{STATUS_FIELD: "connecting"})
+    log.info("bridging a callback", extra={"request": rid, "counsellor": counsellor})
+    return _twiml(response)
+
+
+@bp.post("/<token>/dialled")
+def dialled(token: str) -> Response:
+    """The caller's leg ended: note how, and send the counsellor back to the console."""
+    found = read_token(helpline().sealer, token, now=0.0)  # the call may outlast the link
+    if found is not None:
+        status = request.form.get("DialCallStatus", "")
+        helpline().queue.annotate(found[0], **{STATUS_FIELD: f"caller {_known(status)}"})
+    return _goodbye(ENDED)
+
+
+@bp.post("/<token>/status")
+def status(token: str) -> Response:
+    """Status changes of the call to the counsellor's phone."""
+    found = read_token(helpline().sealer, token, now=0.0)
+    if found is not None:
+        state = _known(request.form.get("CallStatus", ""))
+        helpline().queue.annotate(found[0], **{STATUS_FIELD: f"your phone {state}"})
+    return Response("", 204)
+
+
+def _known(status: str) -> str:
+    """Return a Twilio call status as sent if it is one we know, else 'other'."""
+    return status if status in CALL_STATUSES else "other"
+
+
+@bp.errorhandler(Exception)
+def answer_safely(exc: Exception) -> Response | HTTPException:
+    """Whatever fails, the counsellor hears a plain sentence, not Twilio's error."""
+    if isinstance(exc, HTTPException) and exc.code is not None and exc.code < 500:
+        return exc
+    log.error(
+        "bridge webhook failed; answered with the fail-safe",
+        extra={"path_kind": request.endpoint or "", "error": type(exc).__name__},
+        exc_info=not isinstance(exc, HTTPException),
+    )
+    return _goodbye(FAILED)

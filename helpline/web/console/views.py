@@ -1,0 +1,243 @@
+"""The queue, taking the next caller, calling them through the helpline, outcomes."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from helpline.callbacks.queue import Outcome, Request, Status
+from helpline.infrastructure.constants import CONSOLE_POLL_SECONDS, MAX_NOTE_CHARS
+from helpline.infrastructure.errors import NotYours, QueueError
+from helpline.web.bridge import STATUS_FIELD
+from helpline.web.console import bp, console
+from helpline.web.console.auth import current
+from helpline.web.console.chart import history_charts
+from helpline.web.services import helpline
+
+log = logging.getLogger(__name__)
+REQUEST_ID = re.compile(r"^[0-9a-f]{12}$")
+OUTCOME_LABELS = {
+    Outcome.REACHED: "Reached: we spoke",
+    Outcome.NO_ANSWER: "No answer: try again later",
+    Outcome.WRONG_NUMBER: "Wrong number",
+    Outcome.CALL_BACK_LATER: "Call back at a chosen time",
+    Outcome.CANCELLED: "Cancelled: no longer wanted",
+}
+
+
+def wait_text(seconds: float) -> str:
+    """Return a wait as people say it: '4 min', '1 h 5 min'."""
+    minutes = int(max(seconds, 0) // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def _mine(requests: list[Request]) -> Request | None:
+    username = current().username
+    return next(
+        (r for r in requests if r.status is Status.CLAIMED and r.claimed_by == username), None
+    )
+
+
+def _queue_context() -> dict[str, object]:
+    services = helpline()
+    now = time.time()
+    version = services.queue.version()
+    active = services.queue.active()
+    waiting = [r for r in active if r.status is Status.WAITING and r.due_at is None]
+    counts = services.queue.counts()
+    oldest = services.queue.oldest_waiting()
+    longest = 0.0 if oldest is None else now - oldest
+    return {
+        "version": version,
+        "now": now,
+        "waiting": waiting,
+        "claimed": [r for r in active if r.status is Status.CLAIMED],
+        "scheduled": [r for r in active if r.status is Status.WAITING and r.due_at is not None],
+        "counts": counts,
+        "longest": wait_text(longest) if waiting else "none waiting",
+        "mine": _mine(active),
+        "charts": history_charts(services.queue, now),
+        "wait_text": wait_text,
+        "local_time": local_time,
+    }
+
+
+def local_time(stamp: float | None) -> str:
+    if stamp is None:
+        return ""
+    zone = ZoneInfo(helpline().settings.zone)
+    return datetime.fromtimestamp(stamp, zone).strftime("%a %d %b %H:%M")
+
+
+@bp.get("/")
+def queue_page() -> str:
+    return render_template("console/queue.html", poll=CONSOLE_POLL_SECONDS, **_queue_context())
+
+
+@bp.get("/queue/live")
+def live() -> BaseResponse | str:
+    """Return the queue fragment when the queue changed since ?v=, else 204."""
+    seen = request.args.get("v", "")
+    if seen.isdigit() and int(seen) == helpline().queue.version():
+        return BaseResponse(status=204)
+    return render_template("console/_queue.html", **_queue_context())
+
+
+@bp.post("/take")
+def take_next() -> BaseResponse:
+    """Claim the most urgent caller (atomically), then open their page."""
+    services = helpline()
+    username = current().username
+    held = _mine(services.queue.active())
+    if held is not None:
+        flash("Finish or release the callback you have before taking another.")
+        return redirect(url_for("console.request_page", rid=held.id))
+    claimed = services.queue.claim_next(username)
+    if claimed is None:
+        flash("Nobody is waiting right now.")
+        return redirect(url_for("console.queue_page"))
+    console().audit.record(username, "claim", claimed.id)
+    return redirect(url_for("console.request_page", rid=claimed.id))
+
+
+def _claimed_by_me(rid: str) -> Request:
+    if not REQUEST_ID.match(rid):
+        abort(404)
+    found = helpline().queue.get(rid)
+    if found is None:
+        abort(404)
+    if found.status is not Status.CLAIMED or found.claimed_by != current().username:
+        abort(403)
+    return found
+
+
+@bp.get("/requests/<rid>")
+def request_page(rid: str) -> str:
+    """Show a claimed request with its number: every view is audited."""
+    found = _claimed_by_me(rid)
+    services = helpline()
+    phone = services.queue.phone(rid)
+    extras = console()
+    extras.audit.record(current().username, "reveal", rid)
+    return render_template(
+        "console/request.html",
+        req=found,
+        phone=phone,
+        notes=extras.notes.list(rid),
+        call_status=services.queue.annotation(rid, STATUS_FIELD),
+        outcomes=OUTCOME_LABELS,
+        wait_text=wait_text,
+        local_time=local_time,
+        now=time.time(),
+        zone=services.settings.zone,
+        max_note=MAX_NOTE_CHARS,
+        poll=CONSOLE_POLL_SECONDS,
+    )
+
+
+@bp.get("/requests/<rid>/call-status")
+def call_status(rid: str) -> BaseResponse:
+    """Return how the bridged call is going, for the request page to show as it changes.
+
+    Only the status: no number, so this is not a view of the request to audit.
+    """
+    _claimed_by_me(rid)
+    status = helpline().queue.annotation(rid, STATUS_FIELD) or ""
+    response = jsonify(status=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/requests/<rid>/call")
+def call_now(rid: str) -> BaseResponse:
+    """Queue the job that rings the counsellor's phone and then bridges the caller."""
+    _claimed_by_me(rid)
+    username = current().username
+    helpline().queue.extend(rid, username)
+    extras = console()
+    helpline().queue.annotate(rid, **{STATUS_FIELD: "starting the call"})
+    helpline().jobs.call_counsellor(rid, username)
+    extras.audit.record(username, "call", rid)
+    flash("Calling your phone now. Answer it and you will be connected to the caller.")
+    return redirect(url_for("console.request_page", rid=rid))
+
+
+@bp.post("/requests/<rid>/extend")
+def extend(rid: str) -> BaseResponse:
+    _claimed_by_me(rid)
+    helpline().queue.extend(rid, current().username)
+    flash("You have this callback for another 15 minutes.")
+    return redirect(url_for("console.request_page", rid=rid))
+
+
+@bp.post("/requests/<rid>/release")
+def release(rid: str) -> BaseResponse:
+    _claimed_by_me(rid)
+    username = current().username
+    helpline().queue.release(rid, username)
+    console().audit.record(username, "release", rid)
+    flash("Released: the caller is back in the queue in their old place.")
+    return redirect(url_for("console.queue_page"))
+
+
+@bp.post("/requests/<rid>/notes")
+def add_note(rid: str) -> BaseResponse:
+    _claimed_by_me(rid)
+    text = request.form.get("note", "").strip()
+    if not text:
+        flash("The note was empty, so nothing was saved.")
+    elif len(text) > MAX_NOTE_CHARS:
+        flash(f"Notes are at most {MAX_NOTE_CHARS} characters; nothing was saved.")
+    else:
+        console().notes.add(rid, current().username, text)
+        console().audit.record(current().username, "note", rid)
+        flash("Note saved (encrypted).")
+    return redirect(url_for("console.request_page", rid=rid))
+
+
+def _call_back_at(text: str) -> float | None:
+    """Read a datetime-local value in the helpline's own time zone."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when.replace(tzinfo=ZoneInfo(helpline().settings.zone)).timestamp()
+
+
+@bp.post("/requests/<rid>/outcome")
+def record_outcome(rid: str) -> BaseResponse:
+    found = _claimed_by_me(rid)
+    username = current().username
+    try:
+        outcome = Outcome(request.form.get("outcome", ""))
+    except ValueError:
+        flash("Choose an outcome.")
+        return redirect(url_for("console.request_page", rid=rid))
+    call_back_at = None
+    if outcome is Outcome.CALL_BACK_LATER:
+        call_back_at = _call_back_at(request.form.get("call_back_at", ""))
+        if call_back_at is None:
+            flash("Choose the date and time to call back.")
+            return redirect(url_for("console.request_page", rid=rid))
+    try:
+        status = helpline().queue.record(rid, username, outcome, call_back_at=call_back_at)
+    except NotYours:
+        flash("That callback is no longer yours: its claim ran out and it went back.")
+        return redirect(url_for("console.queue_page"))
+    except QueueError as exc:
+        flash(str(exc).capitalize() + ".")
+        return redirect(url_for("console.request_page", rid=rid))
+    extras = console()
+    if outcome is Outcome.NO_ANSWER and status is Status.WAITING:
+        helpline().jobs.missed_call(rid, found.attempts + 1)
+    extras.audit.record(username, "outcome", rid, outcome.value)
+    flash(f"Recorded: {OUTCOME_LABELS[outcome]}.")
+    return redirect(url_for("console.queue_page"))

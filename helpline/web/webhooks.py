@@ -1,0 +1,221 @@
+"""Twilio webhooks: verify the signature, advance the flow one step, answer with TwiML.
+
+Every route here answers a caller. Whatever goes wrong inside, the answer is valid
+TwiML carrying the safety essentials: never a 5xx, never Twilio's "application error".
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from helpline.application.intake import Caller, open_answers, seal_answers
+from helpline.application.sms import Incoming
+from helpline.conversation import twiml
+from helpline.conversation.engine import Event, Reply, State
+from helpline.infrastructure.constants import MAX_INPUT_CHARS, STATS_KEY
+from helpline.web.services import helpline
+
+log = logging.getLogger(__name__)
+bp = Blueprint("twilio", __name__, url_prefix="/twilio")
+# Where a call's next step is posted; its query string carries the position.
+VOICE_STEP = "/voice/step"
+
+TWIML = "text/xml"
+# Status values Twilio sends; anything else is counted as "other" so input cannot
+# create unbounded Redis fields.
+CALL_STATUSES = frozenset(
+    {
+        "queued",
+        "initiated",
+        "ringing",
+        "in-progress",
+        "completed",
+        "busy",
+        "failed",
+        "no-answer",
+        "canceled",
+    }
+)
+MESSAGE_STATUSES = frozenset(
+    {
+        "accepted",
+        "scheduled",
+        "queued",
+        "sending",
+        "sent",
+        "delivered",
+        "undelivered",
+        "failed",
+        "receiving",
+        "received",
+        "read",
+        "canceled",
+        "partially_delivered",
+    }
+)
+
+
+def _twiml(body: str) -> Response:
+    return Response(body, status=200, mimetype=TWIML)
+
+
+def _form(name: str) -> str:
+    return request.form.get(name, "")[:MAX_INPUT_CHARS]
+
+
+def signed_url() -> str:
+    """The URL Twilio signed: PUBLIC_URL (else the request's own root), path and query.
+
+    The query is taken as sent: request.url decodes %-escapes (%7B, %2F, UTF-8...), and
+    a URL that differs from the signed one by a single character never validates.
+    """
+    # Scheme and host as they arrived (after ProxyFix): request.root_url would also
+    # rewrite them as an IRI, which costs more and is not what Twilio signed.
+    base = (
+        helpline().settings.public_url or f"{request.scheme}://{request.host}{request.script_root}"
+    )
+    query = request.query_string.decode("latin-1")
+    return base + request.path + (f"?{query}" if query else "")
+
+
+def _language_hint() -> str:
+    services = helpline()
+    lang = request.args.get("lang", "")
+    return lang if lang in services.library.content.languages else services.default_language
+
+
+def failsafe_response() -> Response:
+    services = helpline()
+    lang = _language_hint()
+    if request.path.startswith("/twilio/sms"):
+        return _twiml(services.sms_failsafe[lang])
+    return _twiml(services.voice_failsafe[lang])
+
+
+@bp.before_request
+def require_twilio_signature() -> Response | None:
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if signature and None in request.form:
+        # A multipart field whose name could not be read: nothing Twilio sends, nor signs.
+        log.warning("rejected webhook with a nameless form field", extra={"path": request.path})
+        return Response("Bad Request: a form field has no name\n", 400, mimetype="text/plain")
+    if signature and helpline().validator.validate(signed_url(), request.form, signature):
+        request.environ["helpline.started"] = time.perf_counter()
+        return None
+    log.warning("rejected webhook without a valid signature", extra={"path": request.path})
+    return Response(
+        "Forbidden: missing or invalid X-Twilio-Signature\n", 403, mimetype="text/plain"
+    )
+
+
+@bp.errorhandler(Exception)
+def answer_safely(exc: Exception) -> Response | HTTPException:
+    """Turn any failure inside a webhook into the fail-safe TwiML."""
+    if isinstance(exc, HTTPException) and not isinstance(exc, RequestEntityTooLarge):
+        if exc.code is not None and exc.code < 500:
+            return exc
+    # The exception text can hold input; the type and the stack are enough to debug.
+    log.error(
+        "webhook failed; answered with the fail-safe",
+        extra={"path": request.path, "error": type(exc).__name__},
+        exc_info=not isinstance(exc, HTTPException),
+    )
+    return failsafe_response()
+
+
+# -- voice ------------------------------------------------------------------------------
+
+
+def _voice_answer(state: State, events: list[Event], call_sid: str = "") -> Response:
+    services = helpline()
+    position: dict[str, Any] = {"node": state.node, "lang": state.lang, "r": state.reprompts}
+    if state.answers:
+        # Answers can hold a callback number: sealed, and bound to this call.
+        position["a"] = seal_answers(services.sealer, state.answers, call_sid)
+    # Built by hand: url_for costs as much as the rest of this answer.
+    action = f"{request.script_root}{bp.url_prefix}{VOICE_STEP}?{urlencode(position)}"
+    return _twiml(twiml.voice(events, action, services.settings.region))
+
+
+@bp.post("/voice")
+def voice_incoming() -> Response:
+    state, events = helpline().voice.start()
+    log.debug("call answered", extra={"node": state.node})
+    return _voice_answer(state, events)
+
+
+@bp.post(VOICE_STEP)
+def voice_step() -> Response:
+    services = helpline()
+    engine = services.voice
+    caller = Caller(number=_form("From"), channel="voice", webhook_sid=_form("CallSid"))
+    state = engine.restore(
+        {
+            "flow": engine.flow.id,
+            "node": request.args.get("node", ""),
+            "lang": request.args.get("lang", ""),
+            "reprompts": request.args.get("r", "0"),
+            "answers": open_answers(services.sealer, request.args.get("a", ""), caller.webhook_sid),
+        }
+    )
+    if state is None:
+        # An action URL from an older deployment (or a tampered one): start over, safely.
+        state, events = engine.start(request.args.get("lang"))
+    else:
+        reply = Reply(digits=_form("Digits"), text=_form("SpeechResult"))
+        danger = engine.danger(reply.text)
+        if danger is not None:
+            services.desk.escalate(caller)
+        facts = services.desk.facts(caller, spoken=True)
+        step = engine.resume(state, reply, context=facts, danger=danger)
+        state, events = services.desk.settle(engine, caller, step, facts)
+    log.debug("call step", extra={"node": state.node, "lang": state.lang})
+    return _voice_answer(state, events, caller.webhook_sid)
+
+
+@bp.post("/voice/fallback")
+def voice_fallback() -> Response:
+    log.error("voice fallback used", extra={"error_code": _form("ErrorCode")[:10]})
+    return failsafe_response()
+
+
+# -- sms --------------------------------------------------------------------------------
+
+
+@bp.post("/sms")
+def sms_incoming() -> Response:
+    text = Incoming(sender=_form("From"), body=_form("Body"), message_sid=_form("MessageSid"))
+    return _twiml(helpline().sms.answer(text))
+
+
+@bp.post("/sms/fallback")
+def sms_fallback() -> Response:
+    log.error("sms fallback used", extra={"error_code": _form("ErrorCode")[:10]})
+    return failsafe_response()
+
+
+# -- status callbacks -------------------------------------------------------------------
+
+
+def _count(channel: str, status: str, known: frozenset[str]) -> Response:
+    field = status if status in known else "other"
+    helpline().store.attempt(
+        f"{channel} status", lambda client: client.hincrby(f"{STATS_KEY}:{channel}", field, 1), 0
+    )
+    return _twiml(twiml.empty_messaging())
+
+
+@bp.post("/voice/status")
+def voice_status() -> Response:
+    return _count("voice", _form("CallStatus"), CALL_STATUSES)
+
+
+@bp.post("/sms/status")
+def sms_status() -> Response:
+    return _count("sms", _form("MessageStatus") or _form("SmsStatus"), MESSAGE_STATUSES)
