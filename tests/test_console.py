@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from helpline import create_app
-from helpline.application.jobs import job_queue
+from helpline.application.jobs import URGENT_QUEUE, job_queue
 from helpline.callbacks.queue import HISTORY, CallbackQueue, Outcome, Status
 from helpline.counsellors.audit import AUDIT, AuditLog
 from helpline.infrastructure.crypto import Sealer, lookup_key
@@ -452,13 +452,15 @@ def test_call_back_later_takes_a_time_in_the_helplines_zone(app, logged_in):
     assert after.due_at == datetime(2099, 1, 2, 10, 30, tzinfo=UTC).timestamp()
 
 
-def test_call_now_queues_a_bridge_job_with_ids_only(app, logged_in, redis):
+def test_call_now_queues_an_urgent_bridge_job_with_ids_only(app, logged_in, redis):
     request = enqueue(app)
     post(logged_in, "/console/take")
 
     post(logged_in, f"/console/requests/{request.id}/call")
 
-    [job] = job_queue(redis).get_jobs()
+    # Urgent: a counsellor waiting for their phone does not wait behind routine texts.
+    assert job_queue(redis).get_jobs() == []
+    [job] = job_queue(redis, URGENT_QUEUE).get_jobs()
     assert job.func_name == "workers.bridge.call_counsellor"
     assert job.args == [request.id, "alex"]
     assert ("alex", "call", request.id) in [(e.actor, e.action, e.request) for e in audit(app)]

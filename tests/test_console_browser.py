@@ -17,7 +17,7 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from helpline.application.config import Settings
-from helpline.application.jobs import job_queue
+from helpline.application.jobs import QUEUE_NAMES, job_queue
 from helpline.callbacks.queue import HISTORY
 from helpline.infrastructure.constants import LOGIN_MAX_ACCOUNT_FAILURES
 from tests.browser import new_context, save_screenshot
@@ -61,7 +61,8 @@ def worker_env(
 
 def run_jobs(redis: redis_py.Redis) -> None:
     """Work every queued job in a real RQ worker, in this process, then stop."""
-    worker = SimpleWorker([job_queue(redis)], connection=redis, serializer=JSONSerializer)
+    queues = [job_queue(redis, name) for name in QUEUE_NAMES]  # urgent first, as workers do
+    worker = SimpleWorker(queues, connection=redis, serializer=JSONSerializer)
     worker.work(burst=True)
 
 

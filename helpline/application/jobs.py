@@ -51,8 +51,9 @@ class Job(StrEnum):
     LOGIN_NOTICE = "workers.notices.login_attempts_notice"
 
 
-# Jobs that must never wait behind routine texts: workers take them first.
-URGENT_JOBS = frozenset({Job.ALERT})
+# Jobs that must never wait behind routine texts: workers take them first. A counsellor
+# who pressed "Call now" is waiting for their phone to ring.
+URGENT_JOBS = frozenset({Job.ALERT, Job.CALL_COUNSELLOR})
 
 
 def job_queue(connection: redis.Redis, name: str = ROUTINE_QUEUE) -> Queue:
@@ -93,8 +94,8 @@ class Jobs:
         return self.once(Job.MISSED_CALL, f"missed-{request_id}-{attempt}", request_id, attempt)
 
     def call_counsellor(self, request_id: str, username: str) -> None:
-        """Queue the call to a counsellor's phone that starts a bridged call back."""
-        self.queue().enqueue(Job.CALL_COUNSELLOR.value, request_id, username)
+        """Queue the call to a counsellor's phone that starts a bridged call back (urgent)."""
+        self.queue(URGENT_QUEUE).enqueue(Job.CALL_COUNSELLOR.value, request_id, username)
 
     def login_notice(self, username: str) -> None:
         """Queue the text telling a counsellor about wrong passwords on their account."""
