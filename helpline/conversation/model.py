@@ -724,6 +724,9 @@ def _check_actions(flow: Flow, name: str, problems: list[str]) -> None:
             for result, target in node.outcomes:
                 after = f" after action {declared.name!r} ends {result!r}"
                 starts.append((target, CALLER_FACTS | declared.provides(result), after))
+    facts_of_all = CALLER_FACTS.union(
+        *(a.provides(o) for a in DECLARED.values() for o in a.outcomes)
+    )
     reported: set[tuple[str, str, str, str]] = set()
     for root, known, after in starts:
         seen, pending = set(), [root]
@@ -742,7 +745,9 @@ def _check_actions(flow: Flow, name: str, problems: list[str]) -> None:
                             f"{name}: node {node_id!r} says {key!r}, which uses {{{fact}}}:"
                             f" nothing provides it there{after or ' (no action before it)'}"
                         )
-            if not node.waits and not node.action:
+            if node.branch and node.branch.on in facts_of_all and node.branch.on not in known:
+                pending.append(node.branch.otherwise)  # a fact not known here is never met
+            elif not node.waits and not node.action:
                 pending.extend(t for t in node.exits() if t not in seen)
 
 
