@@ -9,6 +9,7 @@ from helpline.application.config import Settings
 from helpline.application.intake import Caller
 from helpline.conversation.actions import CALLBACK, Action
 from helpline.conversation.engine import Act, Say, State
+from helpline.conversation.explore import QUEUED_FACTS
 from helpline.conversation.lint import load_flows
 from helpline.conversation.model import Channel
 
@@ -67,3 +68,9 @@ def test_a_handler_returning_what_its_action_does_not_declare_is_refused(returne
     registry = ActionRegistry({"callback": lambda s, c: returned})
     with pytest.raises(ValueError, match="does not declare"):
         registry.settle(ENGINE, CALLER, at_the_request(), {})
+
+
+def test_the_explorer_plays_only_outcomes_and_facts_the_callback_action_declares():
+    played = [*QUEUED_FACTS, ("failed", {})]
+    assert {result for result, _ in played} == set(CALLBACK.outcomes)
+    assert all(facts.keys() <= CALLBACK.provides(result) for result, facts in played)
