@@ -164,3 +164,62 @@ def test_spanish_accents_fold_to_gsm7_but_keep_letters_gsm7_has():
         fold_to_gsm("Recuperación, señales, ¿Peligro? “sí”")
         == 'Recuperacion, señales, ¿Peligro? "si"'
     )
+
+
+def test_an_unknown_action_is_reported_with_the_actions_there_are(flows):
+    edit(flows / "voice.yaml", "    action: callback\n", "    action: check_in\n")
+    assert (
+        "voice.yaml: node 'callback_queue': unknown action 'check_in' (the actions are: callback)"
+        in check_flows(flows)
+    )
+
+
+def test_an_outcome_the_flow_does_not_route_is_named(flows):
+    edit(
+        flows / "voice.yaml",
+        "outcomes: {queued: callback_queued, already: callback_already, failed: callback_failed}",
+        "outcomes: {queued: callback_queued, already: callback_already, busy: callback_failed}",
+    )
+    problems = check_flows(flows)
+    assert any(
+        p.startswith("voice.yaml: node 'callback_queue': action 'callback' needs outcomes")
+        and "'failed' is not routed" in p
+        and "'busy' is never returned" in p
+        for p in problems
+    )
+
+
+def test_a_fact_the_action_does_not_provide_is_reported_where_it_is_said(flows):
+    # A failed request has no place in the queue: the caller would hear "{position}".
+    edit(
+        flows / "content" / "en.yaml",
+        "so you are not on the list yet.",
+        "so you are not number {position} on the list yet.",
+    )
+    assert (
+        "voice.yaml: node 'callback_failed' says 'voice.callback_failed', which uses"
+        " {position}: nothing provides it there after action 'callback' ends 'failed'"
+        in check_flows(flows)
+    )
+
+
+def test_a_fact_said_before_any_action_is_reported(flows):
+    edit(
+        flows / "content" / "en.yaml",
+        "If we miss you, can we leave a voicemail?",
+        "If we miss you (number {position}), can we leave a voicemail?",
+    )
+    assert any(
+        p.startswith("sms.yaml: node 'callback_voicemail' says 'sms.callback_voicemail'")
+        and "{position}" in p
+        for p in check_flows(flows)
+    )
+
+
+def test_an_answer_the_action_needs_but_no_node_records_is_reported(flows):
+    # Without it every request would be taken as "no texts", whatever the texter said.
+    edit(flows / "sms.yaml", 'set: {texts: "yes"}', 'set: {text: "yes"}')
+    edit(flows / "sms.yaml", 'set: {texts: "no"}', 'set: {text: "no"}')
+    assert "sms.yaml: action 'callback' needs answer 'texts'; no node records it" in check_flows(
+        flows
+    )

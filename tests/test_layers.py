@@ -198,6 +198,7 @@ def test_only_the_queue_reads_or_writes_a_requests_record():
 # Services and what they stand on: built in helpline/application/composition.py and nowhere else.
 COMPOSED = frozenset(
     {
+        "ActionRegistry",
         "AuditLog",
         "CallbackDesk",
         "CallbackQueue",

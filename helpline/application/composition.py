@@ -14,6 +14,7 @@ import time
 
 import redis
 
+from helpline.application.actions import ActionRegistry
 from helpline.application.config import Settings
 from helpline.application.intake import CallbackDesk
 from helpline.application.jobs import Jobs
@@ -95,6 +96,7 @@ class Components:
     def warm_web(self) -> None:
         """Build now what every webhook needs, so the first caller waits for none of it."""
         self.sms  # noqa: B018  (each is built on first use)
+        self.actions  # noqa: B018
         self.validator  # noqa: B018
         self.voice_failsafe  # noqa: B018
         self.sms_failsafe  # noqa: B018
@@ -133,6 +135,11 @@ class Components:
         )
 
     @functools.cached_property
+    def actions(self) -> ActionRegistry:
+        """The handler of every action a flow can ask for."""
+        return ActionRegistry({"callback": self.desk.request_callback})
+
+    @functools.cached_property
     def gsm(self) -> dict[str, bool]:
         """Whether each language's texts must fit the GSM-7 alphabet."""
         return {code: lang.gsm for code, lang in self.library.content.languages.items()}
@@ -140,7 +147,13 @@ class Components:
     @functools.cached_property
     def sms(self) -> SmsConversations:
         return SmsConversations(
-            self.engine(Channel.SMS), self.store, self.phone_key, self.gsm, self.desk, self.sealer
+            self.engine(Channel.SMS),
+            self.store,
+            self.phone_key,
+            self.gsm,
+            self.desk,
+            self.actions,
+            self.sealer,
         )
 
     @functools.cached_property

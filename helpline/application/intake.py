@@ -1,4 +1,4 @@
-"""Taking a callback request from a call or a text: the flows' 'callback' action.
+"""Taking a callback request from a call or a text: the handler of the 'callback' action.
 
 The flow asks the questions; this module knows the facts the flow branches on (is the
 caller's number known? are counsellors on duty?), queues the request, and hands the
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from helpline.callbacks.queue import Added, CallbackQueue, Contact, Placement
-from helpline.conversation.engine import Act, Engine, State, Step
+from helpline.conversation.engine import State
 from helpline.conversation.model import STORE_DOWN, STORE_FACT, Content
 from helpline.infrastructure.crypto import Sealer
 from helpline.infrastructure.errors import QueueError, SealError
@@ -77,7 +77,7 @@ class CallerFacts(Mapping[str, str]):
 
 
 class CallbackDesk:
-    """Performs the 'callback' action and supplies the facts the flows branch on."""
+    """Handles the 'callback' action (request_callback) and supplies the caller's facts."""
 
     def __init__(
         self,
@@ -111,15 +111,6 @@ class CallbackDesk:
             return not (self.store.available and ping)
 
         return CallerFacts(caller, spoken=spoken, region=self.region, store_down=store_down)
-
-    def settle(self, engine: Engine, caller: Caller, step: Step, facts: Mapping[str, str]) -> Step:
-        """If the step ends by asking for an action, perform it and continue the flow."""
-        state, events = step
-        if not events or not isinstance(events[-1], Act):
-            return step
-        result, more = self.request_callback(state, caller)
-        state, after = engine.outcome(state, result, {**facts, **more})
-        return state, [*events[:-1], *after]
 
     def request_callback(self, state: State, caller: Caller) -> tuple[str, dict[str, str]]:
         """Queue the caller; return the flow outcome and the facts to tell them."""

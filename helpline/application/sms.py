@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from helpline.application.actions import ActionRegistry
 from helpline.application.intake import CallbackDesk, Caller, open_answers, seal_answers
 from helpline.conversation import twiml
 from helpline.conversation.engine import Engine, Event, Reply, State
@@ -52,6 +53,7 @@ class SmsConversations:
         phone_key: bytes,
         gsm: dict[str, bool],
         desk: CallbackDesk,
+        actions: ActionRegistry,
         sealer: Sealer,
     ):
         self.engine = engine
@@ -59,6 +61,7 @@ class SmsConversations:
         self.phone_key = phone_key
         self.gsm = gsm
         self.desk = desk
+        self.actions = actions
         self.sealer = sealer
         self._read_script = store.client.register_script(_READ)
 
@@ -90,7 +93,9 @@ class SmsConversations:
         if not step.events:
             return twiml.empty_messaging()  # opted out: no reply, and nothing to keep
         assert step.state is not None
-        new_state, events = self.desk.settle(self.engine, caller, (step.state, step.events), facts)
+        new_state, events = self.actions.settle(
+            self.engine, caller, (step.state, step.events), facts
+        )
         log.debug(
             "sms answered",
             extra={"node": new_state.node, "lang": new_state.lang, "from": mask_phone(text.sender)},

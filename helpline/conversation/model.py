@@ -17,6 +17,7 @@ from typing import Any, TypeVar, cast
 
 import yaml
 
+from helpline.conversation.actions import CALLER_FACTS, DECLARED
 from helpline.conversation.matching import tokens
 
 T = TypeVar("T")
@@ -24,8 +25,6 @@ PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 # What the web layer knows at the moment a message is said; every other placeholder
 # is a region value (flows/regions/*.yaml), checked by the linter.
 RUNTIME_PLACEHOLDERS = frozenset({"number_end", "position", "minutes", "resume", "day", "time"})
-# Effects a node can ask the web layer to perform, and the outcomes each must route.
-ACTIONS = {"callback": frozenset({"queued", "already", "failed"})}
 # The fact that says the store is down, so nothing said now can be remembered: branches
 # route on it, and an SMS flow's replies then ask only what a fresh conversation knows.
 STORE_FACT, STORE_DOWN = "store", "down"
@@ -526,10 +525,18 @@ def _parse_node(node_id: str, raw: Any, where: str, problems: list[str]) -> Node
     action = raw.get("action")
     outcomes = raw.get("outcomes") or {}
     if action is not None:
-        if action not in ACTIONS:
-            problems.append(f"{where}: unknown action {action!r}")
-        elif not isinstance(outcomes, dict) or set(outcomes) != ACTIONS[action]:
-            problems.append(f"{where}: action {action!r} needs outcomes {sorted(ACTIONS[action])}")
+        if action not in DECLARED:
+            problems.append(
+                f"{where}: unknown action {action!r} (the actions are: {', '.join(DECLARED)})"
+            )
+        elif not isinstance(outcomes, dict) or set(outcomes) != set(DECLARED[action].outcomes):
+            declared = set(DECLARED[action].outcomes)
+            routed = set(outcomes) if isinstance(outcomes, dict) else set()
+            problems.append(
+                f"{where}: action {action!r} needs outcomes {sorted(declared)}"
+                + "".join(f"; {o!r} is not routed" for o in sorted(declared - routed))
+                + "".join(f"; {o!r} is never returned" for o in sorted(routed - declared))
+            )
             outcomes = {}
     elif outcomes:
         problems.append(f"{where}: 'outcomes' without an 'action'")
@@ -652,6 +659,7 @@ def _check_flow(flow: Flow, name: str, problems: list[str]) -> None:
 
     _check_next_cycles(flow, name, problems)
     _check_reachable(flow, name, problems)
+    _check_actions(flow, name, problems)
 
 
 def _check_next_cycles(flow: Flow, name: str, problems: list[str]) -> None:
@@ -681,6 +689,76 @@ def _check_reachable(flow: Flow, name: str, problems: list[str]) -> None:
     for node_id in flow.nodes:
         if node_id not in reached:
             problems.append(f"{name}: node {node_id!r} is unreachable")
+
+
+def _check_actions(flow: Flow, name: str, problems: list[str]) -> None:
+    """An action's needs are recorded somewhere in the flow, and every fact a message says
+    is known where it is said: what is known of every caller, and after an action's
+    outcome what that outcome provides, until the flow next waits (a reprompt knows only
+    the caller's facts)."""
+    recorded = {slot for node in flow.nodes.values() for slot, _ in _records(node)}
+    acting = {n.action for n in flow.nodes.values() if n.action and n.action in DECLARED}
+    for action in sorted(acting):
+        for answer in sorted(DECLARED[action].needs - recorded):
+            problems.append(
+                f"{name}: action {action!r} needs answer {answer!r}; no node records it"
+            )
+
+    def runtime(key: str) -> set[str]:
+        return {
+            fact
+            for messages in flow.content.messages.values()
+            for fact in PLACEHOLDER.findall(messages.get(key, ""))
+            if fact in RUNTIME_PLACEHOLDERS
+        }
+
+    # Where a step starts, and what it knows there.
+    starts: list[tuple[str, frozenset[str], str]] = []
+    roots = [flow.start, flow.crisis, flow.self_harm, flow.other, flow.exhausted]
+    roots += [flow.language_start, *(kw.goto for kw in flow.keywords)]
+    roots += [t for node in flow.nodes.values() if node.waits for t in node.exits()]
+    starts += [(root, CALLER_FACTS, "") for root in dict.fromkeys(roots) if root]
+    for node in flow.nodes.values():
+        declared = DECLARED.get(node.action) if node.action else None
+        if declared is not None:
+            for result, target in node.outcomes:
+                after = f" after action {declared.name!r} ends {result!r}"
+                starts.append((target, CALLER_FACTS | declared.provides(result), after))
+    facts_of_all = CALLER_FACTS.union(
+        *(a.provides(o) for a in DECLARED.values() for o in a.outcomes)
+    )
+    reported: set[tuple[str, str, str, str]] = set()
+    for root, known, after in starts:
+        seen, pending = set(), [root]
+        while pending:
+            node_id = pending.pop()
+            if node_id in seen or node_id not in flow.nodes:
+                continue
+            seen.add(node_id)
+            node = flow.nodes[node_id]
+            said = [(key, known) for key in node.say] + [(key, CALLER_FACTS) for key in node.prompt]
+            for key, facts in said:
+                for fact in sorted(runtime(key) - facts):
+                    if (node_id, key, fact, after) not in reported:
+                        reported.add((node_id, key, fact, after))
+                        problems.append(
+                            f"{name}: node {node_id!r} says {key!r}, which uses {{{fact}}}:"
+                            f" nothing provides it there{after or ' (no action before it)'}"
+                        )
+            if node.branch and node.branch.on in facts_of_all and node.branch.on not in known:
+                pending.append(node.branch.otherwise)  # a fact not known here is never met
+            elif not node.waits and not node.action:
+                pending.extend(t for t in node.exits() if t not in seen)
+
+
+def _records(node: Node) -> list[tuple[str, str]]:
+    """Every answer a node can record, as (slot, value); a collected slot's value is ''."""
+    recorded = [pair for case in node.cases for pair in case.set]
+    if node.on_crisis:
+        recorded += node.on_crisis.set
+    if node.collect:
+        recorded.append((node.collect.slot, ""))
+    return recorded
 
 
 @functools.lru_cache(maxsize=4096)

@@ -174,7 +174,7 @@ def voice_step() -> Response:
             services.desk.escalate(caller)
         facts = services.desk.facts(caller, spoken=True)
         step = engine.resume(state, reply, context=facts, danger=danger)
-        state, events = services.desk.settle(engine, caller, step, facts)
+        state, events = services.actions.settle(engine, caller, step, facts)
     log.debug("call step", extra={"node": state.node, "lang": state.lang})
     return _voice_answer(state, events, caller.webhook_sid)
 

@@ -1,0 +1,40 @@
+"""The actions a flow can ask for, as declarations: what each is called, the answers it
+reads, the outcomes it ends in and the facts each outcome tells the flow.
+
+The linter checks flows against these; the application layer performs them
+(helpline.application.actions holds one handler for each, and refuses to start without).
+A node names an action and routes every outcome; what the nodes after an outcome say may
+use the facts that outcome provides, up to the next question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# Facts known of every caller at every step, before any action: whether their number
+# can be offered back to them (and its last digits), and whether the store is up.
+CALLER_FACTS = frozenset({"caller_id", "number_end", "store"})
+# Where a request stands once it is on the list: the place, the wait or the hours.
+WHERE_FACTS = frozenset({"place", "position", "wait", "minutes", "hours", "resume"})
+
+
+@dataclass(frozen=True)
+class Action:
+    """One effect a node can ask for, and everything a flow may rely on from it."""
+
+    name: str
+    needs: frozenset[str]  # answers it reads, recorded earlier in the conversation
+    outcomes: Mapping[str, frozenset[str]]  # each outcome -> the facts it provides
+
+    def provides(self, outcome: str) -> frozenset[str]:
+        return self.outcomes.get(outcome, frozenset())
+
+
+CALLBACK = Action(
+    name="callback",
+    needs=frozenset({"phone", "voicemail", "texts", "urgent"}),
+    outcomes={"queued": WHERE_FACTS, "already": WHERE_FACTS, "failed": frozenset()},
+)
+# Every action a flow may name, by name.
+DECLARED: Mapping[str, Action] = {action.name: action for action in (CALLBACK,)}
