@@ -170,6 +170,14 @@ class Trickler:
                     self.closed.add(index)
             self.stop.wait(TRICKLE_INTERVAL)
 
+    def trickled_twice(self) -> bool:
+        """Whether every connection has sent two bytes past what it opened with (or is shut)."""
+        opened = len(self.head)
+        return all(
+            index in self.closed or sent - (opened if index % 2 else 0) >= 2
+            for index, sent in enumerate(self.sent)
+        )
+
     def close(self) -> None:
         self.stop.set()
         for sock in self.sockets:
@@ -195,7 +203,8 @@ def test_signed_webhooks_answer_at_once_while_slow_clients_trickle_and_are_cut_o
     trickler = Trickler(web, SLOW_CONNECTIONS)
     thread = trickler.start()
     try:
-        time.sleep(2 * TRICKLE_INTERVAL)  # every slow connection has been taken up
+        # Every slow connection has trickled twice: the server holds them all by now.
+        wait_until(trickler.trickled_twice, WAIT_SECONDS, what="the slow connections to trickle")
 
         took, body = _post(web, "/twilio/voice", call_params())
         assert took < ANSWER_WITHIN, f"the call waited {took:.1f} s"
