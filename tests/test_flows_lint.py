@@ -35,6 +35,32 @@ def test_missing_translation_is_reported(flows):
     assert "content/es.yaml: message 'sms.not_understood' is missing (translation)" in problems
 
 
+@pytest.mark.parametrize("part", ["name", "digit", "words", "numbers"])
+def test_a_language_lacking_any_part_of_its_block_is_refused(flows, part):
+    path = flows / "content" / "es.yaml"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"  {part}:"))
+    end = start + 1
+    while lines[end].startswith("    "):  # the block's own lines (the number words)
+        end += 1
+    path.write_text("".join(lines[:start] + lines[end:]), encoding="utf-8")
+
+    assert f"content/es.yaml: language.{part} is missing" in check_flows(flows)
+
+
+def test_a_language_lacking_the_words_for_one_key_is_refused(flows):
+    edit(flows / "content" / "es.yaml", '    "5": [cinco]\n', "")
+    assert "content/es.yaml: language.numbers '5' is missing" in check_flows(flows)
+
+
+def test_a_number_word_that_means_another_key_elsewhere_is_refused(flows):
+    edit(flows / "content" / "es.yaml", '"2": [dos]', '"2": [dos, four]')
+    assert (
+        "content/es.yaml: language.numbers word 'FOUR' is '2' here but '4' in en.yaml"
+        in check_flows(flows)
+    )
+
+
 def test_unreachable_node_is_reported(flows):
     edit(
         flows / "voice.yaml",

@@ -94,6 +94,13 @@ def test_a_language_missing_from_a_region_is_an_error(flows):
     assert "regions/gb.yaml: language 'es' is missing (every value and voice)" in check_flows(flows)
 
 
+def test_a_voice_that_is_not_a_locale_is_an_error(flows):
+    edit(flows / "regions" / "us.yaml", "voice: es-US", "voice: Spanish")
+    assert "regions/us.yaml: es: voice 'Spanish' must be a locale such as en-GB" in check_flows(
+        flows
+    )
+
+
 def test_a_placeholder_no_region_gives_is_an_error(flows):
     edit(flows / "content" / "en.yaml", "Call {emergency} now.", "Call {emergency_number} now.")
 

@@ -132,6 +132,7 @@ class Engine:
         self._phrases = {key: self.content.all_phrase_tokens(key) for key in keys}
         self._keywords = KeywordIndex(self._phrases[kw.words] for kw in flow.keywords)
         self._languages = list(self.content.languages)
+        self._numbers = self.content.number_words()
         self._language_names = KeywordIndex(
             self._phrases[lang.words] for lang in self.content.languages.values()
         )
@@ -182,7 +183,7 @@ class Engine:
             state = self.start(state.lang)[0]  # a new conversation, at the menu
         node = flow.nodes[state.node]
         words = reply.words
-        choice = reply.digits.strip()[:2] or as_choice(reply.text, words)
+        choice = reply.digits.strip()[:2] or as_choice(reply.text, self._numbers, words)
         lang, answers = state.lang, state.answers
         context = context if context is not None else {}
 

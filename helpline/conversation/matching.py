@@ -4,45 +4,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from helpline.infrastructure.constants import MAX_INPUT_CHARS
 
 _NON_WORD = re.compile(r"[^0-9A-Z]+")
-
-# Spoken or typed number words, so "one" or "uno" picks option 1 like a key press.
-_NUMBER_WORDS = {
-    "ZERO": "0",
-    "CERO": "0",
-    "NOUGHT": "0",
-    "ONE": "1",
-    "UNO": "1",
-    "UN": "1",
-    "UNA": "1",
-    "TWO": "2",
-    "TO": "2",
-    "TOO": "2",
-    "DOS": "2",
-    "THREE": "3",
-    "TRES": "3",
-    "FOUR": "4",
-    "FOR": "4",
-    "CUATRO": "4",
-    "FIVE": "5",
-    "CINCO": "5",
-    "SIX": "6",
-    "SEIS": "6",
-    "SEVEN": "7",
-    "SIETE": "7",
-    "EIGHT": "8",
-    "OCHO": "8",
-    "NINE": "9",
-    "NUEVE": "9",
-    "STAR": "*",
-    "ASTERISK": "*",
-    "ASTERISCO": "*",
-    "ESTRELLA": "*",
-}
 
 
 def tokens(text: str) -> tuple[str, ...]:
@@ -56,10 +22,13 @@ def tokens(text: str) -> tuple[str, ...]:
     return tuple(t for t in _NON_WORD.split(text.upper()) if t)
 
 
-def as_choice(text: str, words: Sequence[str] | None = None) -> str | None:
+def as_choice(
+    text: str, numbers: Mapping[str, str], words: Sequence[str] | None = None
+) -> str | None:
     """Return the menu key a short reply stands for ("2", "2.", "two", "*"), if any.
 
-    words: tokens(text), when the caller has them already.
+    numbers: the words for keys, folded ({"TWO": "2"}: each language's, from its content
+    file). words: tokens(text), when the caller has them already.
     """
     stripped = text.strip()
     if stripped in {"*", "#"}:
@@ -71,7 +40,7 @@ def as_choice(text: str, words: Sequence[str] | None = None) -> str | None:
     word = words[0]
     if word.isdigit() and len(word) <= 2:
         return word
-    return _NUMBER_WORDS.get(word)
+    return numbers.get(word)
 
 
 def edit_distance_at_most_one(a: str, b: str) -> bool:

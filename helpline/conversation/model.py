@@ -34,6 +34,10 @@ AT_RISK = ("urgent", "yes")
 # What a node can collect from free input.
 COLLECTABLE = frozenset({"phone"})
 DIGIT_KEYS = re.compile(r"^[0-9*#]{1,2}$")
+# The keys every language names in words ("two", "dos"), so a reply of one picks it.
+NUMBER_KEYS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*")
+# What a content file's language block holds.
+LANGUAGE_SETTINGS = frozenset({"name", "default", "gsm", "digit", "words", "numbers"})
 
 
 class Channel(StrEnum):
@@ -133,6 +137,8 @@ class Language:
     gsm: bool  # SMS in this language should fit GSM-7 (after folding)
     digit: str  # the key that chooses this language on a call
     words: str  # words id that chooses this language by speech or text
+    # Words said or texted for a key, folded for matching: {"TWO": "2", "STAR": "*"}.
+    numbers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,10 @@ class Content:
     def personal(self, key: str, lang: str) -> bool:
         """Return whether the message fills in a fact about this call (RUNTIME_PLACEHOLDERS)."""
         return _uses_call_facts(self.messages[lang][key])
+
+    def number_words(self) -> dict[str, str]:
+        """Return every language's words for a key ("two", "dos" -> "2"), folded."""
+        return {word: key for lang in self.languages.values() for word, key in lang.numbers.items()}
 
     def phrases(self, key: str, lang: str) -> tuple[str, ...]:
         return self.words[lang][key]
@@ -309,6 +319,35 @@ def _expand_words(
     }
 
 
+def _number_words(raw: Any, name: str, problems: list[str]) -> dict[str, str]:
+    """Read a language's number words: each key of NUMBER_KEYS -> one word or more."""
+    if raw is None:
+        return {}  # reported as missing
+    if not isinstance(raw, dict):
+        problems.append(f"{name}: language.numbers must map each key to its words")
+        return {}
+    raw = {str(key): words for key, words in raw.items()}
+    numbers: dict[str, str] = {}
+    for key in NUMBER_KEYS:
+        if key not in raw:
+            problems.append(f"{name}: language.numbers {key!r} is missing")
+    for key, words in raw.items():
+        where = f"{name}: language.numbers {key!r}"
+        if key not in NUMBER_KEYS:
+            problems.append(f"{where} is not a key ({', '.join(NUMBER_KEYS)})")
+            continue
+        written = _strs(words, where, problems)
+        if not written:
+            problems.append(f"{where} needs at least one word")
+        for word in written:
+            folded = tokens(word)
+            if len(folded) != 1 or folded[0].isdigit():
+                problems.append(f"{where}: {word!r} must be one word")
+            elif numbers.setdefault(folded[0], key) != key:
+                problems.append(f"{where}: {word!r} already stands for {numbers[folded[0]]!r}")
+    return numbers
+
+
 def parse_content(content_dir: Path, problems: list[str]) -> Content:
     """Read every language file and check they agree key for key."""
     languages: dict[str, Language] = {}
@@ -318,22 +357,26 @@ def parse_content(content_dir: Path, problems: list[str]) -> Content:
     for path in sorted(content_dir.glob("*.yaml")):
         code = path.stem
         data = read_yaml(path, problems)
+        where = f"content/{path.name}"
         meta = data.get("language") or {}
         if not isinstance(meta, dict):
-            problems.append(f"{path.name}: 'language' must be a mapping")
+            problems.append(f"{where}: 'language' must be a mapping")
             meta = {}
-        for required in ("name", "digit", "words"):
+        for required in ("name", "digit", "words", "numbers"):
             if required not in meta:
-                problems.append(f"{path.name}: language.{required} is missing")
+                problems.append(f"{where}: language.{required} is missing")
+        for unknown in sorted(set(map(str, meta)) - LANGUAGE_SETTINGS):
+            problems.append(f"{where}: language.{unknown} is not a setting")
         digit = str(meta.get("digit", ""))
         if digit and not DIGIT_KEYS.match(digit):
-            problems.append(f"{path.name}: language.digit must be a key on the keypad")
+            problems.append(f"{where}: language.digit must be a key on the keypad")
         languages[code] = Language(
             code=code,
             name=str(meta.get("name", code)),
             gsm=bool(meta.get("gsm", True)),
             digit=digit,
             words=str(meta.get("words", "")),
+            numbers=_number_words(meta.get("numbers"), where, problems),
         )
         if meta.get("default"):
             if default:
@@ -374,6 +417,16 @@ def parse_content(content_dir: Path, problems: list[str]) -> Content:
     digits = [lang.digit for lang in languages.values()]
     if len(set(digits)) != len(digits):
         problems.append("content: two languages share the same language.digit")
+    # A reply of one word is read in every language: it must stand for one key only.
+    stands_for: dict[str, tuple[str, str]] = {}
+    for code, lang in languages.items():
+        for word, key in lang.numbers.items():
+            other, other_key = stands_for.setdefault(word, (code, key))
+            if other_key != key:
+                problems.append(
+                    f"content/{code}.yaml: language.numbers word {word!r} is {key!r} here "
+                    f"but {other_key!r} in {other}.yaml"
+                )
     return Content(
         languages=languages,
         messages=messages,

@@ -24,6 +24,8 @@ PHONE_MARK = re.compile(r"\[([^\[\]]*)\]")
 PHONE_DIGITS = re.compile(r"\d[\d -]*\d|\d")
 # Unmarked numbers a value may hold without being read as a phone number: short ones
 # ("24 hours", "1 in 5") and years ("2009").
+# A voice locale as Twilio names one: language, then country (en-GB, es-US, cmn-CN).
+VOICE_LOCALE = re.compile(r"[a-z]{2,3}-[A-Z]{2}")
 PLAIN_NUMBER = re.compile(r"\d{1,2}|(?:19|20)\d\d")
 
 
@@ -124,6 +126,8 @@ def parse_region(path: Path, problems: list[str]) -> Region | None:
         if not isinstance(raw, dict) or set(raw) != {"voice", "values"}:
             problems.append(f"{here}: needs exactly 'voice' (a locale) and 'values'")
             continue
+        if not VOICE_LOCALE.fullmatch(str(raw["voice"])):
+            problems.append(f"{here}: voice {raw['voice']!r} must be a locale such as en-GB")
         values = raw["values"]
         if not isinstance(values, dict):
             problems.append(f"{here}: 'values' must map each placeholder to its text")
