@@ -26,7 +26,7 @@ from helpline.infrastructure.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from helpline.application.composition import Components
-    from helpline.conversation.explore import Explore, Render, Report
+    from helpline.conversation.explore import Report
     from helpline.conversation.lint import Library
 
 # Ofcom keeps 020 7946 0000-0999 for drama: a valid number that is never a subscriber's,
@@ -347,8 +347,6 @@ def _simulate_call(args: argparse.Namespace) -> int:
 
 
 def _flows_check(args: argparse.Namespace) -> int:
-    from helpline.conversation import twiml
-    from helpline.conversation.explore import explore
     from helpline.conversation.lint import inspect_flows
 
     flows_dir = args.dir or Settings().flows_dir
@@ -365,21 +363,23 @@ def _flows_check(args: argparse.Namespace) -> int:
     languages = ", ".join(library.content.languages)
     print(f"flows OK: {len(library.flows)} flows, {nodes} nodes, languages {languages}")
     # Then prove the safety invariants over every state, region and store condition.
-    report = _explore_regions(library, explore, twiml.reply)
+    report = _explore_regions(library)
     for found in report.problems:
         print(found)
     print(report.summary())
     return 1 if report.problems else 0
 
 
-def _explore_regions(library: Library, explore: Explore, render: Render) -> Report:
+def _explore_regions(library: Library) -> Report:
     """Explore each region in a process of its own (forked: they share the loaded flows),
     as many at once as there are cores; one report for all of them."""
     import multiprocessing
     import time
 
-    from helpline.conversation.explore import Report
+    from helpline.conversation import twiml
+    from helpline.conversation.explore import Report, explore
 
+    render = twiml.reply
     regions = list(library.regions.values())
     processes = min(len(regions), os.cpu_count() or 1)
     started = time.perf_counter()
@@ -459,7 +459,6 @@ def _counsellor_add(args: argparse.Namespace) -> int:
 
 
 def _counsellor_list(args: argparse.Namespace) -> int:
-
     settings = load_settings()
     with _components(settings) as parts:
         accounts = parts.counsellors.all()
@@ -470,7 +469,6 @@ def _counsellor_list(args: argparse.Namespace) -> int:
 
 
 def _counsellor_duty(args: argparse.Namespace) -> int:
-
     settings = load_settings()
     with _components(settings) as parts:
         parts.counsellors.set_on_duty(args.username, args.state == "on")
@@ -479,7 +477,6 @@ def _counsellor_duty(args: argparse.Namespace) -> int:
 
 
 def _counsellor_unlock(args: argparse.Namespace) -> int:
-
     settings = load_settings()
     with _components(settings) as parts:
         if parts.counsellors.get(args.username) is None:
@@ -491,7 +488,6 @@ def _counsellor_unlock(args: argparse.Namespace) -> int:
 
 
 def _queue_list(args: argparse.Namespace) -> int:
-
     settings = load_settings()
     with _components(settings) as parts:
         requests = parts.queue.active()

@@ -44,8 +44,6 @@ from helpline.infrastructure.constants import MAX_REPROMPTS, SMS_MAX_SEGMENTS
 # Renders one reply as TwiML, for invariant 1: the web layer's renderer, passed in as
 # (region, channel, events, gsm) -> XML text.
 Render = Callable[[Region, Channel, list[Event], bool], str]
-# explore() itself, as the command line hands it to its processes.
-Explore = Callable[..., "Report"]
 
 # Replies the explorer gives its Act events, with what the web layer would know then.
 QUEUED_FACTS: tuple[tuple[str, dict[str, str]], ...] = (
