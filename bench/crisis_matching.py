@@ -18,7 +18,7 @@ from pathlib import Path
 
 from helpline.application.config import Settings
 from helpline.conversation.lint import load_flows
-from helpline.conversation.model import Channel
+from helpline.conversation.model import Medium
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "corpus"
 
@@ -40,7 +40,7 @@ def main() -> None:
     corpus = read_corpus(args.corpus)
     messages = [m for lines in corpus.values() for m in lines]
     library = load_flows(Settings().flows_dir)
-    for channel in Channel:
+    for channel in Medium:
         engine = library.engine(channel, "GB")
         per_message = []
         for message in messages:

@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
 
 from helpline.application.config import Settings
+from helpline.conversation.channels import texting_channel
 from workers import jobs
 
 ACCOUNT_SID = "AC" + "0" * 32
@@ -94,9 +95,12 @@ def twilio_post(
 
 
 def sms_params(body: str, sender: str = CALLER, **extra: str) -> dict[str, str]:
+    """A text as Twilio posts it; a WhatsApp sender ("whatsapp:+...") writes to our
+    WhatsApp address."""
+    channel = texting_channel(sender)
     params = {
         "From": sender,
-        "To": HELPLINE_NUMBER,
+        "To": channel.address(HELPLINE_NUMBER),
         "Body": body,
         "MessageSid": "SM" + secrets.token_hex(16),
         "AccountSid": ACCOUNT_SID,

@@ -8,13 +8,14 @@ from helpline.application.actions import ActionRegistry
 from helpline.application.config import Settings
 from helpline.application.intake import Caller
 from helpline.conversation.actions import CALLBACK, Action
+from helpline.conversation.channels import SMS
 from helpline.conversation.engine import Act, Say, State
 from helpline.conversation.explore import QUEUED_FACTS
 from helpline.conversation.lint import load_flows
-from helpline.conversation.model import Channel
+from helpline.conversation.model import Medium
 
-ENGINE = load_flows(Settings().flows_dir).engine(Channel.SMS, "GB")
-CALLER = Caller(number="+447700900123", channel="sms", webhook_sid="")
+ENGINE = load_flows(Settings().flows_dir).engine(Medium.SMS, "GB")
+CALLER = Caller(number="+447700900123", channel=SMS, webhook_sid="")
 
 
 def at_the_request() -> tuple[State, list]:

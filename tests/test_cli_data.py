@@ -106,7 +106,10 @@ def test_every_number_in_the_help_is_a_valid_one(command, capsys) -> None:
     assert numbers and all(to_e164(n, "ZZ") == n for n in numbers)
 
 
-def test_a_simulated_texter_on_the_default_number_gets_on_the_list(env, redis, monkeypatch) -> None:
+@pytest.mark.parametrize("channel", [[], ["--whatsapp"]], ids=["sms", "whatsapp"])
+def test_a_simulated_texter_on_the_default_number_gets_on_the_list(
+    env, redis, monkeypatch, channel
+) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     for name in set(os.environ) - set(env):
@@ -116,12 +119,13 @@ def test_a_simulated_texter_on_the_default_number_gets_on_the_list(env, redis, m
     for text in ("TALK", "2", "2", "1", "1", "1"):  # not at risk; no break; this number; ok
         # Not capsys: the app's log handler keeps the sys.stderr it first finds.
         with contextlib.redirect_stdout(io.StringIO()) as out:
-            assert main(["simulate", "sms", text]) == 0
+            assert main(["simulate", "sms", *channel, text]) == 0
         replies.append(out.getvalue())
 
     assert "You're on the list" in replies[-1], replies
     [request] = queue(redis).active()
     assert queue(redis).phone(request.id) == EXAMPLE_NUMBER
+    assert request.channel == ("whatsapp" if channel else "sms")
 
 
 def test_adding_the_same_username_twice_is_refused(env) -> None:

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from helpline import create_app
 from helpline.application.jobs import URGENT_QUEUE, job_queue
-from helpline.callbacks.queue import HISTORY, CallbackQueue, Outcome, Status
+from helpline.callbacks.queue import HISTORY, CallbackQueue, Contact, Outcome, Status
 from helpline.counsellors.audit import AUDIT, AuditLog
 from helpline.infrastructure.crypto import Sealer, lookup_key
 from helpline.web.bridge import make_token
@@ -392,6 +392,32 @@ def test_take_next_claims_then_reveals_the_number_and_every_view_is_audited(app,
         ("alex", "reveal", request.id),
         ("alex", "reveal", request.id),
     ]
+
+
+@pytest.mark.parametrize(
+    ("channel", "asked_by", "texts_by", "texts"),
+    [
+        ("voice", "call", "sms", "text"),
+        ("sms", "text", "sms", "text"),
+        ("whatsapp", "WhatsApp", "whatsapp", "WhatsApp"),
+    ],
+)
+def test_the_queue_and_the_request_page_name_the_channel(
+    app, logged_in, channel, asked_by, texts_by, texts
+):
+    with app.app_context():
+        helpline().queue.enqueue(
+            Contact(callback_number(3), voicemail_ok=True, texts_ok=True, texts_by=texts_by),
+            channel=channel,
+            lang="en",
+            urgent=False,
+        )
+    row = logged_in.get("/console/").get_data(as_text=True)
+    assert f"<td>{asked_by}</td>" in row
+
+    page = logged_in.get(location(post(logged_in, "/console/take"))).get_data(as_text=True)
+    assert f"<dt>Asked by</dt><dd>{asked_by}</dd>" in page
+    assert f"<dt>Texts OK</dt><dd>yes, by {texts}</dd>" in page
 
 
 def test_a_request_claimed_by_someone_else_is_not_shown(app, logged_in):

@@ -20,12 +20,12 @@ import pytest
 from helpline.application.config import Settings
 from helpline.conversation.engine import Engine, Reply, Say, State
 from helpline.conversation.lint import load_flows
-from helpline.conversation.model import Channel
+from helpline.conversation.model import Medium
 from helpline.conversation.texting import answer_text
 
 CORPUS = Path(__file__).parent / "corpus"
 LIBRARY = load_flows(Settings().flows_dir)
-ENGINES = {channel: LIBRARY.engine(channel, "GB") for channel in Channel}
+ENGINES = {channel: LIBRARY.engine(channel, "GB") for channel in Medium}
 FOUND_AT_LEAST = 0.98
 FALSE_ALARMS_AT_MOST = 0.02
 
@@ -39,7 +39,7 @@ def corpus(stem: str) -> list[str]:
 def first_said(engine: Engine, lang: str, message: str) -> Say:
     """What the caller hears or reads first after saying the message at the main menu
     (nothing, for an opt-out word)."""
-    if engine.flow.channel is Channel.VOICE:
+    if engine.flow.channel is Medium.VOICE:
         state, _ = engine.start(lang)
         _, events = engine.resume(state, Reply(text=message), context={"caller_id": "known"})
     else:
@@ -57,7 +57,7 @@ def rate(hits: list[str], messages: list[str]) -> str:
     return f"{len(hits) / len(messages):.1%} ({len(hits)} of {len(messages)})"
 
 
-@pytest.mark.parametrize("channel", list(Channel), ids=[c.value for c in Channel])
+@pytest.mark.parametrize("channel", list(Medium), ids=[c.value for c in Medium])
 @pytest.mark.parametrize(
     ("stem", "lang", "danger"),
     [
@@ -87,7 +87,7 @@ def test_danger_now_gets_its_reply_first(channel, stem, lang, danger):
     )
 
 
-@pytest.mark.parametrize("channel", list(Channel), ids=[c.value for c in Channel])
+@pytest.mark.parametrize("channel", list(Medium), ids=[c.value for c in Medium])
 @pytest.mark.parametrize(("stem", "lang"), [("ordinary_en", "en"), ("ordinary_es", "es")])
 def test_ordinary_messages_do_not_get_a_danger_reply(channel, stem, lang):
     engine = ENGINES[channel]

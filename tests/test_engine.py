@@ -10,13 +10,13 @@ import pytest
 from helpline.application.config import Settings
 from helpline.conversation.engine import Act, Ask, Engine, Event, Hangup, Reply, Say, State, Step
 from helpline.conversation.lint import load_flows, sms_text
-from helpline.conversation.model import Channel
+from helpline.conversation.model import Medium
 from helpline.conversation.texting import TextStep, answer_text
 from tests.factories import edit
 
 LIBRARY = load_flows(Settings().flows_dir)
-VOICE = LIBRARY.engine(Channel.VOICE, "GB")
-SMS = LIBRARY.engine(Channel.SMS, "GB")
+VOICE = LIBRARY.engine(Medium.VOICE, "GB")
+SMS = LIBRARY.engine(Medium.SMS, "GB")
 
 SILENCE = Reply()
 # What the web layer knows about a caller it could call back on the number they used.
@@ -29,7 +29,7 @@ def reply(engine: Engine, value: str | Reply) -> Reply:
     """A caller's input: on a call, keys for digits and speech for words; else a text."""
     if isinstance(value, Reply):
         return value
-    if engine.flow.channel is Channel.VOICE and value.isdigit():
+    if engine.flow.channel is Medium.VOICE and value.isdigit():
         return Reply(digits=value)
     return Reply(text=value)
 
@@ -78,7 +78,7 @@ def test_call_greeting_speaks_the_emergency_number_then_waits_for_the_menu():
 
 
 def test_us_call_greeting_speaks_nine_one_one():
-    _, events = LIBRARY.engine(Channel.VOICE, "US").start()
+    _, events = LIBRARY.engine(Medium.VOICE, "US").start()
 
     assert events[1].text.endswith("hang up now and call 9 1 1.")
 
@@ -102,7 +102,7 @@ def test_texts_start_with_the_menu_and_the_emergency_number():
 
 
 def test_us_texts_give_911_and_988():
-    us = LIBRARY.engine(Channel.SMS, "US")
+    us = LIBRARY.engine(Medium.SMS, "US")
 
     _, menu = us.start()
     _, failed = walk(us, "TALK", context=STORE_IS_DOWN)
@@ -252,7 +252,7 @@ def test_silence_at_a_node_with_no_response_goes_there_and_still_counts(flows: P
         "    prompt: [voice.emergency_options]\n",
         "    prompt: [voice.emergency_options]\n    no_response: emergency\n",
     )
-    engine = load_flows(flows).engine(Channel.VOICE, "GB")
+    engine = load_flows(flows).engine(Medium.VOICE, "GB")
 
     state, events = walk(engine, "he's not breathing", SILENCE)
     assert said(events) == ["voice.emergency", "voice.emergency_options"]

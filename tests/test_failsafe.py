@@ -372,11 +372,11 @@ class BrokenStore:
 
 def _break_sms_engine(app: Flask) -> None:
     services = app.extensions["helpline"]
-    services.sms.engine = BrokenEngine(services.sms.engine)
+    services.texts.engine = BrokenEngine(services.texts.engine)
 
 
 def _break_sms(app: Flask) -> None:
-    app.extensions["helpline"].sms = BrokenConversations()
+    app.extensions["helpline"].texts = BrokenConversations()
 
 
 def _break_voice(app: Flask) -> None:
@@ -386,7 +386,7 @@ def _break_voice(app: Flask) -> None:
 
 def _break_store(app: Flask) -> None:
     app.extensions["helpline"].store = BrokenStore()
-    app.extensions["helpline"].sms.store = BrokenStore()
+    app.extensions["helpline"].texts.store = BrokenStore()
 
 
 FAILURES = [

@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from helpline import create_app
 from helpline.application.jobs import job_queue
 from helpline.callbacks.queue import COMPLETED, CallbackQueue, Contact, Outcome, Priority, Status
+from helpline.conversation.channels import SMS, TEXTING, Channel
 from helpline.web.services import helpline
 from tests.factories import (
     USABLE_CALLER,
@@ -295,72 +296,87 @@ def test_redis_down_while_queueing_says_so_plainly_with_the_safety_essentials(
     assert failed.gather is not None  # the caller can still use the menu
 
 
-# -- sms -------------------------------------------------------------------------------
+# -- texts, by SMS and WhatsApp ---------------------------------------------------------
 
 
-def test_texter_asks_by_keyword_and_is_queued_on_their_number(client, redis) -> None:
-    assert "at risk of overdose" in text(client, "TALK")
-    assert "Had a break from using" in text(client, "2")
-    assert "call you on this number" in text(client, "2")
-    assert "voicemail" in text(client, "1")
-    assert "text you" in text(client, "2")
-    reply = text(client, "yes")
+@pytest.fixture(params=TEXTING, ids=lambda channel: channel.name)
+def channel(request) -> Channel:
+    return request.param
+
+
+def test_texter_asks_by_keyword_and_is_queued_on_their_number(client, redis, channel) -> None:
+    me = channel.address(CALLER)
+    assert "at risk of overdose" in text(client, "TALK", sender=me)
+    assert "Had a break from using" in text(client, "2", sender=me)
+    # A WhatsApp sender's number is offered to call back, just as a texter's is.
+    assert "Shall we call you on this number?" in text(client, "2", sender=me)
+    assert "voicemail" in text(client, "1", sender=me)
+    assert "text you" in text(client, "2", sender=me)
+    reply = text(client, "yes", sender=me)
 
     assert "You're on the list" in reply and "You're number 1 in the queue." in reply
     [request] = _queue(client).active()
-    assert (request.channel, request.voicemail_ok, request.texts_ok) == ("sms", False, True)
+    assert (request.channel, request.voicemail_ok, request.texts_ok) == (channel.name, False, True)
+    assert request.texts_by == channel.name  # later texts go back the way they wrote
+    assert _queue(client).phone(request.id) == CALLER
     assert redis.hget(f"helpline:cb:req:{request.id}", "phone") != CALLER.encode()
 
 
 @pytest.mark.parametrize("word", ["talk", "Call me", "COUNSELOR", "councellor", "call back"])
-def test_close_variants_of_the_keywords_ask_for_a_counsellor(client, redis, word) -> None:
-    assert "at risk of overdose" in text(client, word)
+def test_close_variants_of_the_keywords_ask_for_a_counsellor(client, redis, word, channel) -> None:
+    assert "at risk of overdose" in text(client, word, sender=channel.address(CALLER))
 
 
-def test_texter_can_send_another_number_and_a_bad_one_is_asked_again(client, redis) -> None:
-    text(client, "TALK")
-    text(client, "no")
-    text(client, "no")
-    assert "doesn't look like a full phone number" in text(client, "0123")
-    assert "voicemail" in text(client, "+1 (202) 555-0188")
-    text(client, "1")
-    text(client, "1")
+def test_texter_can_send_another_number_and_a_bad_one_is_asked_again(
+    client, redis, channel
+) -> None:
+    me = channel.address(CALLER)
+    text(client, "TALK", sender=me)
+    text(client, "no", sender=me)
+    text(client, "no", sender=me)
+    assert "doesn't look like a full phone number" in text(client, "0123", sender=me)
+    assert "voicemail" in text(client, "+1 (202) 555-0188", sender=me)
+    text(client, "1", sender=me)
+    text(client, "1", sender=me)
 
     [request] = _queue(client).active()
     assert _queue(client).phone(request.id) == "+12025550188"
+    assert request.texts_by == "sms"  # a number typed in is texted by SMS
     assert scan_for_numbers(redis, [CALLER, "+12025550188"]) == []
 
 
-def test_spanish_texter_is_queued_in_spanish(client, redis) -> None:
-    text(client, "ESPAÑOL")
-    assert "corres peligro" in text(client, "HABLAR")
-    text(client, "2")
-    text(client, "no")
-    text(client, "1")
-    text(client, "1")
-    reply = text(client, "1")
+def test_spanish_texter_is_queued_in_spanish(client, redis, channel) -> None:
+    me = channel.address(CALLER)
+    text(client, "ESPAÑOL", sender=me)
+    assert "corres peligro" in text(client, "HABLAR", sender=me)
+    for body in ("2", "no", "1", "1"):
+        text(client, body, sender=me)
+    reply = text(client, "1", sender=me)
 
-    assert "Tienes el numero 1 en la cola." in reply  # accents folded for GSM-7
+    # Accents are folded for GSM-7 by SMS; WhatsApp sends them as written.
+    place = "Tienes el numero 1" if channel is SMS else "Tienes el número 1"
+    assert f"{place} en la cola." in reply
     assert _queue(client).active()[0].lang == "es"
 
 
-def test_crisis_text_makes_an_open_request_urgent(client, redis) -> None:
+def test_crisis_text_makes_an_open_request_urgent(client, redis, channel) -> None:
     for sender in (OTHER, CALLER):
         for body in ("TALK", "2", "2", "1", "1", "1"):
-            text(client, body, sender=sender)
-    reply = text(client, "he's blue and won't wake up")
+            text(client, body, sender=channel.address(sender))
+    reply = text(client, "he's blue and won't wake up", sender=channel.address(CALLER))
 
     assert reply.startswith("If someone has overdosed")
     first = _queue(client).active()[0]
     assert first.priority is Priority.URGENT and _queue(client).phone(first.id) == CALLER
 
 
-def test_a_confirmation_job_is_queued_with_the_request_id_only(client, redis) -> None:
+def test_a_confirmation_job_is_queued_with_the_request_id_only(client, redis, channel) -> None:
+    me = channel.address(CALLER)
     for body in ("TALK", "2", "2", "no"):
-        text(client, body)
-    text(client, "+1 202 555 0188")  # someone else's phone: they are told by text
-    text(client, "1")
-    text(client, "1")
+        text(client, body, sender=me)
+    text(client, "+1 202 555 0188", sender=me)  # someone else's phone: they are told by text
+    text(client, "1", sender=me)
+    text(client, "1", sender=me)
 
     [request] = _queue(client).active()
     jobs = job_queue(redis)
@@ -369,9 +385,9 @@ def test_a_confirmation_job_is_queued_with_the_request_id_only(client, redis) ->
     assert job.func_name == "workers.jobs.confirm_request"
 
 
-def test_no_confirmation_text_when_the_reply_already_told_them(client, redis) -> None:
+def test_no_confirmation_text_when_the_reply_already_told_them(client, redis, channel) -> None:
     for body in ("TALK", "2", "2", "1", "1", "1"):
-        text(client, body)
+        text(client, body, sender=channel.address(CALLER))
 
     assert job_queue(redis).count == 0
     assert redis.zcard("helpline:cb:unconfirmed") == 0

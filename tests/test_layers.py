@@ -207,7 +207,7 @@ COMPOSED = frozenset(
         "LoginThrottle",
         "Notes",
         "Sealer",
-        "SmsConversations",
+        "TextConversations",
         "Store",
         "WebhookValidator",
     }

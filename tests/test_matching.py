@@ -17,7 +17,7 @@ from helpline.conversation.matching import (
     is_keyword,
     tokens,
 )
-from helpline.conversation.model import Channel
+from helpline.conversation.model import Medium
 from helpline.infrastructure.constants import CRISIS_TYPO_FROM
 
 
@@ -161,7 +161,7 @@ def test_the_phrase_that_comes_first_wins_and_then_the_longer_one():
 
 
 # Everyday texts that share letters with crisis words, read by the shipped SMS flow.
-SMS_ENGINE = load_flows(Settings().flows_dir).engine(Channel.SMS, "GB")
+SMS_ENGINE = load_flows(Settings().flows_dir).engine(Medium.SMS, "GB")
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from helpline import create_app
 from helpline.application.config import Settings, load_settings
 from helpline.conversation.engine import Reply, Say
 from helpline.conversation.lint import check_flows, load_flows
-from helpline.conversation.model import Channel
+from helpline.conversation.model import Medium
 from helpline.conversation.regions import load_region, render
 from helpline.infrastructure.errors import ConfigError
 from tests.factories import Call, edit, make_settings, text
@@ -151,7 +151,7 @@ def test_phone_numbers_are_spelled_by_voice_and_other_numbers_are_not():
     ],
 )
 def test_the_keypad_is_named_as_callers_in_the_region_know_it(region, lang, words):
-    engine = LIBRARY.engine(Channel.VOICE, region)
+    engine = LIBRARY.engine(Medium.VOICE, region)
     state = engine.start(lang)[0]
     # A call back; not at risk; no break; no caller ID, so a number is keyed in.
     for digits in ("4", "2", "2"):

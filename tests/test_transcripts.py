@@ -13,7 +13,7 @@ import pytest
 from helpline.application.config import Settings
 from helpline.conversation.engine import Engine
 from helpline.conversation.lint import load_flows
-from helpline.conversation.model import Channel
+from helpline.conversation.model import Medium
 from tests import transcripts
 from tests.factories import HELPLINE_NUMBER, callback_number, sign
 
@@ -21,19 +21,19 @@ GOLDEN = Path(__file__).parent / "golden"
 LIBRARY = load_flows(Settings().flows_dir)
 
 
-def _engine(channel: Channel) -> Engine:
+def _engine(channel: Medium) -> Engine:
     return LIBRARY.engine(channel, "GB")
 
 
 CASES = [
     (channel, lang, node_id)
-    for channel in Channel
+    for channel in Medium
     for lang in LIBRARY.content.languages
     for node_id in transcripts.walks(LIBRARY.flow_for(channel), _engine(channel), lang)
 ]
 
 
-def _transcript(client, channel: Channel, lang: str, node_id: str) -> str:  # type: ignore[no-untyped-def]
+def _transcript(client, channel: Medium, lang: str, node_id: str) -> str:  # type: ignore[no-untyped-def]
     def post(path: str, form: dict[str, str]) -> str:
         response = client.post(
             path, data=form, headers={"X-Twilio-Signature": sign("http://localhost" + path, form)}
@@ -47,7 +47,7 @@ def _transcript(client, channel: Channel, lang: str, node_id: str) -> str:  # ty
         # A number and a call of its own per walk (Redis is flushed per test), so each
         # starts afresh, as a new caller would.
         sender = callback_number(index)
-        if channel is Channel.VOICE:
+        if channel is Medium.VOICE:
             base = {"CallSid": f"CA{index:032d}", "From": sender, "To": HELPLINE_NUMBER}
             lines = transcripts.play_voice(post, walk, base)
         else:
@@ -77,14 +77,14 @@ def test_transcript_matches_golden(client, request, channel, lang, node_id):
 # Resting nodes a walk through working webhooks never reaches, and where they are tested.
 ELSEWHERE = {
     # Redis down while queueing: tests/test_intake.py and tests/test_safety.py.
-    Channel.VOICE: {"callback_failed"},
+    Medium.VOICE: {"callback_failed"},
     # Also a caller ID that cannot be called back: tests/test_safety.py.
-    Channel.SMS: {"callback_failed", "callback_key_number"},
+    Medium.SMS: {"callback_failed", "callback_key_number"},
 }
 
 
 def test_golden_transcripts_cover_every_node_in_every_language():
-    for channel in Channel:
+    for channel in Medium:
         flow = LIBRARY.flow_for(channel)
         for lang in LIBRARY.content.languages:
             written = {p.stem for p in (GOLDEN / channel.value / lang).glob("*.txt")}

@@ -6,6 +6,7 @@ what callers would have received.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,18 +20,21 @@ from pathlib import Path
 
 import pytest
 import redis as redis_py
+from flask import Flask
 from flask.testing import FlaskClient
 from rq import Retry, SimpleWorker
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from helpline.application.jobs import RESULT_TTL, URGENT_QUEUE, Jobs
-from helpline.application.sms import OPT_OUT_KEY
+from helpline.application.messaging import optout_key
 from helpline.callbacks.queue import REQ, Added, CallbackQueue, Contact, Outcome, Placement, Status
+from helpline.conversation.channels import SMS, TEXTING, WHATSAPP, Channel
 from helpline.counsellors.accounts import Counsellors
 from helpline.infrastructure import embedded
 from helpline.infrastructure.outbound import make_client
 from helpline.infrastructure.privacy import phone_digest
+from helpline.web.console.views import texts_sent
 from tests.factories import (
     HELPLINE_NUMBER,
     PROCESS_WAIT_SECONDS,
@@ -108,11 +112,12 @@ def ask(
     sid: str = "",
     queue: CallbackQueue | None = None,
     notify: bool = True,
+    texts_by: Channel = SMS,
 ) -> Placement:
     """Queue a callback for callback_number(n) as the intake does, and hand it to the workers."""
     placement = (queue or ctx.queue).enqueue(
-        Contact(callback_number(n), voicemail_ok=False, texts_ok=texts),
-        channel="voice",
+        Contact(callback_number(n), voicemail_ok=False, texts_ok=texts, texts_by=texts_by.name),
+        channel="voice" if texts_by is SMS else texts_by.name,
         lang=lang,
         urgent=urgent,
         webhook_sid=sid,
@@ -123,58 +128,77 @@ def ask(
     return placement
 
 
-def texts_to(api: TwilioApi, n: int) -> list[str]:
-    return [m.form["Body"] for m in api.messages() if m.form["To"] == callback_number(n)]
+def texts_to(api: TwilioApi, n: int, channel: Channel = SMS) -> list[str]:
+    address = channel.address(callback_number(n))
+    return [m.form.get("Body", "") for m in api.messages() if m.form["To"] == address]
 
 
-def confirmation(ctx: jobs.Context, lang: str, position: int) -> str:
-    return ctx.text("sms.confirm_queued", lang, position=str(position))
+def confirmation(ctx: jobs.Context, lang: str, position: int, channel: Channel = SMS) -> str:
+    return ctx.text("sms.confirm_queued", lang, channel, position=str(position))
+
+
+@pytest.fixture(params=TEXTING, ids=lambda channel: channel.name)
+def channel(request: pytest.FixtureRequest, client: FlaskClient) -> Channel:
+    """The channel a caller texts on; a WhatsApp user has just written to us (so the
+    24-hour window for free-form messages is open)."""
+    channel: Channel = request.param
+    if channel is WHATSAPP:
+        for n in (1, 2):
+            text(client, "hi", sender=WHATSAPP.address(callback_number(n)))
+    return channel
 
 
 # -- confirmations --------------------------------------------------------------------------
 
 
 def test_each_queued_caller_gets_one_confirmation_with_their_place_in_their_language(
-    ctx: jobs.Context, twilio_api: TwilioApi
+    ctx: jobs.Context, twilio_api: TwilioApi, channel: Channel
 ) -> None:
-    ask(ctx, 1, lang="en")
-    ask(ctx, 2, lang="es")
+    ask(ctx, 1, lang="en", texts_by=channel)
+    ask(ctx, 2, lang="es", texts_by=channel)
     work(ctx)
     work(ctx)  # a second pass finds nothing left to send
 
-    assert texts_to(twilio_api, 1) == [confirmation(ctx, "en", 1)]
-    assert texts_to(twilio_api, 2) == [confirmation(ctx, "es", 2)]
+    assert texts_to(twilio_api, 1, channel) == [confirmation(ctx, "en", 1, channel)]
+    assert texts_to(twilio_api, 2, channel) == [confirmation(ctx, "es", 2, channel)]
     assert confirmation(ctx, "es", 2) != confirmation(ctx, "en", 2)
     assert "2" in confirmation(ctx, "es", 2)
-    assert {m.form["From"] for m in twilio_api.messages()} == {HELPLINE_NUMBER}
+    assert {m.form["From"] for m in twilio_api.messages()} == {channel.address(HELPLINE_NUMBER)}
 
 
 def test_no_confirmation_when_the_caller_declined_texts(
-    ctx: jobs.Context, twilio_api: TwilioApi
+    ctx: jobs.Context, twilio_api: TwilioApi, channel: Channel
 ) -> None:
-    ask(ctx, 1, texts=False)
+    ask(ctx, 1, texts=False, texts_by=channel)
     work(ctx)
     assert twilio_api.received() == []
 
 
-def test_no_confirmation_to_a_number_that_opted_out_of_texts(
-    ctx: jobs.Context, twilio_api: TwilioApi
+def test_no_confirmation_to_a_number_that_opted_out_on_that_channel(
+    ctx: jobs.Context, twilio_api: TwilioApi, channel: Channel
 ) -> None:
-    ctx.client.sadd(OPT_OUT_KEY, phone_digest(ctx.queue.phone_key, callback_number(1)))
-    ask(ctx, 1)
+    other = WHATSAPP if channel is SMS else SMS
+    who = phone_digest(ctx.queue.phone_key, callback_number(1))
+    ctx.client.sadd(optout_key(channel), who)
+    ctx.client.sadd(optout_key(other), phone_digest(ctx.queue.phone_key, callback_number(2)))
+    ask(ctx, 1, texts_by=channel)
+    ask(ctx, 2, texts_by=channel)  # opted out only on the other channel
     work(ctx)
-    assert twilio_api.received() == []
+    assert texts_to(twilio_api, 1, channel) == []
+    assert texts_to(twilio_api, 2, channel) == [confirmation(ctx, "en", 2, channel)]
 
 
 def test_twilio_opt_out_error_is_remembered_and_never_retried(
-    ctx: jobs.Context, twilio_api: TwilioApi
+    ctx: jobs.Context, twilio_api: TwilioApi, channel: Channel
 ) -> None:
-    twilio_api.fail_for(callback_number(1), 21610)
-    placement = ask(ctx, 1)
+    twilio_api.fail_for(channel.address(callback_number(1)), 21610)
+    placement = ask(ctx, 1, texts_by=channel)
     work(ctx)
 
-    assert [r.status for r in twilio_api.received()] == [400]
-    assert ctx.client.sismember(OPT_OUT_KEY, phone_digest(ctx.queue.phone_key, callback_number(1)))
+    assert [r.status for r in twilio_api.received("message")] == [400]
+    who = phone_digest(ctx.queue.phone_key, callback_number(1))
+    assert ctx.client.sismember(optout_key(channel), who)
+    assert not ctx.client.sismember(optout_key(WHATSAPP if channel is SMS else SMS), who)
     jobs_queue = job_queue(ctx.client)
     assert jobs_queue.scheduled_job_registry.count == 0
     assert jobs_queue.failed_job_registry.count == 0
@@ -710,10 +734,11 @@ def _queue_at(ctx: jobs.Context, seconds_ago: float) -> CallbackQueue:
 
 
 def test_housekeeping_closes_stale_requests_with_a_last_text(
-    ctx: jobs.Context, twilio_api: TwilioApi
+    ctx: jobs.Context, twilio_api: TwilioApi, channel: Channel
 ) -> None:
-    old = ask(ctx, 1, lang="es", queue=_queue_at(ctx, 73 * 3600), notify=False).request
-    fresh = ask(ctx, 2).request
+    long_ago = _queue_at(ctx, 73 * 3600)
+    old = ask(ctx, 1, lang="es", queue=long_ago, notify=False, texts_by=channel).request
+    fresh = ask(ctx, 2, texts_by=channel).request
 
     assert tick_housekeeping(ctx.jobs, 30)
     assert not tick_housekeeping(ctx.jobs, 30)  # one per interval, whichever worker
@@ -722,9 +747,64 @@ def test_housekeeping_closes_stale_requests_with_a_last_text(
     assert ctx.queue.get(old.id).status is Status.EXPIRED  # type: ignore[union-attr]
     assert ctx.queue.get(fresh.id).status is Status.WAITING  # type: ignore[union-attr]
     # The old caller hears it has closed (in Spanish), not a stale "you are in the queue".
-    assert texts_to(twilio_api, 1) == [ctx.text("sms.expired", "es")]
+    assert texts_to(twilio_api, 1, channel) == [ctx.text("sms.expired", "es", channel)]
     # Its confirmation went out first, while the old request was still ahead of it.
-    assert texts_to(twilio_api, 2) == [confirmation(ctx, "en", 2)]
+    assert texts_to(twilio_api, 2, channel) == [confirmation(ctx, "en", 2, channel)]
+
+
+# -- WhatsApp's 24-hour window -----------------------------------------------------------
+
+TEMPLATE_SID = "HX" + "ab" * 16
+
+
+def test_outside_the_whatsapp_window_nothing_is_sent_and_the_request_says_why(
+    ctx: jobs.Context, twilio_api: TwilioApi, app: Flask
+) -> None:
+    # Their last WhatsApp message was over 24 hours ago: no window is open.
+    placement = ask(ctx, 1, texts_by=WHATSAPP)
+    work(ctx)
+
+    assert twilio_api.received() == []
+    with app.test_request_context():
+        assert texts_sent(placement.request.id) == [
+            (
+                "Confirmation",
+                "not sent: over 24 hours since their last WhatsApp message, and no approved "
+                "template is set up",
+            )
+        ]
+    assert ctx.queue.get(placement.request.id).status is Status.WAITING  # type: ignore[union-attr]
+
+
+def test_outside_the_whatsapp_window_the_approved_template_carries_the_message(
+    ctx: jobs.Context, twilio_api: TwilioApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        ctx, "settings", ctx.settings.with_overrides(whatsapp_template_sid=TEMPLATE_SID)
+    )
+    ask(ctx, 1, lang="es", texts_by=WHATSAPP)
+    work(ctx)
+    work(ctx)
+
+    [sent] = twilio_api.messages()
+    assert sent.form["To"] == WHATSAPP.address(callback_number(1))
+    assert sent.form["From"] == WHATSAPP.address(HELPLINE_NUMBER)
+    assert sent.form["ContentSid"] == TEMPLATE_SID and "Body" not in sent.form
+    variables = json.loads(sent.form["ContentVariables"])
+    assert variables == {"1": confirmation(ctx, "es", 1, WHATSAPP)}
+    assert "número" in variables["1"]  # WhatsApp keeps the accents SMS would fold
+
+
+def test_whatsapp_sender_can_be_configured(
+    ctx: jobs.Context, twilio_api: TwilioApi, monkeypatch: pytest.MonkeyPatch, client: FlaskClient
+) -> None:
+    sender = "whatsapp:+14155238886"
+    monkeypatch.setattr(ctx, "settings", ctx.settings.with_overrides(whatsapp_from=sender))
+    text(client, "hi", sender=WHATSAPP.address(callback_number(1)))
+    ask(ctx, 1, texts_by=WHATSAPP)
+    work(ctx)
+    [sent] = twilio_api.messages()
+    assert (sent.form["From"], sent.form["Body"]) == (sender, confirmation(ctx, "en", 1, WHATSAPP))
 
 
 def test_housekeeping_sends_confirmations_whose_job_was_lost_once(

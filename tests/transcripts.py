@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from helpline.conversation.engine import Act, Engine, Reply, State, Step
-from helpline.conversation.model import Channel, Flow
+from helpline.conversation.model import Flow, Medium
 from helpline.infrastructure.constants import MAX_REPROMPTS
 
 # What the web layer knows when a walk is played: the caller's number is known, and a
@@ -48,7 +48,7 @@ def exits(engine: Engine, state: State) -> list[tuple[str, Input]]:
     """Every distinct way out of the node `state` is at, labelled."""
     flow, content = engine.flow, engine.content
     node = flow.nodes[state.node]
-    voice = flow.channel is Channel.VOICE
+    voice = flow.channel is Medium.VOICE
     ways: list[tuple[str, Input]] = []
     for case in node.cases:
         for digit in case.digits:
@@ -106,7 +106,7 @@ def walks(flow: Flow, engine: Engine, lang: str) -> dict[str, list[list[Input]]]
     first: list[Input] = []
     if lang != state.lang:
         chosen = engine.content.languages[lang]
-        if flow.channel is Channel.VOICE:
+        if flow.channel is Medium.VOICE:
             first = [Input("keys", chosen.digit)]
         else:
             first = [Input("text", engine.content.phrases(chosen.words, lang)[0])]
@@ -130,7 +130,7 @@ def walks(flow: Flow, engine: Engine, lang: str) -> dict[str, list[list[Input]]]
             result[node_id] = [path]
             continue
         result[node_id] = [path + [way] for _, way in exits(engine, state)]
-        if flow.channel is Channel.VOICE:
+        if flow.channel is Medium.VOICE:
             # Silence every time: the reprompts, then the safe goodbye.
             result[node_id].append(path + [Input("silence")] * (MAX_REPROMPTS + 1))
     return result

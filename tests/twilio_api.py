@@ -24,6 +24,7 @@ _ROUTE = re.compile(
 )
 _KINDS = {"Messages": "message", "Calls": "call"}
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+WHATSAPP = "whatsapp:"  # the prefix of a WhatsApp address in To and From
 
 # Twilio's wording for the errors the stand-in gives; like Twilio's own, some name the number.
 MESSAGES = {
@@ -38,6 +39,7 @@ MESSAGES = {
     21603: "A 'From' phone number is required.",
     21604: "A 'To' phone number is required.",
     21610: "Attempt to send to unsubscribed recipient",
+    21910: "Invalid From and To pair. From and To should be of the same channel",
 }
 # The Twilio error code that goes with an injected HTTP status when none is given.
 STATUS_CODES = {429: 20429, 500: 20500, 503: 20503}
@@ -253,11 +255,14 @@ def _validate(kind: str, form: dict[str, str]) -> _Failure | None:
         return _Failure(400, 21604)
     if not form.get("From"):
         return _Failure(400, 21603)
-    if kind == "message" and not form.get("Body") and not form.get("MediaUrl"):
+    if kind == "message" and not any(form.get(f) for f in ("Body", "MediaUrl", "ContentSid")):
         return _Failure(400, 21602)
     if kind == "call" and not form.get("Url") and not form.get("Twiml"):
         return _Failure(400, 21205)
-    if not _E164.match(form["To"]):
+    to, sender = form["To"], form["From"]
+    if kind == "message" and to.startswith(WHATSAPP) != sender.startswith(WHATSAPP):
+        return _Failure(400, 21910)
+    if not _E164.match(to.removeprefix(WHATSAPP) if kind == "message" else to):
         return _Failure(400, 21211)
     return None
 

@@ -12,23 +12,27 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from helpline.application.composition import Components
 from helpline.application.config import load_settings
-from helpline.application.sms import OPT_OUT_KEY
+from helpline.application.messaging import optout_key, window_key
 from helpline.callbacks import retention
 from helpline.callbacks.queue import OPEN_STATUSES, UNCONFIRMED, Request
+from helpline.conversation.channels import SMS, Channel, channel_named
 from helpline.conversation.gsm import as_sent
 from helpline.infrastructure import embedded
 from helpline.infrastructure.errors import Failure, OutboundError
-from helpline.infrastructure.outbound import find_sent, make_client, send_text
+from helpline.infrastructure.outbound import find_sent, make_client, send_template, send_text
 from workers.connection import connect
 
 log = logging.getLogger(__name__)
 
 # A confirmation not sent this long after queueing is picked up by housekeeping.
 CONFIRM_GRACE_SECONDS = 60
+# Why a text was not sent to a WhatsApp user whose last message is over 24 hours old.
+OUTSIDE_WINDOW = "unsent:outside-whatsapp-window"
 
 
 # -- the worker's resources, built once per process ----------------------------------------
@@ -47,10 +51,11 @@ class Context(Components):
         self.twilio.messages  # noqa: B018
         self.twilio.calls  # noqa: B018
 
-    def text(self, key: str, lang: str, **values: str) -> str:
+    def text(self, key: str, lang: str, channel: Channel = SMS, **values: str) -> str:
+        """A message as it goes out on the channel, in the caller's language."""
         content = self.library.content
         variables = {**self.settings.region.variables(lang), **values}
-        gsm = content.languages[lang].gsm
+        gsm = channel.gsm(content.languages[lang].gsm)
         return as_sent(content.text(key, lang, variables), gsm)
 
 
@@ -66,8 +71,17 @@ def context() -> Context:
 # -- sending exactly once ------------------------------------------------------------------
 
 
-def send_once(ctx: Context, request_id: str, kind: str, to: str, body: str, who: str) -> str | None:
-    """Text `to` once per (request, kind); return the SID, or None if it cannot be sent.
+def send_once(
+    ctx: Context,
+    request_id: str,
+    kind: str,
+    to: str,
+    body: str,
+    who: str,
+    channel: Channel = SMS,
+) -> str | None:
+    """Text the number `to` on a channel once per (request, kind); return the SID, or
+    None if it cannot be sent.
 
     Before sending, a marker records the attempt and its text. If a marker is found
     without a SID, an earlier attempt died mid-send: Twilio's message log says whether
@@ -77,19 +91,35 @@ def send_once(ctx: Context, request_id: str, kind: str, to: str, body: str, who:
     record = ctx.queue.send_record(request_id, kind)
     if record.result:
         return record.result
-    sender = ctx.settings.phone_number
+    sender, address = ctx.settings.sender(channel), channel.address(to)
     if record.started is not None:
         body = record.text or body
-        sid = find_sent(ctx.twilio, sender=sender, to=to, body=body, since=record.started)
+        sid = find_sent(ctx.twilio, sender=sender, to=address, body=body, since=record.started)
         if sid:
             ctx.queue.settle_send(request_id, kind, sid)
             return sid
+    template = None
+    if channel.window_seconds and not ctx.client.exists(window_key(channel, who)):
+        # WhatsApp delivers only approved templates this long after their last message.
+        template = ctx.settings.whatsapp_template_sid
+        if template is None:
+            ctx.queue.settle_send(request_id, kind, OUTSIDE_WINDOW)
+            log.warning(
+                "not sent: outside WhatsApp's 24-hour window and no template is configured",
+                extra={"request": request_id, "kind": kind},
+            )
+            return None
     ctx.queue.sending(request_id, kind, body, time.time())
     try:
-        sid = send_text(ctx.twilio, sender=sender, to=to, body=body)
+        if template:
+            sid = send_template(
+                ctx.twilio, sender=sender, to=address, content_sid=template, variables={"1": body}
+            )
+        else:
+            sid = send_text(ctx.twilio, sender=sender, to=address, body=body)
     except OutboundError as exc:
         if exc.kind is Failure.OPTED_OUT:
-            ctx.client.sadd(OPT_OUT_KEY, who)
+            ctx.client.sadd(optout_key(channel), who)
             ctx.queue.settle_send(request_id, kind, "opted-out")
             log.info("not texted: the recipient has opted out", extra={"request": request_id})
             return None
@@ -102,22 +132,38 @@ def send_once(ctx: Context, request_id: str, kind: str, to: str, body: str, who:
             return None
         raise  # worth retrying: RQ does, with backoff
     ctx.queue.settle_send(request_id, kind, sid)
-    log.info("text sent", extra={"request": request_id, "kind": kind})
+    log.info("text sent", extra={"request": request_id, "kind": kind, "channel": channel.name})
     return sid
 
 
-def _recipient(ctx: Context, request_id: str) -> tuple[Request, str, str] | None:
-    """Return the request, its number and keyed hash if it may be texted now."""
+@dataclass(frozen=True)
+class Recipient:
+    """A caller who may be texted about their request now, and how."""
+
+    request: Request
+    number: str
+    who: str  # keyed hash of the number: what opt-outs and windows are kept by
+    channel: Channel
+
+
+def _recipient(ctx: Context, request_id: str) -> Recipient | None:
+    """Return the request's caller if they may be texted now."""
     request = ctx.queue.get(request_id)
     if request is None:
         return None
     who = ctx.queue.recipient(request_id)
     if not request.texts_ok or who is None:
         return None
-    if ctx.client.sismember(OPT_OUT_KEY, who):
-        log.info("not texted: opted out", extra={"request": request_id})
+    channel = channel_named(request.texts_by)
+    if ctx.client.sismember(optout_key(channel), who):
+        log.info("not texted: opted out", extra={"request": request_id, "channel": channel.name})
         return None
-    return request, ctx.queue.phone(request_id), who
+    return Recipient(request, ctx.queue.phone(request_id), who, channel)
+
+
+def _text_caller(ctx: Context, to: Recipient, kind: str, key: str, **values: str) -> str | None:
+    body = ctx.text(key, to.request.lang, to.channel, **values)
+    return send_once(ctx, to.request.id, kind, to.number, body, to.who, to.channel)
 
 
 # -- jobs ----------------------------------------------------------------------------------
@@ -127,17 +173,13 @@ def confirm_request(request_id: str) -> str | None:
     """Text a caller that their request is queued, with their place."""
     ctx = context()
     try:
-        found = _recipient(ctx, request_id)
-        if found is None or found[0].status not in OPEN_STATUSES:
+        to = _recipient(ctx, request_id)
+        if to is None or to.request.status not in OPEN_STATUSES:
             return None
-        request, phone, who = found
         position = ctx.queue.position(request_id)
-        body = (
-            ctx.text("sms.confirm_queued", request.lang, position=str(position))
-            if position
-            else ctx.text("sms.confirm_soon", request.lang)
-        )
-        return send_once(ctx, request_id, "confirm", phone, body, who)
+        if position:
+            return _text_caller(ctx, to, "confirm", "sms.confirm_queued", position=str(position))
+        return _text_caller(ctx, to, "confirm", "sms.confirm_soon")
     finally:
         ctx.client.zrem(UNCONFIRMED, request_id)
 
@@ -162,22 +204,15 @@ def alert_counsellors(request_id: str) -> int:
 def missed_call_text(request_id: str, attempt: int) -> str | None:
     """Tell a caller we tried and will try again (when texts are welcome)."""
     ctx = context()
-    found = _recipient(ctx, request_id)
-    if found is None:
-        return None
-    request, phone, who = found
-    body = ctx.text("sms.missed_call", request.lang)
-    return send_once(ctx, request_id, f"missed:{attempt}", phone, body, who)
+    to = _recipient(ctx, request_id)
+    return None if to is None else _text_caller(ctx, to, f"missed:{attempt}", "sms.missed_call")
 
 
 def expired_text(request_id: str) -> str | None:
     """Say a kind last word when a request closes unanswered."""
     ctx = context()
-    found = _recipient(ctx, request_id)
-    if found is None:
-        return None
-    request, phone, who = found
-    return send_once(ctx, request_id, "expired", phone, ctx.text("sms.expired", request.lang), who)
+    to = _recipient(ctx, request_id)
+    return None if to is None else _text_caller(ctx, to, "expired", "sms.expired")
 
 
 def housekeeping() -> dict[str, int]:

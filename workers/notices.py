@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from helpline.application.sms import OPT_OUT_KEY
+from helpline.application.messaging import OPT_OUT_KEY
 from helpline.infrastructure.constants import LOGIN_NOTICE_SECONDS
 from helpline.infrastructure.errors import OutboundError
 from helpline.infrastructure.outbound import find_sent, send_text

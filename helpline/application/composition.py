@@ -18,14 +18,14 @@ from helpline.application.actions import ActionRegistry
 from helpline.application.config import Settings
 from helpline.application.intake import CallbackDesk
 from helpline.application.jobs import Jobs
-from helpline.application.sms import SmsConversations
+from helpline.application.messaging import TextConversations
 from helpline.callbacks.notes import Notes
 from helpline.callbacks.queue import CallbackQueue, Placement
 from helpline.conversation import twiml
 from helpline.conversation.engine import Engine
 from helpline.conversation.gsm import as_sent
 from helpline.conversation.lint import Library, shared_library
-from helpline.conversation.model import Channel
+from helpline.conversation.model import Medium
 from helpline.counsellors.accounts import Counsellors
 from helpline.counsellors.audit import AuditLog
 from helpline.counsellors.throttle import LoginThrottle
@@ -95,26 +95,26 @@ class Components:
 
     def warm_web(self) -> None:
         """Build now what every webhook needs, so the first caller waits for none of it."""
-        self.sms  # noqa: B018  (each is built on first use)
+        self.texts  # noqa: B018  (each is built on first use)
         self.actions  # noqa: B018
         self.validator  # noqa: B018
         self.voice_failsafe  # noqa: B018
         self.sms_failsafe  # noqa: B018
 
-    def engine(self, channel: Channel) -> Engine:
+    def engine(self, channel: Medium) -> Engine:
         return self._engines[channel]
 
     @functools.cached_property
     def voice(self) -> Engine:
-        return self.engine(Channel.VOICE)
+        return self.engine(Medium.VOICE)
 
     @property
     def default_language(self) -> str:
         return self.library.content.default_language
 
     @functools.cached_property
-    def _engines(self) -> dict[Channel, Engine]:
-        return {channel: self.library.engine(channel, self.settings.region) for channel in Channel}
+    def _engines(self) -> dict[Medium, Engine]:
+        return {channel: self.library.engine(channel, self.settings.region) for channel in Medium}
 
     @functools.cached_property
     def desk(self) -> CallbackDesk:
@@ -145,9 +145,10 @@ class Components:
         return {code: lang.gsm for code, lang in self.library.content.languages.items()}
 
     @functools.cached_property
-    def sms(self) -> SmsConversations:
-        return SmsConversations(
-            self.engine(Channel.SMS),
+    def texts(self) -> TextConversations:
+        """Text conversations, by SMS and WhatsApp."""
+        return TextConversations(
+            self.engine(Medium.SMS),
             self.store,
             self.phone_key,
             self.gsm,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from helpline.conversation.channels import WHATSAPP, Channel
 from helpline.conversation.regions import Region, load_region
 from helpline.infrastructure.constants import (
     DEFAULT_TWILIO_API_URL,
@@ -56,6 +57,12 @@ class Settings:
     twilio_auth_token: str = ""
     twilio_api_url: str = DEFAULT_TWILIO_API_URL
     phone_number: str = "+15005550006"
+    # The WhatsApp sender ("whatsapp:+E164"); None: the helpline's number on WhatsApp.
+    whatsapp_from: str | None = None
+    # An approved WhatsApp template (its Content SID) for messages outside WhatsApp's
+    # 24-hour window; it takes the message as its one variable. None: such messages are
+    # not sent, and the request says why.
+    whatsapp_template_sid: str | None = None
     public_url: str | None = None
     secret_key: str = ""
     encryption_key: str | None = None
@@ -81,6 +88,12 @@ class Settings:
     @property
     def zone(self) -> str:
         return self.timezone or self.region.timezone
+
+    def sender(self, channel: Channel) -> str:
+        """The helpline's own address on a channel: what texts and calls come from."""
+        if channel is WHATSAPP:
+            return self.whatsapp_from or WHATSAPP.address(self.phone_number)
+        return self.phone_number
 
     @property
     def production(self) -> bool:
@@ -156,6 +169,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         twilio_auth_token=env.get("TWILIO_AUTH_TOKEN", ""),
         twilio_api_url=(env.get("TWILIO_API_URL") or DEFAULT_TWILIO_API_URL).rstrip("/"),
         phone_number=env.get("HELPLINE_PHONE_NUMBER") or Settings.phone_number,
+        whatsapp_from=_whatsapp_from(env),
+        whatsapp_template_sid=_content_sid(env, "HELPLINE_WHATSAPP_TEMPLATE_SID"),
         public_url=(env.get("PUBLIC_URL") or "").rstrip("/") or None,
         secret_key=env.get("SECRET_KEY", ""),
         encryption_key=env.get("HELPLINE_ENCRYPTION_KEY") or None,
@@ -201,6 +216,31 @@ def _production_problems(env: Mapping[str, str]) -> list[str]:
             f"code and number, no spaces, such as +442079460123, not {number[:20]!r}"
         )
     return problems
+
+
+def _whatsapp_from(env: Mapping[str, str]) -> str | None:
+    text = env.get("HELPLINE_WHATSAPP_FROM", "").strip()
+    if not text:
+        return None
+    number = WHATSAPP.local_part(text)
+    if not WHATSAPP.carries(text) or to_e164(number, "ZZ") != number:
+        raise ConfigError(
+            "HELPLINE_WHATSAPP_FROM must be 'whatsapp:' and the sender's number in E.164 "
+            f"form, such as whatsapp:+442079460123, not {text[:40]!r}"
+        )
+    return WHATSAPP.address(number)
+
+
+def _content_sid(env: Mapping[str, str], name: str) -> str | None:
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    if not re.fullmatch(r"HX[0-9a-f]{32}", text):
+        raise ConfigError(
+            f"{name} must be a Content SID from Twilio's Content Template Builder: 'HX' "
+            f"and 32 hex digits, not {text[:40]!r}"
+        )
+    return text
 
 
 def secret_weakness(value: str) -> str | None:

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from helpline.callbacks.queue import Added, CallbackQueue, Contact, Placement
+from helpline.conversation.channels import SMS, Channel
 from helpline.conversation.engine import State
 from helpline.conversation.model import STORE_DOWN, STORE_FACT, Content
 from helpline.infrastructure.crypto import Sealer
 from helpline.infrastructure.errors import QueueError, SealError
 from helpline.infrastructure.hours import OpeningHours
-from helpline.infrastructure.phones import callable_number
 from helpline.infrastructure.store import Store
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,12 @@ class Caller:
     """Who is on the other end of this webhook."""
 
     number: str  # Twilio's From, as sent
-    channel: str  # "voice" or "sms"
+    channel: Channel
     webhook_sid: str  # CallSid or MessageSid: a retry must not queue twice
+
+    def callable_number(self, region: str) -> str | None:
+        """The number behind From that a counsellor could call back; None if none."""
+        return self.channel.number(self.number, region)
 
 
 class CallerFacts(Mapping[str, str]):
@@ -56,7 +60,7 @@ class CallerFacts(Mapping[str, str]):
     @functools.cached_property
     def _caller(self) -> dict[str, str]:
         # Judged where it is offered: a caller ID we could not call is never offered.
-        number = callable_number(self.caller.number, self.region)
+        number = self.caller.callable_number(self.region)
         if number is None:
             return {}
         end = number[-3:]
@@ -116,23 +120,28 @@ class CallbackDesk:
         """Queue the caller; return the flow outcome and the facts to tell them."""
         answers = state.answers
         wanted = answers.get("phone", "")
-        phone = callable_number(caller.number, self.region) if wanted == "caller" else wanted
+        own = wanted == "caller"
+        phone = caller.callable_number(self.region) if own else wanted
         if not phone or not self.store.available:
             reason = "no number" if not phone else "redis"
             log.error("callback not queued", extra={"reason": reason})
             return "failed", {}
+        # Texts go where the texter wrote from (WhatsApp stays WhatsApp); to a number
+        # given by voice or typed in, by SMS.
+        texts_by = caller.channel if caller.channel.texting and own else SMS
         contact = Contact(
             phone=phone,
             voicemail_ok=answers.get("voicemail") == "yes",
             texts_ok=answers.get("texts") == "yes",
+            texts_by=texts_by.name,
         )
         # The reply to a text already tells the texter where they stand.
-        told_in_reply = caller.channel == "sms" and wanted == "caller"
+        told_in_reply = caller.channel.texting and own
         confirm = contact.texts_ok and not told_in_reply
         try:
             placement = self.queue.enqueue(
                 contact,
-                channel=caller.channel,
+                channel=caller.channel.name,
                 lang=state.lang,
                 urgent=answers.get("urgent") == "yes",
                 webhook_sid=caller.webhook_sid,
@@ -149,7 +158,7 @@ class CallbackDesk:
                 "added": placement.added.value,
                 "priority": placement.request.priority.value,
                 "raised": placement.raised,
-                "channel": caller.channel,
+                "channel": caller.channel.name,
             },
         )
         if placement.added is Added.NEW:
@@ -162,7 +171,7 @@ class CallbackDesk:
 
     def escalate(self, caller: Caller) -> None:
         """Make a crisis caller's open request urgent, in the line now; alert on the raise."""
-        number = callable_number(caller.number, self.region)
+        number = caller.callable_number(self.region)
         if number is None or not self.store.available:
             return
         try:

@@ -21,8 +21,9 @@ Keys (all under helpline:cb:):
     history:lock  set for HISTORY_SAMPLE_SECONDS after each sample
 
 Fields of req:<id>:
-    id, status, priority, channel, lang     as in Request
+    id, status, priority, channel, lang     as in Request (channel: voice, sms, whatsapp)
     voicemail, texts                        1 or 0: may we leave a voicemail, send texts
+    texts_by                                the channel texts about it go by: sms or whatsapp
     created, attempts, score                made at; calls tried; place in `waiting`
     who                                     keyed hash of the number (infrastructure.privacy)
     phone                                   the number, sealed to this request
@@ -31,7 +32,8 @@ Fields of req:<id>:
     outcome, closed_at                      once closed
     sending:<kind>, text:<kind>             a text about it was being sent: when, what
     sent:<kind>                             how that ended: Twilio's SID, "opted-out"
-                                            or "failed:<code>" (kinds: confirm, expired,
+                                            "failed:<code>", or "unsent:<reason>" when
+                                            nothing could be sent (kinds: confirm, expired,
                                             missed:<attempt>, alert:<counsellor>)
     bridge_call, bridge_status              the bridged call back (helpline.web.bridge)
     note:<ns>:<counsellor>                  a counsellor's note, sealed (helpline.callbacks.notes)
@@ -129,6 +131,7 @@ class Contact:
     phone: str  # E.164
     voicemail_ok: bool
     texts_ok: bool
+    texts_by: str = "sms"  # the channel texts to them go by (a WhatsApp texter: whatsapp)
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ class Request:
     created_at: float
     attempts: int
     phone_masked: str
+    texts_by: str = "sms"
     claimed_by: str | None = None
     lease_until: float | None = None
     due_at: float | None = None  # set while a retry or "call back at" is pending
@@ -167,6 +171,7 @@ class Request:
             "language": self.lang,
             "voicemail_ok": self.voicemail_ok,
             "texts_ok": self.texts_ok,
+            "texts_by": self.texts_by,
             "created_at": iso(self.created_at),
             "attempts": self.attempts,
             "phone_masked": self.phone_masked,
@@ -524,6 +529,7 @@ class CallbackQueue:
             "lang": lang,
             "voicemail": int(contact.voicemail_ok),
             "texts": int(contact.texts_ok),
+            "texts_by": contact.texts_by,
             "created": now,
             "attempts": 0,
             "score": score,
@@ -642,6 +648,13 @@ class CallbackQueue:
             started=None if started is None else float(started),
             text=None if text is None else _text(text),
         )
+
+    def send_results(self, rid: str) -> dict[str, str]:
+        """Return how each settled text about the request ended, by kind."""
+        return {
+            name.removeprefix("sent:"): _text(value)
+            for name, value in self.annotations(rid, "sent:").items()
+        }
 
     def sending(self, rid: str, kind: str, text: str, at: float) -> bool:
         """Record that a text of this kind is about to go (so a retry can look for it)."""
@@ -796,6 +809,7 @@ class CallbackQueue:
             created_at=float(values["created"]),
             attempts=int(values.get("attempts", 0)),
             phone_masked=mask_phone(self.sealer.open(values["phone"], rid)),
+            texts_by=values.get("texts_by", "sms"),
             claimed_by=values.get("claimed_by") or None,
             lease_until=number("lease_until"),
             due_at=number("due_at"),

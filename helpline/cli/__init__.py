@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from helpline.application.config import Settings, load_settings
+from helpline.conversation.channels import SMS, WHATSAPP
 from helpline.infrastructure import embedded
 from helpline.infrastructure.constants import WEB_KEEPALIVE_SECONDS
 from helpline.infrastructure.errors import ConfigError, HelplineError
@@ -86,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     sim = simulate.add_subparsers(title="channels", metavar="CHANNEL")
     sms = sim.add_parser("sms", help="send one text and print the reply")
     sms.add_argument("text", nargs="+", help="the text to send")
+    sms.add_argument(
+        "--whatsapp", action="store_true", help="send it as a WhatsApp message, not an SMS"
+    )
     call = sim.add_parser("call", help="play the voice menu (interactive without inputs)")
     call.add_argument("--digits", help="key presses in order, e.g. 1,3 (* for star)")
     call.add_argument("--say", action="append", default=[], help="speech, in order (repeatable)")
@@ -310,7 +314,9 @@ def _simulate_sms(args: argparse.Namespace) -> int:
     transport, started = _simulation(settings, args.url)
     try:
         with transport as post:
-            print(simulate.sms(post, args.sender, settings.phone_number, " ".join(args.text)))
+            channel = WHATSAPP if args.whatsapp else SMS
+            sender, to = channel.address(args.sender), settings.sender(channel)
+            print(simulate.sms(post, sender, to, " ".join(args.text)))
     finally:
         if started:
             embedded.stop(settings.data_dir)

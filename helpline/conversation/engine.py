@@ -24,7 +24,7 @@ from helpline.conversation.matching import (
     first_phrase,
     tokens,
 )
-from helpline.conversation.model import STORE_DOWN, STORE_FACT, Case, Channel, Flow, Node
+from helpline.conversation.model import STORE_DOWN, STORE_FACT, Case, Flow, Medium, Node
 from helpline.infrastructure.constants import CRISIS_TYPO_FROM, MAX_ANSWER_CHARS, MAX_REPROMPTS
 from helpline.infrastructure.phones import to_e164
 
@@ -239,7 +239,7 @@ class Engine:
         # one whose 'other' loops back to itself, can be asked for ever.
         misses = 0 if fresh else min(state.reprompts + 1, MAX_REPROMPTS)
         silent = not choice and not words and not reply.digits
-        if silent and flow.channel is Channel.VOICE and not node.no_response:
+        if silent and flow.channel is Medium.VOICE and not node.no_response:
             return self.reprompt(state, context)
         if state.reprompts >= MAX_REPROMPTS and flow.exhausted:
             return self.exhausted(state, context)
@@ -391,7 +391,7 @@ class Engine:
         return events
 
     def _chosen_language(self, node: Node, choice: str | None, words: tuple[str, ...]) -> str:
-        if self.flow.channel is Channel.SMS:
+        if self.flow.channel is Medium.SMS:
             # A language's name works anywhere in a text conversation.
             found = self._language_names.find(words, fuzzy=True)
             if found is not None:
@@ -399,7 +399,7 @@ class Engine:
         if not node.offer_languages:
             return ""
         for lang in self.content.languages.values():
-            if self.flow.channel is Channel.VOICE and choice == lang.digit:
+            if self.flow.channel is Medium.VOICE and choice == lang.digit:
                 return lang.code
             if contains_phrase(words, self._phrases[lang.words]):
                 return lang.code

@@ -7,8 +7,9 @@ fixed alphabet in every state it reaches, breadth first, so the first path found
 any problem is a shortest one. The walk is bounded by states, not by path length.
 
 The invariants (numbered as in the README):
-1. Every reply renders as valid TwiML; every SMS fits its segment budget in its
-   encoding; every voice reply ends with a way to answer or a hang-up.
+1. Every reply renders as valid TwiML; every text fits its segment budget in its SMS
+   encoding and, as WhatsApp sends it (not folded to GSM-7), WhatsApp's length limit;
+   every voice reply ends with a way to answer or a hang-up.
 2. A crisis phrase, from any state, gets the emergency reply first; words of suicide or
    self-harm get the self-harm reply first, naming the emergency number and the crisis
    line; either one in the middle of a call back request marks the request urgent.
@@ -32,18 +33,19 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from helpline.conversation.channels import WHATSAPP
 from helpline.conversation.danger import Danger
 from helpline.conversation.engine import Act, Ask, Engine, Event, Hangup, Reply, Say, State
 from helpline.conversation.gsm import segments
 from helpline.conversation.lint import Library, sms_text
-from helpline.conversation.model import AT_RISK, STORE_DOWN, STORE_FACT, Channel, Flow
+from helpline.conversation.model import AT_RISK, STORE_DOWN, STORE_FACT, Flow, Medium
 from helpline.conversation.regions import Region
 from helpline.conversation.texting import answer_text
 from helpline.infrastructure.constants import MAX_REPROMPTS, SMS_MAX_SEGMENTS
 
 # Renders one reply as TwiML, for invariant 1: the web layer's renderer, passed in as
 # (region, channel, events, gsm) -> XML text.
-Render = Callable[[Region, Channel, list[Event], bool], str]
+Render = Callable[[Region, Medium, list[Event], bool], str]
 
 # Replies the explorer gives its Act events, with what the web layer would know then.
 QUEUED_FACTS: tuple[tuple[str, dict[str, str]], ...] = (
@@ -152,9 +154,9 @@ def explore(library: Library, regions: Iterable[Region], render: Render | None =
 def _check_failsafes(library: Library, region: Region, report: Report) -> None:
     """The answers given when anything fails must carry the emergency number."""
     content = library.content
-    for channel in Channel:
+    for channel in Medium:
         for lang in content.languages:
-            variables = region.variables(lang, spoken=channel is Channel.VOICE)
+            variables = region.variables(lang, spoken=channel is Medium.VOICE)
             text = content.text(f"{channel.value}.failsafe", lang, variables)
             if variables["emergency"] not in text:
                 report.problems.append(
@@ -186,7 +188,7 @@ class _Walk:
         self.store = store
         self.render = render
         self.report = report
-        self.voice = self.flow.channel is Channel.VOICE
+        self.voice = self.flow.channel is Medium.VOICE
         self.home = engine.home
         self.intake = _intake_nodes(self.flow, self.home)
         self.told_queued = _told_queued(self.flow)
@@ -424,6 +426,9 @@ class _Walk:
         text = sms_text(events, gsm)
         if segments(text) > SMS_MAX_SEGMENTS:
             self._problem(1, f"an SMS reply takes {segments(text)} segments: {text[:60]!r}", path)
+        written = sms_text(events, WHATSAPP.gsm(gsm))
+        if WHATSAPP.max_chars is not None and len(written) > WHATSAPP.max_chars:
+            self._problem(1, f"a WhatsApp reply has {len(written)} characters: {text[:60]!r}", path)
         if any(isinstance(e, Ask) for e in events) and not self._names_emergency(text, lang):
             self._problem(6, f"an SMS menu does not name the emergency number: {text!r}", path)
 

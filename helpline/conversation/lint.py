@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from helpline.conversation.channels import WHATSAPP
 from helpline.conversation.engine import Engine, Say, language_offer_key
 from helpline.conversation.gsm import as_sent, non_gsm_characters, segments
 from helpline.conversation.model import (
@@ -14,9 +15,9 @@ from helpline.conversation.model import (
     RUNTIME_PLACEHOLDERS,
     STORE_DOWN,
     STORE_FACT,
-    Channel,
     Content,
     Flow,
+    Medium,
     parse_content,
     parse_flow,
 )
@@ -33,19 +34,19 @@ class Library:
     flows: dict[str, Flow]
     regions: dict[str, Region]
 
-    def flow_for(self, channel: Channel) -> Flow:
-        return next(f for f in self.flows.values() if f.channel is channel)
+    def flow_for(self, medium: Medium) -> Flow:
+        return next(f for f in self.flows.values() if f.channel is medium)
 
-    def engine(self, channel: Channel, region: Region | str) -> Engine:
-        """Return the engine that runs this channel's flow for a region's callers."""
+    def engine(self, medium: Medium, region: Region | str) -> Engine:
+        """Return the engine that runs this medium's flow for a region's callers."""
         if isinstance(region, str):
             region = self.regions[region]
-        return Engine(self.flow_for(channel), region_variables(region, channel), region.code)
+        return Engine(self.flow_for(medium), region_variables(region, medium), region.code)
 
 
-def region_variables(region: Region, channel: Channel) -> dict[str, dict[str, str]]:
-    """Return a region's placeholder values by language, as the channel gives them."""
-    spoken = channel is Channel.VOICE
+def region_variables(region: Region, medium: Medium) -> dict[str, dict[str, str]]:
+    """Return a region's placeholder values by language, as the medium gives them."""
+    spoken = medium is Medium.VOICE
     return {lang: region.variables(lang, spoken=spoken) for lang in region.languages}
 
 
@@ -140,7 +141,7 @@ def _load(flows_dir: Path, problems: list[str]) -> Library:
         if flow.id in flows:
             problems.append(f"{path.name}: flow id {flow.id!r} is used twice")
         flows[flow.id] = flow
-    for channel in Channel:
+    for channel in Medium:
         if sum(f.channel is channel for f in flows.values()) != 1:
             problems.append(f"{flows_dir}: needs exactly one {channel.value} flow")
     for flow in flows.values():
@@ -157,7 +158,7 @@ def _load(flows_dir: Path, problems: list[str]) -> Library:
         _check_failsafe_sizes(content, regions, problems)
         _check_outbound_sizes(content, regions, problems)
         for flow in flows.values():
-            if flow.channel is Channel.SMS:
+            if flow.channel is Medium.SMS:
                 _check_sms_sizes(flow, regions, problems)
     return Library(content=content, flows=flows, regions=by_code)
 
@@ -240,6 +241,11 @@ def _check_outbound_sizes(content: Content, regions: list[Region], problems: lis
 
 
 def _check_sms_text(text: str, gsm: bool, where: str, problems: list[str]) -> None:
+    """A text must fit both ways it is sent: by SMS (folded to GSM-7 spellings in a GSM-7
+    language, in segments) and by WhatsApp (as written, in characters)."""
+    written = as_sent(text, WHATSAPP.gsm(gsm))
+    if WHATSAPP.max_chars is not None and len(written) > WHATSAPP.max_chars:
+        problems.append(f"{where}: {len(written)} characters, over WhatsApp's {WHATSAPP.max_chars}")
     text = as_sent(text, gsm)
     count = segments(text)
     if count > SMS_MAX_SEGMENTS:
@@ -254,7 +260,7 @@ def _check_sms_text(text: str, gsm: bool, where: str, problems: list[str]) -> No
 def _check_sms_sizes(flow: Flow, regions: list[Region], problems: list[str]) -> None:
     """Every reply the flow can send must fit the segment budget, in every language/region."""
     for region in regions:
-        engine = Engine(flow, region_variables(region, Channel.SMS))
+        engine = Engine(flow, region_variables(region, Medium.SMS))
         for lang in flow.content.languages.values():
             if flow.other:
                 # Unrecognised text gets the same reply from every node: check it once.

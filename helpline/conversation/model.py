@@ -40,7 +40,9 @@ NUMBER_KEYS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*")
 LANGUAGE_SETTINGS = frozenset({"name", "default", "gsm", "digit", "words", "numbers"})
 
 
-class Channel(StrEnum):
+class Medium(StrEnum):
+    """How a flow speaks: aloud, or in writing (texts, whether by SMS or WhatsApp)."""
+
     VOICE = "voice"
     SMS = "sms"
 
@@ -194,7 +196,7 @@ class Content:
 @dataclass(frozen=True)
 class Flow:
     id: str
-    channel: Channel
+    channel: Medium
     start: str
     nodes: dict[str, Node]
     content: Content
@@ -460,7 +462,7 @@ def parse_flow(path: Path, content: Content, problems: list[str]) -> Flow | None
     for key in sorted(set(data) - known):
         problems.append(f"{name}: unknown setting {key!r}")
     try:
-        channel = Channel(str(data.get("channel")))
+        channel = Medium(str(data.get("channel")))
     except ValueError:
         problems.append(f"{name}: channel must be 'voice' or 'sms'")
         return None
@@ -657,11 +659,11 @@ def _check_flow(flow: Flow, name: str, problems: list[str]) -> None:
         need_message(flow.reprompt, "reprompt")
     else:
         problems.append(f"{name}: 'reprompt' is missing")
-    if flow.channel is Channel.VOICE and not flow.exhausted:
+    if flow.channel is Medium.VOICE and not flow.exhausted:
         problems.append(f"{name}: a voice flow needs 'exhausted' (the goodbye after reprompts)")
-    if flow.channel is Channel.SMS and not flow.other:
+    if flow.channel is Medium.SMS and not flow.other:
         problems.append(f"{name}: an SMS flow needs 'other' (where unrecognised texts go)")
-    if flow.channel is Channel.SMS and not flow.stateless_prompt:
+    if flow.channel is Medium.SMS and not flow.stateless_prompt:
         problems.append(
             f"{name}: an SMS flow needs 'stateless_prompt' (what a reply asks when the"
             " conversation cannot be kept)"

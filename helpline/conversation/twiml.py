@@ -11,7 +11,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from helpline.conversation.engine import Ask, Event, Hangup, Say
 from helpline.conversation.lint import sms_text
-from helpline.conversation.model import Channel
+from helpline.conversation.model import Medium
 from helpline.conversation.regions import Region
 from helpline.infrastructure.constants import GATHER_TIMEOUT, NUMBER_TIMEOUT
 
@@ -21,9 +21,9 @@ MAX_HINTS = 100
 RENDER_CACHE_SIZE = 1024
 
 
-def reply(region: Region, channel: Channel, events: Sequence[Event], gsm: bool) -> str:
+def reply(region: Region, medium: Medium, events: Sequence[Event], gsm: bool) -> str:
     """Render one reply as a webhook would (voice with a placeholder action URL)."""
-    if channel is Channel.VOICE:
+    if medium is Medium.VOICE:
         return voice(events, "/twilio/voice/step", region)
     return sms(events, gsm)
 
@@ -76,24 +76,44 @@ def _render_voice(events: Sequence[Event], action_url: str, locale: dict[str, st
     return str(response.to_xml())
 
 
-def sms(events: Sequence[Event], gsm: bool) -> str:
-    """Render one SMS step as a single reply message (or none, if it says nothing)."""
+def sms(events: Sequence[Event], gsm: bool, max_chars: int | None = None) -> str:
+    """Render one text step as its reply (or none, if it says nothing): one message,
+    or on a channel that limits a message's characters, as many as it takes."""
     if any(isinstance(event, Say) and event.personal for event in events):
-        return _render_sms(events, gsm)  # never kept
-    return _sms_cached(tuple(events), gsm)
+        return _render_sms(events, gsm, max_chars)  # never kept
+    return _sms_cached(tuple(events), gsm, max_chars)
 
 
 @functools.lru_cache(maxsize=RENDER_CACHE_SIZE)
-def _sms_cached(events: tuple[Event, ...], gsm: bool) -> str:
-    return _render_sms(events, gsm)
+def _sms_cached(events: tuple[Event, ...], gsm: bool, max_chars: int | None) -> str:
+    return _render_sms(events, gsm, max_chars)
 
 
-def _render_sms(events: Sequence[Event], gsm: bool) -> str:
+def _render_sms(events: Sequence[Event], gsm: bool, max_chars: int | None) -> str:
     response = MessagingResponse()
     text = sms_text(events, gsm)
-    if text:
-        response.message(text)
+    for part in split_message(text, max_chars):
+        response.message(part)
     return str(response.to_xml())
+
+
+def split_message(text: str, max_chars: int | None) -> list[str]:
+    """The text as the messages it goes out in, each at most max_chars (None: any length);
+    cut at a line break, else a space, where one is near."""
+    if not text:
+        return []
+    if max_chars is None or len(text) <= max_chars:
+        return [text]
+    parts, rest = [], text
+    while len(rest) > max_chars:
+        cut = rest.rfind("\n", 0, max_chars + 1)
+        if cut <= 0:
+            cut = rest.rfind(" ", 0, max_chars + 1)
+        if cut <= 0:
+            cut = max_chars
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    return [*parts, rest] if rest else parts
 
 
 def empty_messaging() -> str:

@@ -75,6 +75,29 @@ def send_text(
     return str(message.sid)
 
 
+def send_template(
+    client: Client,
+    *,
+    sender: str,
+    to: str,
+    content_sid: str,
+    variables: dict[str, str],
+    status_callback: str | None = None,
+) -> str:
+    """Send one approved template (WhatsApp, outside its 24-hour window); return the SID."""
+    extra = {"status_callback": status_callback} if status_callback else {}
+    message = _request(
+        lambda: client.messages.create(
+            to=to,
+            from_=sender,
+            content_sid=content_sid,
+            content_variables=json.dumps(variables, ensure_ascii=False),
+            **extra,
+        )
+    )
+    return str(message.sid)
+
+
 def place_call(
     client: Client, *, sender: str, to: str, url: str, status_callback: str | None = None
 ) -> str:

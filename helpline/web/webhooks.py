@@ -15,8 +15,9 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from helpline.application.intake import Caller, open_answers, seal_answers
-from helpline.application.sms import Incoming
+from helpline.application.messaging import Incoming
 from helpline.conversation import twiml
+from helpline.conversation.channels import VOICE
 from helpline.conversation.engine import Event, Reply, State
 from helpline.infrastructure.constants import MAX_INPUT_CHARS, STATS_KEY
 from helpline.web.services import helpline
@@ -154,7 +155,7 @@ def voice_incoming() -> Response:
 def voice_step() -> Response:
     services = helpline()
     engine = services.voice
-    caller = Caller(number=_form("From"), channel="voice", webhook_sid=_form("CallSid"))
+    caller = Caller(number=_form("From"), channel=VOICE, webhook_sid=_form("CallSid"))
     state = engine.restore(
         {
             "flow": engine.flow.id,
@@ -191,7 +192,7 @@ def voice_fallback() -> Response:
 @bp.post("/sms")
 def sms_incoming() -> Response:
     text = Incoming(sender=_form("From"), body=_form("Body"), message_sid=_form("MessageSid"))
-    return _twiml(helpline().sms.answer(text))
+    return _twiml(helpline().texts.answer(text))
 
 
 @bp.post("/sms/fallback")

@@ -29,6 +29,44 @@ OUTCOME_LABELS = {
     Outcome.CALL_BACK_LATER: "Call back at a chosen time",
     Outcome.CANCELLED: "Cancelled: no longer wanted",
 }
+CHANNEL_LABELS = {"voice": "call", "sms": "text", "whatsapp": "WhatsApp"}
+# Texts about a request, by kind, as a counsellor reads them.
+TEXT_KINDS = {"confirm": "Confirmation", "expired": "Closing message", "missed": "Missed call"}
+UNSENT_REASONS = {
+    "outside-whatsapp-window": (
+        "not sent: over 24 hours since their last WhatsApp message, and no approved "
+        "template is set up"
+    ),
+}
+
+
+@bp.app_template_filter("channel")
+def channel_label(name: str) -> str:
+    """How a channel is named in the console: call, text or WhatsApp."""
+    return CHANNEL_LABELS.get(name, name)
+
+
+def texts_sent(rid: str) -> list[tuple[str, str]]:
+    """The texts to the caller about a request: (what, how it went), for the request page."""
+    rows = []
+    for kind, result in sorted(helpline().queue.send_results(rid).items()):
+        base, _, attempt = kind.partition(":")
+        if base not in TEXT_KINDS:
+            continue  # counsellors' alerts are not texts to the caller
+        what = TEXT_KINDS[base] + (f" (attempt {attempt})" if attempt else "")
+        rows.append((what, _result_label(result)))
+    return rows
+
+
+def _result_label(result: str) -> str:
+    if result == "opted-out":
+        return "not sent: they opted out of texts"
+    if result.startswith("failed:"):
+        return f"refused by Twilio (error {result.removeprefix('failed:')})"
+    if result.startswith("unsent:"):
+        reason = result.removeprefix("unsent:")
+        return UNSENT_REASONS.get(reason, f"not sent: {reason}")
+    return "sent"
 
 
 def wait_text(seconds: float) -> str:
@@ -132,6 +170,7 @@ def request_page(rid: str) -> str:
         req=found,
         phone=phone,
         notes=extras.notes.list(rid),
+        texts=texts_sent(rid),
         call_status=services.queue.annotation(rid, STATUS_FIELD),
         outcomes=OUTCOME_LABELS,
         wait_text=wait_text,

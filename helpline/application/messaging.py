@@ -1,4 +1,12 @@
-"""The SMS conversation: opt-out, per-number state in Redis, one engine step per text."""
+"""Text conversations, by SMS and WhatsApp: opt-out, state per sender, one step per text.
+
+Each channel keeps its own: a texter's conversation, their opt-out and (WhatsApp) the
+time of their last message, which opens WhatsApp's 24-hour window for free-form
+messages from us. Keys, all keyed by the hash of the sender's number (or short code):
+    <channel>:conv:<who>     the conversation, JSON; expires SMS_STATE_TTL after the last text
+    <channel>:optout         set of the senders who opted out on that channel
+    <channel>:window:<who>   set while WhatsApp lets us send them free-form messages
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ from typing import Any
 from helpline.application.actions import ActionRegistry
 from helpline.application.intake import CallbackDesk, Caller, open_answers, seal_answers
 from helpline.conversation import twiml
+from helpline.conversation.channels import SMS, Channel, texting_channel
 from helpline.conversation.engine import Engine, Event, Reply, State
 from helpline.conversation.texting import answer_text
 from helpline.infrastructure.constants import KEY_PREFIX, SMS_STATE_TTL
@@ -20,31 +29,50 @@ from helpline.infrastructure.store import Store
 
 log = logging.getLogger(__name__)
 
-OPT_OUT_KEY = f"{KEY_PREFIX}:sms:optout"  # set of keyed hashes of opted-out numbers
 _MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 # Replies kept in the conversation, newest first, so a retried webhook (same MessageSid)
 # gets the same reply for as long as the conversation is kept (SMS_STATE_TTL).
 REPLIES_KEPT = 3
 
-# A text's one read: is the sender opted out, and their conversation (or nil).
+# A text's one read: is the sender opted out, and their conversation (or nil). On a
+# channel with a reply window, the same step opens it (KEYS[3]) for ARGV[2] seconds.
 _READ = """
+if KEYS[3] then redis.call('SET', KEYS[3], '1', 'EX', ARGV[2]) end
 return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2])}
 """
 
 
-def _state_key(who: str) -> str:
-    return f"{KEY_PREFIX}:sms:conv:{who}"
+def optout_key(channel: Channel) -> str:
+    """The set of keyed hashes of the senders who opted out of texts on this channel."""
+    return f"{KEY_PREFIX}:{channel.name}:optout"
+
+
+def window_key(channel: Channel, who: str) -> str:
+    """Set while the channel lets us send this person free-form messages."""
+    return f"{KEY_PREFIX}:{channel.name}:window:{who}"
+
+
+def _state_key(channel: Channel, who: str) -> str:
+    return f"{KEY_PREFIX}:{channel.name}:conv:{who}"
+
+
+# Counsellors' own opt-out from our texts (login notices, alerts) is kept with SMS's.
+OPT_OUT_KEY = optout_key(SMS)
 
 
 @dataclass(frozen=True)
 class Incoming:
-    sender: str
+    sender: str  # Twilio's From: "+44...", or "whatsapp:+44..."
     body: str
     message_sid: str
 
+    @property
+    def channel(self) -> Channel:
+        return texting_channel(self.sender)
 
-class SmsConversations:
-    """Answers one incoming text with TwiML, keeping state per number (by keyed hash)."""
+
+class TextConversations:
+    """Answers one incoming text with TwiML, keeping state per sender and channel."""
 
     def __init__(
         self,
@@ -67,16 +95,18 @@ class SmsConversations:
 
     def answer(self, text: Incoming) -> str:
         """Return the TwiML reply to one text: one Redis read, one write."""
-        who = phone_digest(self.phone_key, text.sender) if text.sender else ""
+        channel = text.channel
+        sender = channel.local_part(text.sender)
+        who = phone_digest(self.phone_key, sender) if sender else ""
         sid = text.message_sid if _MESSAGE_SID.match(text.message_sid) else ""
-        read, opted_out, stored, replies = self._read(who)
+        read, opted_out, stored, replies = self._read(channel, who)
         # Replies live in the sender's own conversation: never replayed to another number.
         cached = next((answer for kept, answer in replies if sid and kept == sid), None)
         if cached is not None:
             return cached  # Twilio retried this very message: say the same again
 
         state = self._restore(stored, who)
-        caller = Caller(number=text.sender, channel="sms", webhook_sid=sid)
+        caller = Caller(number=text.sender, channel=channel, webhook_sid=sid)
         danger = self.engine.danger(text.body)
         if danger is not None:
             self.desk.escalate(caller)
@@ -87,9 +117,9 @@ class SmsConversations:
         )
         if step.opted_out != opted_out:
             if step.opted_out:
-                self._opt_out(who)
+                self._opt_out(channel, who)
                 return twiml.empty_messaging()
-            self._opt_in(who)
+            self._opt_in(channel, who)
         if not step.events:
             return twiml.empty_messaging()  # opted out: no reply, and nothing to keep
         assert step.state is not None
@@ -98,19 +128,29 @@ class SmsConversations:
         )
         log.debug(
             "sms answered",
-            extra={"node": new_state.node, "lang": new_state.lang, "from": mask_phone(text.sender)},
+            extra={
+                "node": new_state.node,
+                "lang": new_state.lang,
+                "channel": channel.name,
+                "from": mask_phone(sender),
+            },
         )
-        return self._reply(who, sid, new_state, events, replies)
+        return self._reply(channel, who, sid, new_state, events, replies)
 
     # -- Redis, each call fail-soft ------------------------------------------------------
 
-    def _read(self, who: str) -> tuple[bool, bool, dict[str, Any] | None, list[tuple[str, str]]]:
+    def _read(
+        self, channel: Channel, who: str
+    ) -> tuple[bool, bool, dict[str, Any] | None, list[tuple[str, str]]]:
         """Return (read, opted out, the stored conversation, its recent replies as
         (sid, TwiML)); read is False when there was nothing to read it with."""
+        keys = [optout_key(channel), _state_key(channel, who)]
+        if channel.window_seconds:
+            keys.append(window_key(channel, who))
 
         def read(client):
             opted, raw = self._read_script(
-                keys=[OPT_OUT_KEY, _state_key(who)], args=[who], client=client
+                keys=keys, args=[who, int(channel.window_seconds or 0)], client=client
             )
             return (True, bool(opted), *_decode(raw))
 
@@ -127,13 +167,14 @@ class SmsConversations:
 
     def _reply(
         self,
+        channel: Channel,
         who: str,
         sid: str,
         state: State,
         events: list[Event],
         replies: list[tuple[str, str]],
     ) -> str:
-        answer = twiml.sms(events, self.gsm[state.lang])
+        answer = twiml.sms(events, channel.gsm(self.gsm[state.lang]), channel.max_chars)
         if not who:
             return answer
         stored = state.to_dict()
@@ -144,24 +185,27 @@ class SmsConversations:
         stored["replies"] = kept[:REPLIES_KEPT]
         value = json.dumps(stored, separators=(",", ":"))
         self.store.attempt(
-            "sms write", lambda client: client.set(_state_key(who), value, ex=SMS_STATE_TTL), None
+            "sms write",
+            lambda client: client.set(_state_key(channel, who), value, ex=SMS_STATE_TTL),
+            None,
         )
         return answer
 
-    def _opt_out(self, who: str) -> None:
+    def _opt_out(self, channel: Channel, who: str) -> None:
         def write(client):
             pipe = client.pipeline(transaction=True)
-            pipe.sadd(OPT_OUT_KEY, who)
-            pipe.delete(_state_key(who))
+            pipe.sadd(optout_key(channel), who)
+            pipe.delete(_state_key(channel, who))
             pipe.execute()
 
         if who:
             self.store.attempt("sms opt-out", write, None)
-            log.info("sms opt-out recorded")
+            log.info("opt-out recorded", extra={"channel": channel.name})
 
-    def _opt_in(self, who: str) -> None:
-        self.store.attempt("sms opt-in", lambda client: client.srem(OPT_OUT_KEY, who), None)
-        log.info("sms opt-in recorded")
+    def _opt_in(self, channel: Channel, who: str) -> None:
+        key = optout_key(channel)
+        self.store.attempt("sms opt-in", lambda client: client.srem(key, who), None)
+        log.info("opt-in recorded", extra={"channel": channel.name})
 
 
 def _decode(raw: bytes | None) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
