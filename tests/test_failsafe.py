@@ -26,6 +26,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from helpline import create_app
+from helpline.conversation.channels import TEXTING, Channel
 from helpline.conversation.gsm import segments
 from helpline.infrastructure import embedded
 from helpline.infrastructure.constants import SMS_MAX_SEGMENTS
@@ -182,18 +183,23 @@ def test_healthz_says_redis_is_unavailable_while_it_is_down(down):
     assert response.get_data(as_text=True) == "redis unavailable\n"
 
 
-def test_safe_text_still_gets_the_safe_reply_while_redis_is_down(down):
-    assert sms_reply(down, "SAFE").startswith(SAFE_REPLY)
+@pytest.fixture(params=TEXTING, ids=lambda channel: channel.name)
+def texting(request: pytest.FixtureRequest) -> Channel:
+    return request.param
 
 
-def test_crisis_text_gets_the_emergency_reply_with_999_while_redis_is_down(down):
-    reply = sms_reply(down, CRISIS_TEXT)
+def test_safe_text_still_gets_the_safe_reply_while_redis_is_down(down, texting):
+    assert sms_reply(down, "SAFE", texting.address(CALLER)).startswith(SAFE_REPLY)
+
+
+def test_crisis_text_gets_the_emergency_reply_with_999_while_redis_is_down(down, texting):
+    reply = sms_reply(down, CRISIS_TEXT, texting.address(CALLER))
     assert SMS_EMERGENCY in reply
     assert segments(reply) <= SMS_MAX_SEGMENTS
 
 
-def test_first_text_from_a_new_number_gets_the_menu_while_redis_is_down(down):
-    reply = sms_reply(down, "hello there", sender="+447700900777")
+def test_first_text_from_a_new_number_gets_the_menu_while_redis_is_down(down, texting):
+    reply = sms_reply(down, "hello there", sender=texting.address("+447700900777"))
     assert reply.startswith("Helpline:")
     assert "Call 999 now" in reply
 
