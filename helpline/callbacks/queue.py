@@ -485,36 +485,6 @@ class CallbackQueue:
         confirm=True marks that the caller is to be sent a confirmation text (the
         workers' job).
         """
-        rid, args = self.enqueue_args(
-            contact,
-            channel=channel,
-            lang=lang,
-            urgent=urgent,
-            webhook_sid=webhook_sid,
-            confirm=confirm,
-        )
-        how, found, rank, raised = _guard(lambda: self._enqueue(keys=[REQ + rid], args=args))
-        return self._placement(found, Added(how.decode()), rank, raised)
-
-    def _placement(self, rid: bytes, added: Added, rank: int, raised: int) -> Placement:
-        """Return a Placement from what a script reported: the request is read afresh."""
-        request = self.get(rid.decode())
-        if request is None:  # purged between the script and this read: vanishingly rare
-            raise QueueError("the request disappeared while being queued")
-        position = int(rank) + 1 if int(rank) >= 0 else None
-        return Placement(request=request, added=added, position=position, raised=bool(raised))
-
-    def enqueue_args(
-        self,
-        contact: Contact,
-        *,
-        channel: str,
-        lang: str,
-        urgent: bool,
-        webhook_sid: str = "",
-        confirm: bool = False,
-    ) -> tuple[str, list[Any]]:
-        """Return a new request's id and the enqueue script's arguments (for pipelining)."""
         now = self.clock()
         rid = secrets.token_hex(6)
         band = 0 if urgent else 1
@@ -542,7 +512,16 @@ class CallbackQueue:
             *(PREFIX, now, who, rid, score, int(urgent), seen, SEEN_TTL, _BAND, confirmation),
             *flat,
         ]
-        return rid, args
+        how, found, rank, raised = _guard(lambda: self._enqueue(keys=[REQ + rid], args=args))
+        return self._placement(found, Added(how.decode()), rank, raised)
+
+    def _placement(self, rid: bytes, added: Added, rank: int, raised: int) -> Placement:
+        """Return a Placement from what a script reported: the request is read afresh."""
+        request = self.get(rid.decode())
+        if request is None:  # purged between the script and this read: vanishingly rare
+            raise QueueError("the request disappeared while being queued")
+        position = int(rank) + 1 if int(rank) >= 0 else None
+        return Placement(request=request, added=added, position=position, raised=bool(raised))
 
     def open_request_for(self, phone: str) -> Request | None:
         """Return the caller's open request, if they have one."""
