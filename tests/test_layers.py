@@ -204,6 +204,7 @@ COMPOSED = frozenset(
         "CallbackQueue",
         "Counsellors",
         "Jobs",
+        "Monitoring",
         "LoginThrottle",
         "Notes",
         "Sealer",

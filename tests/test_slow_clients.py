@@ -6,7 +6,6 @@ import os
 import re
 import shlex
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -22,11 +21,13 @@ from helpline.cli import gunicorn_command
 from helpline.infrastructure.constants import REQUEST_BODY_SECONDS, WEB_KEEPALIVE_SECONDS
 from tests.factories import (
     AUTH_TOKEN,
-    PROCESS_WAIT_SECONDS,
+    LOOPBACK,
     SECRET_KEY,
     WAIT_SECONDS,
     call_params,
+    free_port,
     parse_voice,
+    serving,
     sign,
     sms_params,
     sms_replies,
@@ -34,7 +35,7 @@ from tests.factories import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
+HOST = LOOPBACK
 SLOW_CONNECTIONS = 16
 # Seconds between two bytes from a slow connection.
 TRICKLE_INTERVAL = 1.0
@@ -42,12 +43,6 @@ TRICKLE_INTERVAL = 1.0
 ANSWER_WITHIN = 5.0
 # The server cuts a slow connection off after the head's and the body's allowance.
 CUT_OFF_WITHIN = WEB_KEEPALIVE_SECONDS + REQUEST_BODY_SECONDS + 5
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def _procfile_line() -> str:
@@ -73,7 +68,7 @@ def _helpline_web(port: int) -> list[str]:
 @pytest.fixture(params=["helpline web", "Procfile"])
 def web(request, tmp_path: Path, redis_server: str) -> Iterator[int]:
     """Start the real web process (either way it is run) on a free port; yield the port."""
-    port = _free_port()
+    port = free_port()
     command = _helpline_web(port) if request.param == "helpline web" else _procfile_web(port)
     env = {
         k: v
@@ -86,33 +81,8 @@ def web(request, tmp_path: Path, redis_server: str) -> Iterator[int]:
         TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         SECRET_KEY=SECRET_KEY,
     )
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def healthy() -> bool:
-        assert process.poll() is None, f"{request.param} exited early"
-        try:
-            with urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=5) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    try:
-        wait_until(healthy, PROCESS_WAIT_SECONDS, what=f"{request.param} to answer /healthz")
+    with serving({request.param: command}, env, f"http://{HOST}:{port}/healthz"):
         yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=PROCESS_WAIT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=PROCESS_WAIT_SECONDS)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from helpline.conversation.channels import SMS, Channel, channel_named
 from helpline.conversation.gsm import as_sent
 from helpline.infrastructure import embedded
 from helpline.infrastructure.errors import Failure, OutboundError
+from helpline.infrastructure.metrics import TEXTS
 from helpline.infrastructure.outbound import find_sent, make_client, send_template, send_text
 from workers.connection import connect
 
@@ -103,6 +104,7 @@ def send_once(
         # WhatsApp delivers only approved templates this long after their last message.
         template = ctx.settings.whatsapp_template_sid
         if template is None:
+            _counted(kind, channel, "unsent", "outside-whatsapp-window")
             ctx.queue.settle_send(request_id, kind, OUTSIDE_WINDOW)
             log.warning(
                 "not sent: outside WhatsApp's 24-hour window and no template is configured",
@@ -118,6 +120,7 @@ def send_once(
         else:
             sid = send_text(ctx.twilio, sender=sender, to=address, body=body)
     except OutboundError as exc:
+        _counted(kind, channel, exc.kind.value, str(exc.code or exc.status or "network"))
         if exc.kind is Failure.OPTED_OUT:
             ctx.client.sadd(optout_key(channel), who)
             ctx.queue.settle_send(request_id, kind, "opted-out")
@@ -132,8 +135,14 @@ def send_once(
             return None
         raise  # worth retrying: RQ does, with backoff
     ctx.queue.settle_send(request_id, kind, sid)
+    _counted(kind, channel, "sent")
     log.info("text sent", extra={"request": request_id, "kind": kind, "channel": channel.name})
     return sid
+
+
+def _counted(kind: str, channel: Channel, result: str, reason: str = "") -> None:
+    """Count a text's outcome: its kind without the attempt or counsellor after the colon."""
+    TEXTS.labels(kind.partition(":")[0], channel.name, result, reason).inc()
 
 
 @dataclass(frozen=True)

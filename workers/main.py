@@ -58,10 +58,18 @@ from rq.utils import as_text, get_version, now
 from rq.worker import BaseWorker, WorkerStatus
 
 from helpline.application.config import Settings
-from helpline.application.jobs import JOB_TIMEOUT, QUEUE_NAMES, RESULT_TTL, ROUTINE_QUEUE, Jobs
+from helpline.application.jobs import (
+    JOB_TIMEOUT,
+    QUEUE_NAMES,
+    RESULT_TTL,
+    ROUTINE_QUEUE,
+    Jobs,
+)
+from helpline.application.jobs import Job as JobName
 from helpline.infrastructure import embedded
 from helpline.infrastructure.constants import KEY_PREFIX
 from helpline.infrastructure.logs import configure_logging
+from helpline.infrastructure.metrics import JOBS
 from workers.connection import connect
 from workers.jobs import context
 
@@ -203,6 +211,16 @@ class _Helpline(BaseWorker):
         super().run_maintenance_tasks()
         tick_housekeeping(context().jobs, self.maintenance_interval)
 
+    def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        """Count the job as finished, then let RQ record it."""
+        JOBS.labels(_job_name(job), "finished").inc()
+        super().handle_job_success(job, queue, *args, **kwargs)
+
+    def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        """Count the job as failed (or to be retried), then let RQ record it."""
+        JOBS.labels(_job_name(job), "retried" if job.should_retry else "failed").inc()
+        super().handle_job_failure(job, queue, *args, **kwargs)
+
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         """Register the job as started and take it off its intermediate list."""
         # RQ takes it off only for a worker with a single queue; every job here came
@@ -278,6 +296,15 @@ class _Heartbeats:
                 self.worker.maintain_heartbeats(self.job, self.execution)
             except redis.RedisError as exc:
                 log.warning("heartbeat failed", extra={"error": type(exc).__name__})
+
+
+_KNOWN_JOBS = frozenset(name.value for name in JobName)
+
+
+def _job_name(job: Job) -> str:
+    """A job's short name for metrics: one of ours, or "other" (never an id)."""
+    name = job.func_name
+    return name.rpartition(".")[2] if name in _KNOWN_JOBS else "other"
 
 
 def tick_housekeeping(jobs: Jobs, interval: float) -> bool:

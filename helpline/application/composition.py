@@ -19,6 +19,7 @@ from helpline.application.config import Settings
 from helpline.application.intake import CallbackDesk
 from helpline.application.jobs import Jobs
 from helpline.application.messaging import TextConversations
+from helpline.application.monitoring import Monitoring
 from helpline.callbacks.notes import Notes
 from helpline.callbacks.queue import CallbackQueue, Placement
 from helpline.conversation import twiml
@@ -86,6 +87,10 @@ class Components:
     @functools.cached_property
     def jobs(self) -> Jobs:
         return Jobs(self.client)
+
+    @functools.cached_property
+    def monitoring(self) -> Monitoring:
+        return Monitoring(self.queue, time.time)
 
     @functools.cached_property
     def hours(self) -> OpeningHours:

@@ -74,6 +74,8 @@ class Settings:
     callback_expiry_hours: float = 72.0  # an unanswered request closes after this long
     retention_days: float = 30.0  # a closed request is deleted after this long
     log_level: str = "INFO"
+    # The bearer token /metrics asks for (HELPLINE_METRICS_TOKEN); None: /metrics is 404.
+    metrics_token: str | None = None
     # Proxies whose X-Forwarded-* headers are believed (HELPLINE_TRUSTED_PROXIES); none.
     trusted_proxies: tuple[Network, ...] = ()
     # Not read from the environment: tests shorten or cheapen them.
@@ -94,6 +96,11 @@ class Settings:
         if channel is WHATSAPP:
             return self.whatsapp_from or WHATSAPP.address(self.phone_number)
         return self.phone_number
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where each process writes its counts for /metrics (helpline.infrastructure.metrics)."""
+        return self.data_dir / "metrics"
 
     @property
     def production(self) -> bool:
@@ -120,6 +127,8 @@ _SECRETS = {
     "HELPLINE_ENCRYPTION_KEY": _NEW_SECRET,
     "TWILIO_AUTH_TOKEN": "copy the Auth Token from the Twilio console",
 }
+# Secrets production may run without, but not with a weak one.
+_OPTIONAL_SECRETS = {"HELPLINE_METRICS_TOKEN": _NEW_SECRET}
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -183,6 +192,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         retention_days=retention_days,
         log_level=log_level,
         trusted_proxies=parse_networks(env.get("HELPLINE_TRUSTED_PROXIES", "")),
+        metrics_token=env.get("HELPLINE_METRICS_TOKEN") or None,
     )
     # Fail at start-up, not at the first caller, if the hours cannot be read.
     OpeningHours.parse(settings.hours, settings.zone)
@@ -194,7 +204,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def _production_problems(env: Mapping[str, str]) -> list[str]:
     """Say what is wrong with each setting production cannot run safely with."""
     problems = []
-    for name, fix in _SECRETS.items():
+    for name, fix in {**_SECRETS, **_OPTIONAL_SECRETS}.items():
         weakness = secret_weakness(env[name]) if env.get(name) else None
         if weakness:
             problems.append(f"{name} {weakness}; {fix}")

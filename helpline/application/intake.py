@@ -21,6 +21,7 @@ from helpline.conversation.model import STORE_DOWN, STORE_FACT, Content
 from helpline.infrastructure.crypto import Sealer
 from helpline.infrastructure.errors import QueueError, SealError
 from helpline.infrastructure.hours import OpeningHours
+from helpline.infrastructure.metrics import CALLBACK_REQUESTS, CALLBACKS_NOT_QUEUED
 from helpline.infrastructure.store import Store
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class CallbackDesk:
         phone = caller.callable_number(self.region) if own else wanted
         if not phone or not self.store.available:
             reason = "no number" if not phone else "redis"
+            CALLBACKS_NOT_QUEUED.labels(reason).inc()
             log.error("callback not queued", extra={"reason": reason})
             return "failed", {}
         # Texts go where the texter wrote from (WhatsApp stays WhatsApp); to a number
@@ -149,6 +151,7 @@ class CallbackDesk:
             )
         except QueueError as exc:
             self.store.trip()
+            CALLBACKS_NOT_QUEUED.labels("redis").inc()
             log.error("callback not queued", extra={"reason": type(exc).__name__})
             return "failed", {}
         log.info(
@@ -162,6 +165,7 @@ class CallbackDesk:
             },
         )
         if placement.added is Added.NEW:
+            CALLBACK_REQUESTS.labels(caller.channel.name, placement.request.priority.value).inc()
             self._notify(placement, confirm)
         elif placement.raised:
             self._notify(placement, False)  # confirmed when it was made: only the alert

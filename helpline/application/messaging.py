@@ -24,6 +24,7 @@ from helpline.conversation.engine import Engine, Event, Reply, State
 from helpline.conversation.texting import answer_text
 from helpline.infrastructure.constants import KEY_PREFIX, SMS_STATE_TTL
 from helpline.infrastructure.crypto import Sealer
+from helpline.infrastructure.metrics import OPT_OUTS
 from helpline.infrastructure.privacy import mask_phone, phone_digest
 from helpline.infrastructure.store import Store
 
@@ -200,11 +201,13 @@ class TextConversations:
 
         if who:
             self.store.attempt("sms opt-out", write, None)
+            OPT_OUTS.labels(channel.name, "out").inc()
             log.info("opt-out recorded", extra={"channel": channel.name})
 
     def _opt_in(self, channel: Channel, who: str) -> None:
         key = optout_key(channel)
         self.store.attempt("sms opt-in", lambda client: client.srem(key, who), None)
+        OPT_OUTS.labels(channel.name, "in").inc()
         log.info("opt-in recorded", extra={"channel": channel.name})
 
 

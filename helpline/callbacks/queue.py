@@ -687,7 +687,11 @@ class CallbackQueue:
         }
 
     def oldest_waiting(self) -> float | None:
-        """Return when the longest-waiting request in the line was made; None if none wait.
+        """Return when the longest-waiting request in the line was made; None if none wait."""
+        return min((made for made in self.oldest_by_band().values() if made), default=None)
+
+    def oldest_by_band(self) -> dict[str, float | None]:
+        """Return when the longest-waiting urgent and normal requests were made (None: none).
 
         Within each band the score is the creation time, so this reads two members,
         not the whole queue.
@@ -696,8 +700,10 @@ class CallbackQueue:
         pipe.zrangebyscore(WAITING, "-inf", f"({_BAND}", start=0, num=1, withscores=True)
         pipe.zrangebyscore(WAITING, _BAND, "+inf", start=0, num=1, withscores=True)
         urgent, normal = _guard(pipe.execute)
-        created = [score for _, score in urgent] + [score - _BAND for _, score in normal]
-        return min(created, default=None)
+        return {
+            Priority.URGENT.value: urgent[0][1] if urgent else None,
+            Priority.NORMAL.value: normal[0][1] - _BAND if normal else None,
+        }
 
     def sample_history(self, now: float) -> bool:
         """Record queue depth and the longest wait, at most once per sampling interval.

@@ -22,6 +22,7 @@ from helpline.infrastructure import embedded
 from helpline.infrastructure.constants import WEB_KEEPALIVE_SECONDS
 from helpline.infrastructure.errors import ConfigError, HelplineError
 from helpline.infrastructure.logs import configure_logging
+from helpline.infrastructure.multiprocess import use_directory
 from helpline.infrastructure.privacy import mask_phone
 from helpline.infrastructure.supervisor import Supervisor
 
@@ -225,6 +226,9 @@ def gunicorn_command(bind: str, workers: str) -> list[str]:
         workers,
         "--graceful-timeout",
         "20",
+        # Hooks: the master prepares the metrics directory its workers write to.
+        "--config",
+        "python:helpline.web.gunicorn_conf",
         "helpline:create_app()",
     ]
 
@@ -278,6 +282,8 @@ def _worker(args: argparse.Namespace) -> int:
         raise ConfigError(f"--processes must be a whole number above 0, not {args.processes}")
     default = min(WORKER_PROCESSES_PER_CPU * _usable_cpus(), MAX_DEFAULT_WORKER_PROCESSES)
     processes = args.processes or _count_from_env("HELPLINE_WORKER_PROCESSES", default)
+    # Before anything imports prometheus_client: the pool's processes inherit it.
+    use_directory(settings.metrics_dir, "workers")
     if processes == 1 or args.burst:
         from workers.main import run
 

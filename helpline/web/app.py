@@ -13,7 +13,7 @@ from helpline.web.readlimit import BodyDeadline
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app: Twilio's webhooks and the counsellor console."""
-    from helpline.web import bridge, console, headers, services, webhooks
+    from helpline.web import bridge, console, headers, monitoring, services, webhooks
 
     settings = settings or load_settings()
     configure_logging(settings.log_level)
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     services.init_app(app, settings)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(bridge.bp)
+    monitoring.init_app(app)
     console.init_app(app)
     # Twilio's requests carry a signature instead of a CSRF token (checked in each bp).
     console.csrf.exempt(webhooks.bp)

@@ -7,7 +7,6 @@ TwiML carrying the safety essentials: never a 5xx, never Twilio's "application e
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,6 +19,8 @@ from helpline.conversation import twiml
 from helpline.conversation.channels import VOICE
 from helpline.conversation.engine import Event, Reply, State
 from helpline.infrastructure.constants import MAX_INPUT_CHARS, STATS_KEY
+from helpline.infrastructure.metrics import FAILSAFE_ANSWERS, REJECTED_SIGNATURES
+from helpline.web.monitoring import route
 from helpline.web.services import helpline
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ def _language_hint() -> str:
 
 def failsafe_response() -> Response:
     services = helpline()
+    FAILSAFE_ANSWERS.labels(route()).inc()
     lang = _language_hint()
     if request.path.startswith("/twilio/sms"):
         return _twiml(services.sms_failsafe[lang])
@@ -107,8 +109,8 @@ def require_twilio_signature() -> Response | None:
         log.warning("rejected webhook with a nameless form field", extra={"path": request.path})
         return Response("Bad Request: a form field has no name\n", 400, mimetype="text/plain")
     if signature and helpline().validator.validate(signed_url(), request.form, signature):
-        request.environ["helpline.started"] = time.perf_counter()
         return None
+    REJECTED_SIGNATURES.labels(route()).inc()
     log.warning("rejected webhook without a valid signature", extra={"path": request.path})
     return Response(
         "Forbidden: missing or invalid X-Twilio-Signature\n", 403, mimetype="text/plain"
