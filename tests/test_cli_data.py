@@ -128,6 +128,30 @@ def test_a_simulated_texter_on_the_default_number_gets_on_the_list(
     assert request.channel == ("whatsapp" if channel else "sms")
 
 
+@pytest.mark.parametrize(
+    ("args", "played"),
+    [
+        (
+            ["--say", "recovery", "--digits", "1,0"],
+            ["you say: recovery", "you press: 1", "you press: 0"],
+        ),
+        (
+            ["--digits", "2", "--say", "menu", "--digits", "1"],
+            ["you press: 2", "you say: menu", "you press: 1"],
+        ),
+    ],
+)
+def test_a_simulated_call_plays_keys_and_speech_in_the_order_given(
+    env, redis, monkeypatch, args, played
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert main(["simulate", "call", *args]) == 0
+    lines = [line.strip() for line in out.getvalue().splitlines()]
+    assert [line for line in lines if line.startswith("you ")] == played
+
+
 def test_adding_the_same_username_twice_is_refused(env) -> None:
     args = ["counsellor", "add", "sam", "--name", "Sam", "--phone", "+12025550155"]
     assert helpline(env, *args, stdin="a long enough password\n").returncode == 0

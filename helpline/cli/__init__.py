@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -92,8 +92,16 @@ def _parser() -> argparse.ArgumentParser:
         "--whatsapp", action="store_true", help="send it as a WhatsApp message, not an SMS"
     )
     call = sim.add_parser("call", help="play the voice menu (interactive without inputs)")
-    call.add_argument("--digits", help="key presses in order, e.g. 1,3 (* for star)")
-    call.add_argument("--say", action="append", default=[], help="speech, in order (repeatable)")
+    call.add_argument(
+        "--digits",
+        dest="inputs",
+        action=_Inputs,
+        help="key presses, e.g. 1,3 (* for star); played where they come among --say",
+    )
+    call.add_argument(
+        "--say", dest="inputs", action=_Inputs, help="speech (repeatable), played in order"
+    )
+    call.set_defaults(inputs=[])
     for sub in (sms, call):
         sub.add_argument(
             "--from",
@@ -329,11 +337,29 @@ def _simulate_sms(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Inputs(argparse.Action):
+    """Collect --digits and --say into one list, in the order they were given."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        inputs = [*getattr(namespace, self.dest, [])]
+        if option_string == "--digits":
+            inputs.extend(key.strip() for key in str(values).split(",") if key.strip())
+        else:
+            inputs.append(str(values))
+        setattr(namespace, self.dest, inputs)
+
+
 def _simulate_call(args: argparse.Namespace) -> int:
     from helpline.cli import simulate
 
     settings = load_settings()
-    scripted = [d.strip() for d in (args.digits or "").split(",") if d.strip()] + list(args.say)
+    scripted = list(args.inputs)
     interactive = not scripted
 
     def next_input() -> str | None:
