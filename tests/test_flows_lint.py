@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from helpline.application.config import Settings
@@ -27,6 +29,26 @@ def test_duplicate_node_id_is_reported(flows):
         flows / "sms.yaml", "  info:\n", "  family:\n    say: [sms.info]\n    end: true\n  info:\n"
     )
     assert any("duplicate key 'family'" in p for p in check_flows(flows))
+
+
+def test_a_yaml_syntax_error_is_one_problem_with_its_file_and_line(flows):
+    edit(flows / "content" / "en.yaml", '    "1": [one]\n', '    "1": [one\n')
+    problems = check_flows(flows)
+    assert len(problems) == 1, problems
+    (problem,) = problems
+    assert problem.startswith("content/en.yaml, line ")
+    assert "not valid YAML: expected ',' or ']'" in problem
+    assert "started on line " in problem
+
+    result = run_helpline("flows", "check", "--dir", str(flows))
+    assert result.returncode == 1
+    assert result.stdout.count("not valid YAML") == 1 and "missing" not in result.stdout
+
+
+def test_flows_check_reads_the_deployments_flows_dir(flows):
+    edit(flows / "content" / "en.yaml", '    "1": [one]\n', '    "1": [one\n')
+    result = run_helpline("flows", "check", env={**os.environ, "HELPLINE_FLOWS_DIR": str(flows)})
+    assert result.returncode == 1 and "content/en.yaml, line" in result.stdout
 
 
 def test_missing_translation_is_reported(flows):

@@ -131,6 +131,12 @@ _SECRETS = {
 _OPTIONAL_SECRETS = {"HELPLINE_METRICS_TOKEN": _NEW_SECRET}
 
 
+def configured_flows_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The flows the deployment runs: HELPLINE_FLOWS_DIR, else the shipped flows/."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("HELPLINE_FLOWS_DIR") or DEFAULT_FLOWS_DIR)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read settings from the environment; in development, fill secrets from the data dir."""
     env = dict(os.environ if environ is None else environ)
@@ -150,7 +156,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if problems:
             raise ConfigError("production refuses weak settings: " + "; ".join(problems))
 
-    flows_dir = Path(env.get("HELPLINE_FLOWS_DIR") or DEFAULT_FLOWS_DIR)
+    flows_dir = configured_flows_dir(env)
     region = load_region(flows_dir, env.get("HELPLINE_REGION", DEFAULT_REGION).strip().upper())
 
     port_text = env.get("PORT", "5000")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from helpline.application.config import Settings, load_settings
+from helpline.application.config import Settings, configured_flows_dir, load_settings
 from helpline.conversation.channels import SMS, WHATSAPP
 from helpline.infrastructure import embedded
 from helpline.infrastructure.constants import WEB_KEEPALIVE_SECONDS
@@ -116,7 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     flows = commands.add_parser("flows", help="content and menus")
     flow_commands = flows.add_subparsers(title="actions", metavar="ACTION")
     check = flow_commands.add_parser("check", help="lint flows/; non-zero exit on any problem")
-    check.add_argument("--dir", type=Path, help="flows directory (default: the project's)")
+    check.add_argument(
+        "--dir", type=Path, help="flows directory (default: HELPLINE_FLOWS_DIR, else flows/)"
+    )
     check.set_defaults(handler=_flows_check)
 
     counsellor = commands.add_parser("counsellor", help="counsellor accounts")
@@ -387,7 +389,7 @@ def _simulate_call(args: argparse.Namespace) -> int:
 def _flows_check(args: argparse.Namespace) -> int:
     from helpline.conversation.lint import inspect_flows
 
-    flows_dir = args.dir or Settings().flows_dir
+    flows_dir = args.dir or configured_flows_dir()
     if not flows_dir.is_dir():
         print(f"helpline: {flows_dir} is not a directory of flows", file=sys.stderr)
         return 2

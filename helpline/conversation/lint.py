@@ -20,6 +20,7 @@ from helpline.conversation.model import (
     Medium,
     parse_content,
     parse_flow,
+    syntax_problems,
 )
 from helpline.conversation.regions import Region, load_regions
 from helpline.infrastructure.constants import SMS_MAX_SEGMENTS
@@ -129,6 +130,15 @@ def _fingerprint(flows_dir: Path) -> tuple[tuple[str, int, int], ...]:
 
 
 def _load(flows_dir: Path, problems: list[str]) -> Library:
+    library = _load_files(flows_dir, problems)
+    broken = syntax_problems(flows_dir)
+    if broken:
+        # Every other problem would follow from what could not be read: say only that.
+        problems[:] = broken
+    return library
+
+
+def _load_files(flows_dir: Path, problems: list[str]) -> Library:
     content = parse_content(flows_dir / "content", problems)
     by_code = load_regions(flows_dir, problems)
     _check_regions(content, by_code, problems)

@@ -244,12 +244,41 @@ def read_yaml(path: Path, problems: list[str]) -> dict[str, Any]:
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        problems.append(f"{path.name}: cannot read: {exc}".replace("\n", " "))
+        problems.append(unreadable(path, exc))
         return {}
     if not isinstance(data, dict):
         problems.append(f"{path.name}: must be a mapping at the top level")
         return {}
     return data
+
+
+def unreadable(path: Path, exc: Exception) -> str:
+    """Say, in one line, why a file could not be read: for a YAML error, where."""
+    where = (
+        f"{path.parent.name}/{path.name}"
+        if path.parent.name in ("content", "regions")
+        else path.name
+    )
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark, started = exc.problem_mark, exc.context_mark
+        what = exc.problem or "a syntax error"
+        if exc.context and started is not None and started.line != mark.line:
+            what += f" ({exc.context} started on line {started.line + 1})"
+        elif exc.context:
+            what += f" ({exc.context})"
+        return f"{where}, line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {what}"
+    return f"{where}: cannot read: {exc}".replace("\n", " ")
+
+
+def syntax_problems(flows_dir: Path) -> list[str]:
+    """Every file under flows_dir that is not valid YAML, each said once with its line."""
+    problems = []
+    for path in sorted(flows_dir.rglob("*.yaml")):
+        try:
+            yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            problems.append(unreadable(path, exc))
+    return problems
 
 
 def _strs(value: Any, where: str, problems: list[str]) -> tuple[str, ...]:
