@@ -614,3 +614,8 @@ def test_a_bridge_webhook_that_fails_answers_a_plain_sentence_not_an_error(app, 
     assert response.status_code == 200
     assert root.find("Say").text.startswith("Sorry, this call could not be connected")
     assert root.find("Dial") is None
+
+
+def test_the_home_page_leads_to_the_console(client: FlaskClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 302 and response.headers["Location"] == "/console/"

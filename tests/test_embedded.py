@@ -24,6 +24,7 @@ from tests.factories import (
     USABLE_CALLER,
     WAIT_SECONDS,
     child_pids,
+    run_helpline,
     sign,
     wait_until,
 )
@@ -60,17 +61,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _serve(data_dir: Path, port: int, **extra: str) -> subprocess.Popen[str]:
+def _serve(
+    data_dir: Path, port: int, stderr: Path | None = None, **extra: str
+) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(HELPLINE_DATA_DIR=str(data_dir), TWILIO_AUTH_TOKEN=AUTH_TOKEN, SECRET_KEY=SECRET_KEY)
     env.update(extra)
-    return subprocess.Popen(
-        [sys.executable, "-m", "helpline", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    with open(stderr or os.devnull, "w") as errors:
+        return subprocess.Popen(
+            [sys.executable, "-m", "helpline", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
 
 
 def _post_sms(port: int, body: str) -> str:
@@ -116,7 +120,11 @@ def test_serve_runs_web_worker_and_redis_and_conversations_survive_a_restart(tmp
     process = _serve(tmp_path, port)
     try:
         _wait_until_up(port, process)
-        assert "Helpline is running at" in process.stdout.readline() + process.stdout.readline()
+        banner = _banner(process)
+        assert f"Helpline is running at http://localhost:{port}" in banner
+        assert f"console:  http://localhost:{port}/console/" in banner
+        assert "nobody can sign in yet: make the first admin with" in banner
+        assert "helpline counsellor add USERNAME --name 'Full Name' --phone" in banner
         assert "Dependence is a medical problem" in _post_sms(port, "2")
         client = redis_py.Redis.from_url(embedded.url_for(tmp_path))
         wait_until(
@@ -129,13 +137,54 @@ def test_serve_runs_web_worker_and_redis_and_conversations_survive_a_restart(tmp
         _stop(process)
     assert not embedded.is_running(tmp_path), "serve stops the embedded Redis on exit"
 
+    admin = ["counsellor", "add", "ada", "--name", "Ada", "--phone", USABLE_CALLER, "--admin"]
+    env = {**os.environ, "HELPLINE_DATA_DIR": str(tmp_path), "SECRET_KEY": SECRET_KEY}
+    env.pop("REDIS_URL", None)
+    assert run_helpline(*admin, env=env, stdin="a long enough password\n").returncode == 0
+
     process = _serve(tmp_path, port)
     try:
         _wait_until_up(port, process)
+        # With an admin, the banner no longer asks for one.
+        assert "nobody can sign in yet" not in _banner(process)
         # The conversation state survived: "1" picks from the recovery menu.
         assert "Regular opioid use changes the brain" in _post_sms(port, "1")
     finally:
         _stop(process)
+
+
+def _banner(process: subprocess.Popen[str]) -> str:
+    """What serve printed on starting, up to its last line."""
+    assert process.stdout is not None
+    lines = []
+    while not lines or not lines[-1].startswith("Press Ctrl-C"):
+        line = process.stdout.readline()
+        assert line, "serve ended its output before the banner's last line"
+        lines.append(line)
+    return "".join(lines)
+
+
+def test_serve_starts_its_embedded_redis_again_if_it_is_killed(tmp_path: Path) -> None:
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    process = _serve(tmp_path, port, stderr=log)
+    try:
+        _wait_until_up(port, process)
+        first = embedded.server_pid(tmp_path)
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+
+        def back() -> bool:
+            return embedded.server_pid(tmp_path) not in (None, first) and _answers(port)
+
+        wait_until(back, PROCESS_WAIT_SECONDS, what="the embedded Redis to be started again")
+        # Texts are answered and the console's sign-in page is served again.
+        assert "Dependence is a medical problem" in _post_sms(port, "2")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=WAIT_SECONDS) as page:
+            assert page.status == 200 and "/console/login" in page.url
+    finally:
+        _stop(process)
+    assert "the embedded Redis stopped; starting it again" in log.read_text()
 
 
 # Whom the call back is for, when a texter asks for it on another phone.

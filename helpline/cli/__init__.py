@@ -165,8 +165,7 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     port = args.port or settings.port
     env = dict(os.environ)
-    if not settings.redis_url:
-        env["REDIS_URL"] = embedded.ensure_running(settings.data_dir)[0]
+    env["REDIS_URL"] = settings.redis_url or embedded.ensure_running(settings.data_dir)[0]
     python = sys.executable
     web = [python, "-m", "helpline", "web", "--host", args.host, "--port", str(port)]
     # A child that dies is started again; the web never goes down with the worker.
@@ -179,6 +178,8 @@ def _serve(args: argparse.Namespace) -> int:
     def announce() -> None:
         print(
             f"\nHelpline is running at {base}\n"
+            f"  console:  {base}/console/\n"
+            f"{_first_admin_hint(settings, env['REDIS_URL'])}"
             f"  webhooks: {base}/twilio/voice and {base}/twilio/sms (signed requests only)\n"
             f"  health:   {base}/healthz\n"
             f"  Redis:    {where}\n"
@@ -189,16 +190,38 @@ def _serve(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    # The embedded Redis is ours to keep running too: started again if it stops.
+    keeper = None if settings.redis_url else embedded.keeper(settings.data_dir)
     try:
-        _until_stopped(supervisor, announce)
+        _until_stopped(supervisor, announce, keeper)
     finally:
         if not settings.redis_url:
             embedded.stop(settings.data_dir)
     return 0
 
 
-def _until_stopped(supervisor: Supervisor, started: Callable[[], None] | None = None) -> None:
-    """Start supervisor's children and keep them running until SIGTERM or Ctrl-C."""
+def _first_admin_hint(settings: Settings, redis_url: str) -> str:
+    """How to make the first admin account, while there is none; else nothing."""
+    with _components(settings.with_overrides(redis_url=redis_url)) as parts:
+        try:
+            if any(account.admin for account in parts.counsellors.all()):
+                return ""
+        except redis.RedisError:
+            return ""
+    return (
+        "            nobody can sign in yet: make the first admin with\n"
+        "            .venv/bin/helpline counsellor add USERNAME --name 'Full Name' "
+        f"--phone {EXAMPLE_NUMBER} --admin\n"
+    )
+
+
+def _until_stopped(
+    supervisor: Supervisor,
+    started: Callable[[], None] | None = None,
+    also: Callable[[], None] | None = None,
+) -> None:
+    """Start supervisor's children and keep them running until SIGTERM or Ctrl-C;
+    also(), if given, looks after something else on the way."""
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
@@ -211,7 +234,7 @@ def _until_stopped(supervisor: Supervisor, started: Callable[[], None] | None = 
         supervisor.start()
         if started is not None:
             started()
-        supervisor.run(lambda: stopping)
+        supervisor.run(lambda: stopping, also)
     finally:
         supervisor.stop()
 

@@ -10,7 +10,7 @@ import fcntl
 import logging
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 SOCKET_NAME = "redis.sock"
 STARTUP_SECONDS = 10.0
 MAX_SOCKET_PATH = 100  # Unix socket paths must stay under ~108 bytes
+KEEPER_SECONDS = 2.0  # how often `helpline serve` checks the embedded Redis still runs
 
 
 def redis_server_binary() -> str:
@@ -148,6 +149,24 @@ def resolve_redis_url(redis_url: str | None, data_dir: Path) -> str:
     if redis_url:
         return redis_url
     return ensure_running(data_dir)[0]
+
+
+def keeper(data_dir: Path, every: float = KEEPER_SECONDS) -> Callable[[], None]:
+    """Return a check that starts the embedded Redis again if it has stopped, at most
+    once every `every` seconds: `helpline serve` runs it while it runs."""
+    due = time.monotonic() + every
+
+    def keep() -> None:
+        nonlocal due
+        if time.monotonic() < due:
+            return
+        due = time.monotonic() + every
+        if not is_running(data_dir):
+            log.warning("the embedded Redis stopped; starting it again")
+            ensure_running(data_dir)
+            log.warning("the embedded Redis is running again")
+
+    return keep
 
 
 def server_pid(data_dir: Path) -> int | None:

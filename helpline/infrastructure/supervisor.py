@@ -65,10 +65,13 @@ class Supervisor:
         for child in self.children:
             self._start(child)
 
-    def run(self, stopping: Callable[[], bool]) -> None:
-        """Keep the children running until stopping() is true (or, without restarts, all end)."""
+    def run(self, stopping: Callable[[], bool], also: Callable[[], None] | None = None) -> None:
+        """Keep the children running until stopping() is true (or, without restarts, all end);
+        also(), if given, is called on every round (it looks after something else)."""
         while not stopping():
             self.check()
+            if also is not None:
+                also()
             if not self.restart and all(c.process is None for c in self.children):
                 return
             time.sleep(POLL_SECONDS)

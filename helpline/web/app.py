@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, redirect, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
 from helpline.application.config import Settings, load_settings
 from helpline.infrastructure.constants import MAX_WEBHOOK_BYTES, REQUEST_BODY_SECONDS
@@ -38,6 +39,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Twilio's requests carry a signature instead of a CSRF token (checked in each bp).
     console.csrf.exempt(webhooks.bp)
     console.csrf.exempt(bridge.bp)
+
+    @app.get("/")
+    def home() -> BaseResponse:
+        """Anyone who opens the service's address is looking for the console."""
+        return redirect(url_for("console.queue_page"))
 
     @app.get("/healthz")
     def healthz() -> Response:
