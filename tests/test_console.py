@@ -619,3 +619,12 @@ def test_a_bridge_webhook_that_fails_answers_a_plain_sentence_not_an_error(app, 
 def test_the_home_page_leads_to_the_console(client: FlaskClient) -> None:
     response = client.get("/")
     assert response.status_code == 302 and response.headers["Location"] == "/console/"
+
+
+def test_the_console_names_languages_as_their_speakers_do(app, logged_in):
+    with app.app_context():
+        contact = Contact(callback_number(4), voicemail_ok=True, texts_ok=True)
+        helpline().queue.enqueue(contact, channel="sms", lang="es", urgent=False)
+    assert "<td>Español</td>" in logged_in.get("/console/").get_data(as_text=True)
+    page = logged_in.get(location(post(logged_in, "/console/take"))).get_data(as_text=True)
+    assert "<dt>Language</dt><dd>Español</dd>" in page

@@ -40,6 +40,13 @@ UNSENT_REASONS = {
 }
 
 
+@bp.app_template_filter("language")
+def language_name(code: str) -> str:
+    """A language as its speakers name it ("Español"), not its code."""
+    found = helpline().library.content.languages.get(code)
+    return found.name if found is not None else code
+
+
 @bp.app_template_filter("channel")
 def channel_label(name: str) -> str:
     """How a channel is named in the console: call, text or WhatsApp."""
