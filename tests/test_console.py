@@ -628,3 +628,85 @@ def test_the_console_names_languages_as_their_speakers_do(app, logged_in):
     assert "<td>Español</td>" in logged_in.get("/console/").get_data(as_text=True)
     page = logged_in.get(location(post(logged_in, "/console/take"))).get_data(as_text=True)
     assert "<dt>Language</dt><dd>Español</dd>" in page
+
+
+# -- returning callers and live calls ---------------------------------------------------
+
+
+def test_a_returning_caller_shows_their_earlier_requests_and_notes_on_the_record(
+    app, logged_in, redis
+):
+    first = enqueue(app, 5)
+    post(logged_in, "/console/take")
+    post(logged_in, f"/console/requests/{first.id}/notes", {"note": "Asked about naloxone"})
+    post(logged_in, f"/console/requests/{first.id}/outcome", {"outcome": "reached"})
+    again = enqueue(app, 5)
+    stranger = enqueue(app, 6)
+
+    rows = logged_in.get("/console/").get_data(as_text=True)
+    assert rows.count("called before") == 1
+    assert rows.index("called before") > rows.index(f'data-request="{again.id}"')
+    assert rows.index("called before") < rows.index(f'data-request="{stranger.id}"')
+
+    page = logged_in.get(location(post(logged_in, "/console/take"))).get_data(as_text=True)
+    assert "This caller before" in page
+    assert "Reached: we spoke" in page and "handled by alex" in page
+    assert "Asked about naloxone" in page
+    history = [e for e in audit(app) if e.action == "history"]
+    assert [(e.actor, e.request, e.detail) for e in history] == [("alex", again.id, first.id)]
+    # Found by the keyed hash: the index holds no number.
+    assert scan_for_numbers(redis, [callback_number(5)]) == []
+
+
+def test_a_first_time_caller_has_no_history_and_nothing_is_audited_as_one(app, logged_in):
+    enqueue(app, 7)
+    page = logged_in.get(location(post(logged_in, "/console/take"))).get_data(as_text=True)
+    assert "This caller before" not in page
+    assert not [e for e in audit(app) if e.action == "history"]
+
+
+def test_the_purge_forgets_a_callers_earlier_request(app, logged_in):
+    first = enqueue(app, 8)
+    post(logged_in, "/console/take")
+    post(logged_in, f"/console/requests/{first.id}/outcome", {"outcome": "reached"})
+    again = enqueue(app, 8)
+    with app.app_context():
+        queue = helpline().queue
+        assert [r.id for r in queue.earlier(again.id)] == [first.id]
+        queue.purge(retention=-60)  # everything closed is past its time
+        assert queue.earlier(again.id) == []
+        assert queue.times_before([again.id]) == {again.id: 0}
+
+
+def test_a_counsellor_on_a_live_call_cannot_start_another(app, logged_in, client):
+    request = enqueue(app, 3)
+    post(logged_in, "/console/take")
+    post(logged_in, f"/console/requests/{request.id}/call")
+    post(logged_in, f"/console/requests/{request.id}/outcome", {"outcome": "reached"})
+    enqueue(app, 4)
+
+    # The take-next button says why it cannot be pressed, and pressing it anyway is refused.
+    queue_page = logged_in.get("/console/").get_data(as_text=True)
+    assert "You are on a call through the helpline now." in queue_page
+    assert "disabled" in queue_page.split("Take next")[0].rsplit("<button", 1)[1]
+    refused = post(logged_in, "/console/take")
+    assert location(refused) == "/console/"
+    assert "You are on a call" in logged_in.get("/console/").get_data(as_text=True)
+    with app.app_context():
+        assert helpline().queue.counts()["claimed"] == 0
+
+    # Twilio reports the counsellor's leg has ended: they can take the next caller.
+    path = f"/twilio/bridge/{_bridge_token(app, request.id)}/status"
+    assert twilio_post(client, path, {"CallStatus": "completed"}).status_code == 204
+    taken = post(logged_in, "/console/take")
+    assert location(taken).startswith("/console/requests/")
+
+
+def test_a_second_call_now_during_a_live_call_is_refused(app, logged_in, redis):
+    request = enqueue(app, 2)
+    post(logged_in, "/console/take")
+    post(logged_in, f"/console/requests/{request.id}/call")
+    post(logged_in, f"/console/requests/{request.id}/call")
+    assert len(job_queue(redis, URGENT_QUEUE).get_jobs()) == 1
+    page = logged_in.get(f"/console/requests/{request.id}").get_data(as_text=True)
+    assert "You are on a call through the helpline now." in page

@@ -204,6 +204,7 @@ COMPOSED = frozenset(
         "CallbackQueue",
         "Counsellors",
         "Jobs",
+        "LiveCalls",
         "Monitoring",
         "LoginThrottle",
         "Notes",

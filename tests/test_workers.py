@@ -912,3 +912,31 @@ def test_no_phone_number_is_stored_in_plain_text_anywhere_in_redis(
     numbers = [callback_number(n) for n in (1, 2, 3, 4, 5, 6, 50)]
     assert scan_for_numbers(ctx.client, numbers) == []
     assert any(key.startswith(b"rq:job:") for key in ctx.client.scan_iter())
+
+
+# -- the bridged call back ----------------------------------------------------------------
+
+
+USABLE_COUNSELLOR = "+12025550123"
+
+
+def test_the_bridge_job_rings_the_counsellor_and_a_refused_call_frees_them(
+    ctx: jobs.Context, twilio_api: TwilioApi
+) -> None:
+    ctx.counsellors.add("alex", name="Alex", phone=USABLE_COUNSELLOR, password="x" * 12)
+    first = ask(ctx, 1, texts=False).request
+    ctx.queue.claim_next("alex")
+    assert ctx.live_calls.start("alex", first.id)
+    ctx.jobs.call_counsellor(first.id, "alex")
+    work(ctx)
+    [call] = twilio_api.calls()
+    assert call.form["To"] == USABLE_COUNSELLOR and call.form["From"] == HELPLINE_NUMBER
+    assert ctx.live_calls.current("alex") == first.id  # ringing: still on it
+
+    ctx.live_calls.changed("alex", first.id, "completed")
+    twilio_api.fail_next(status=400, code=21211)
+    assert ctx.live_calls.start("alex", first.id)
+    ctx.jobs.call_counsellor(first.id, "alex")
+    work(ctx)
+    assert len(twilio_api.calls()) == 1
+    assert ctx.live_calls.current("alex") is None  # the call never started: free again

@@ -14,14 +14,27 @@ from helpline.callbacks.queue import Status
 from helpline.infrastructure.errors import OutboundError
 from helpline.infrastructure.outbound import place_call
 from helpline.web.bridge import CALL_FIELD, STATUS_FIELD, answer_url, make_token, status_url
-from workers.jobs import context
+from workers.jobs import Context, context
 
 log = logging.getLogger(__name__)
 
 
 def call_counsellor(request_id: str, counsellor: str) -> str | None:
-    """Call the counsellor from the helpline's number; return the Call SID, or None."""
+    """Call the counsellor from the helpline's number; return the Call SID, or None.
+
+    Unless the call is placed, the counsellor is free to start another at once.
+    """
     ctx = context()
+    sid = None
+    try:
+        sid = _place(ctx, request_id, counsellor)
+    finally:
+        if sid is None:
+            ctx.live_calls.changed(counsellor, request_id, "failed")
+    return sid
+
+
+def _place(ctx: Context, request_id: str, counsellor: str) -> str | None:
     request = ctx.queue.get(request_id)
     if request is None or request.status is not Status.CLAIMED or request.claimed_by != counsellor:
         log.info("bridge not started: request not claimed by them", extra={"request": request_id})

@@ -29,6 +29,7 @@ from helpline.conversation.lint import Library, shared_library
 from helpline.conversation.model import Medium
 from helpline.counsellors.accounts import Counsellors
 from helpline.counsellors.audit import AuditLog
+from helpline.counsellors.calls import LiveCalls
 from helpline.counsellors.throttle import LoginThrottle
 from helpline.infrastructure.crypto import Sealer, lookup_key
 from helpline.infrastructure.hours import OpeningHours
@@ -79,6 +80,10 @@ class Components:
     @functools.cached_property
     def notes(self) -> Notes:
         return Notes(self.queue)
+
+    @functools.cached_property
+    def live_calls(self) -> LiveCalls:
+        return LiveCalls(self.client)
 
     @functools.cached_property
     def throttle(self) -> LoginThrottle:

@@ -10,6 +10,8 @@ Keys (all under helpline:cb:):
     scheduled     zset id -> time it rejoins the queue (retry, or "call back at"); a
                   caller who asks again, or says a crisis phrase, brings it back at once
     open          hash caller digest -> id: one open request per caller
+    caller:<who>  zset id -> time made: every request a caller made that is still kept,
+                  so a counsellor sees what came before (by the keyed hash, never the number)
     seen:<sid>    id of the request a webhook (CallSid/MessageSid digest) made, for retries;
                   followed only while that request is open and for the same number
     completed     zset id -> time reached: recent pace, for wait estimates
@@ -28,6 +30,7 @@ Fields of req:<id>:
     who                                     keyed hash of the number (infrastructure.privacy)
     phone                                   the number, sealed to this request
     claimed_by, claimed_at, lease_until     while a counsellor has it
+    handled_by                              who last recorded an outcome on it
     due_at                                  while it waits in `scheduled`
     outcome, closed_at                      once closed
     sending:<kind>, text:<kind>             a text about it was being sent: when, what
@@ -71,6 +74,7 @@ WAITING = PREFIX + "waiting"
 CLAIMED = PREFIX + "claimed"
 SCHEDULED = PREFIX + "scheduled"
 OPEN = PREFIX + "open"
+CALLER = PREFIX + "caller:"
 SEEN = PREFIX + "seen:"
 COMPLETED = PREFIX + "completed"
 CLOSED = PREFIX + "closed"
@@ -148,6 +152,7 @@ class Request:
     phone_masked: str
     texts_by: str = "sms"
     claimed_by: str | None = None
+    handled_by: str | None = None  # who last recorded an outcome
     lease_until: float | None = None
     due_at: float | None = None  # set while a retry or "call back at" is pending
     outcome: str | None = None
@@ -176,6 +181,7 @@ class Request:
             "attempts": self.attempts,
             "phone_masked": self.phone_masked,
             "claimed_by": self.claimed_by,
+            "handled_by": self.handled_by,
             "lease_until": iso(self.lease_until),
             "due_at": iso(self.due_at),
             "outcome": self.outcome,
@@ -308,6 +314,7 @@ else
   redis.call('HSET', KEYS[1], unpack(fields))
   redis.call('ZADD', prefix .. 'waiting', score, id)
   redis.call('HSET', prefix .. 'open', who, id)
+  redis.call('ZADD', prefix .. 'caller:' .. who, now, id)
   if ARGV[10] == 'pending' then redis.call('ZADD', prefix .. 'unconfirmed', now, id) end
   redis.call('INCR', prefix .. 'version')
 end
@@ -372,6 +379,7 @@ end
 redis.call('ZREM', prefix .. 'claimed', id)
 redis.call('HDEL', key, 'claimed_by', 'lease_until', 'claimed_at')
 redis.call('INCR', prefix .. 'version')
+if action ~= 'release' then redis.call('HSET', key, 'handled_by', who) end
 if action == 'release' then
   redis.call('HSET', key, 'status', 'waiting')
   redis.call('ZADD', prefix .. 'waiting', redis.call('HGET', key, 'score'), id)
@@ -651,6 +659,27 @@ class CallbackQueue:
         raw = _guard(lambda: self.client.hgetall(REQ + rid))
         return self._decode(raw) if raw else None
 
+    def earlier(self, rid: str) -> list[Request]:
+        """Return the same caller's other requests still kept, newest first."""
+        who = self.recipient(rid)
+        if who is None:
+            return []
+        ids = _guard(lambda: self.client.zrevrange(CALLER + who, 0, -1))
+        return self._many(other for raw in ids if (other := raw.decode()) != rid)
+
+    def times_before(self, rids: Iterable[str]) -> dict[str, int]:
+        """Return, for each request, how many other requests its caller made (still kept)."""
+        wanted = list(rids)
+        reading = self.client.pipeline(transaction=False)
+        for rid in wanted:
+            reading.hget(REQ + rid, "who")
+        callers = _guard(reading.execute)
+        counting = self.client.pipeline(transaction=False)
+        for who in callers:
+            counting.zcard(CALLER + _text(who or b""))
+        counts = _guard(counting.execute)
+        return {rid: max(0, int(n) - 1) for rid, n in zip(wanted, counts, strict=True)}
+
     def refresh(self) -> None:
         """Return expired leases and due retries to the line (every write does this too)."""
         _guard(lambda: self._refresh(args=[PREFIX, self.clock()]))
@@ -766,9 +795,15 @@ class CallbackQueue:
         ids = _guard(lambda: self.client.zrangebyscore(CLOSED, "-inf", cutoff))
         if not ids:
             return 0
-        pipe = self.client.pipeline(transaction=True)
+        reading = self.client.pipeline(transaction=False)
         for raw in ids:
+            reading.hget(REQ + raw.decode(), "who")
+        callers = _guard(reading.execute)
+        pipe = self.client.pipeline(transaction=True)
+        for raw, who in zip(ids, callers, strict=True):
             rid = raw.decode()
+            if who:
+                pipe.zrem(CALLER + _text(who), rid)
             pipe.delete(REQ + rid)
             pipe.zrem(CLOSED, rid)
             pipe.zrem(COMPLETED, rid)
@@ -796,6 +831,7 @@ class CallbackQueue:
             phone_masked=mask_phone(self.sealer.open(values["phone"], rid)),
             texts_by=values.get("texts_by", "sms"),
             claimed_by=values.get("claimed_by") or None,
+            handled_by=values.get("handled_by") or None,
             lease_until=number("lease_until"),
             due_at=number("due_at"),
             outcome=values.get("outcome") or None,

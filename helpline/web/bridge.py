@@ -130,10 +130,13 @@ def dialled(token: str) -> Response:
 @bp.post("/<token>/status")
 def status(token: str) -> Response:
     """Status changes of the call to the counsellor's phone."""
-    found = read_token(helpline().sealer, token, now=0.0)
+    services = helpline()
+    found = read_token(services.sealer, token, now=0.0)
     if found is not None:
+        rid, counsellor = found
         state = _known(request.form.get("CallStatus", ""))
-        helpline().queue.annotate(found[0], **{STATUS_FIELD: f"your phone {state}"})
+        services.queue.annotate(rid, **{STATUS_FIELD: f"your phone {state}"})
+        services.live_calls.changed(counsellor, rid, state)
     return Response("", 204)
 
 

@@ -29,6 +29,9 @@ OUTCOME_LABELS = {
     Outcome.CALL_BACK_LATER: "Call back at a chosen time",
     Outcome.CANCELLED: "Cancelled: no longer wanted",
 }
+ON_A_CALL = (
+    "You are on a call through the helpline now. When it ends, you can take the next caller."
+)
 CHANNEL_LABELS = {"voice": "call", "sms": "text", "whatsapp": "WhatsApp"}
 # Texts about a request, by kind, as a counsellor reads them.
 TEXT_KINDS = {"confirm": "Confirmation", "expired": "Closing message", "missed": "Missed call"}
@@ -104,6 +107,7 @@ def _queue_context() -> dict[str, object]:
         "version": version,
         "now": now,
         "waiting": waiting,
+        "before": services.queue.times_before(r.id for r in waiting),
         "claimed": [r for r in active if r.status is Status.CLAIMED],
         "scheduled": [r for r in active if r.status is Status.WAITING and r.due_at is not None],
         "counts": counts,
@@ -124,7 +128,13 @@ def local_time(stamp: float | None) -> str:
 
 @bp.get("/")
 def queue_page() -> str:
-    return render_template("console/queue.html", poll=CONSOLE_POLL_SECONDS, **_queue_context())
+    on_a_call = helpline().live_calls.current(current().username) is not None
+    return render_template(
+        "console/queue.html",
+        poll=CONSOLE_POLL_SECONDS,
+        on_a_call=ON_A_CALL if on_a_call else None,
+        **_queue_context(),
+    )
 
 
 @bp.get("/queue/live")
@@ -145,6 +155,9 @@ def take_next() -> BaseResponse:
     if held is not None:
         flash("Finish or release the callback you have before taking another.")
         return redirect(url_for("console.request_page", rid=held.id))
+    if services.live_calls.current(username) is not None:
+        flash(ON_A_CALL)
+        return redirect(url_for("console.queue_page"))
     claimed = services.queue.claim_next(username)
     if claimed is None:
         flash("Nobody is waiting right now.")
@@ -172,12 +185,19 @@ def request_page(rid: str) -> str:
     phone = services.queue.phone(rid)
     extras = console()
     extras.audit.record(current().username, "reveal", rid)
+    earlier = [(old, extras.notes.list(old.id)) for old in services.queue.earlier(rid)]
+    if earlier:
+        # Their earlier requests' notes are shown too: a view of each, on the record.
+        detail = ",".join(old.id for old, _ in earlier)
+        extras.audit.record(current().username, "history", rid, detail)
     return render_template(
         "console/request.html",
         req=found,
         phone=phone,
         notes=extras.notes.list(rid),
         texts=texts_sent(rid),
+        earlier=earlier,
+        outcome_labels={outcome.value: label for outcome, label in OUTCOME_LABELS.items()},
         call_status=services.queue.annotation(rid, STATUS_FIELD),
         outcomes=OUTCOME_LABELS,
         wait_text=wait_text,
@@ -207,6 +227,9 @@ def call_now(rid: str) -> BaseResponse:
     """Queue the job that rings the counsellor's phone and then bridges the caller."""
     _claimed_by_me(rid)
     username = current().username
+    if not helpline().live_calls.start(username, rid):
+        flash(ON_A_CALL)
+        return redirect(url_for("console.request_page", rid=rid))
     helpline().queue.extend(rid, username)
     extras = console()
     helpline().queue.annotate(rid, **{STATUS_FIELD: "starting the call"})
