@@ -240,3 +240,34 @@ def test_purge_also_trims_the_audit_log_past_retention(env, redis) -> None:
 
     assert helpline(env, "purge").returncode == 0
     assert redis.xlen("helpline:audit") == 1
+
+
+def test_operators_block_list_and_unblock_callers_from_the_command_line(env) -> None:
+    number = callback_number(61)
+    added = helpline(env, "block", "add", number, "--reason", "Prank calls", "--days", "3")
+    assert added.returncode == 0, added.stderr
+    masked = "***" + number[-3:]
+    assert f"{masked} may not queue call backs until" in added.stdout
+    assert number not in added.stdout
+
+    listed = helpline(env, "block", "list")
+    assert masked in listed.stdout and "Prank calls" in listed.stdout and "by cli" in listed.stdout
+    assert number[-7:] not in listed.stdout
+
+    assert helpline(env, "block", "remove", number).returncode == 0
+    again = helpline(env, "block", "remove", number)
+    assert again.returncode == 1 and f"{masked} is not blocked" in again.stderr
+    assert "no one is blocked" in helpline(env, "block", "list").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["add", "07700 900123", "--reason", "x"], "is not a number in E.164 form"),
+        (["add", "+12025550161", "--reason", "x", "--days", "0"], "from 1 to 366 days"),
+        (["add", "+12025550161", "--reason", "  "], "say why the caller is blocked"),
+    ],
+)
+def test_block_add_says_what_to_fix(env, args, says) -> None:
+    result = helpline(env, "block", *args)
+    assert result.returncode == 1 and says in result.stderr

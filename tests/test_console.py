@@ -710,3 +710,60 @@ def test_a_second_call_now_during_a_live_call_is_refused(app, logged_in, redis):
     assert len(job_queue(redis, URGENT_QUEUE).get_jobs()) == 1
     page = logged_in.get(f"/console/requests/{request.id}").get_data(as_text=True)
     assert "You are on a call through the helpline now." in page
+
+
+# -- blocking a caller from call backs --------------------------------------------------
+
+
+def test_an_admin_blocks_a_caller_from_their_page_and_lifts_it_from_the_admin_page(
+    app, client, redis
+):
+    add_counsellor(app, "sam", admin=True)
+    login(client, "sam")
+    request = enqueue(app, 11)
+    post(client, "/console/take")
+    page = client.get(f"/console/requests/{request.id}").get_data(as_text=True)
+    assert "Block this caller" in page
+
+    refused = post(client, f"/console/requests/{request.id}/block", {"reason": " ", "days": "7"})
+    assert "Not blocked: say why the caller is blocked." in client.get(location(refused)).get_data(
+        as_text=True
+    )
+    post(client, f"/console/requests/{request.id}/block", {"reason": "Abusive calls", "days": "7"})
+    with app.app_context():
+        assert helpline().blocks.blocked(callback_number(11))
+    assert "This caller is blocked from call backs" in client.get(
+        f"/console/requests/{request.id}"
+    ).get_data(as_text=True)
+
+    admin = client.get("/console/admin").get_data(as_text=True)
+    masked = "***" + callback_number(11)[-3:]
+    assert f"Unblock {masked}" in admin and "Abusive calls" in admin
+    assert callback_number(11)[-7:] not in admin
+    assert scan_for_numbers(redis, [callback_number(11)]) == []
+    assert not any(b"Abusive" in value for value in redis.hvals(redis.keys("helpline:blocks:*")[0]))
+
+    with app.app_context():
+        [block] = helpline().blocks.all()
+    post(client, f"/console/admin/blocks/{block.who}/remove")
+    with app.app_context():
+        assert not helpline().blocks.blocked(callback_number(11))
+    actions = [(e.actor, e.action, e.detail) for e in audit(app)]
+    assert ("sam", "block", masked) in actions and ("sam", "unblock", masked) in actions
+
+
+def test_a_counsellor_may_block_only_where_the_helpline_allows_it(app, logged_in, tmp_path):
+    request = enqueue(app, 12)
+    post(logged_in, "/console/take")
+    assert "Block this caller" not in logged_in.get(f"/console/requests/{request.id}").get_data(
+        as_text=True
+    )
+    response = post(logged_in, f"/console/requests/{request.id}/block", {"reason": "x"})
+    assert response.status_code == 403
+
+    allowed = create_app(app.config["HELPLINE_SETTINGS"].with_overrides(counsellors_may_block=True))
+    client = allowed.test_client()
+    login(client)
+    post(client, f"/console/requests/{request.id}/block", {"reason": "Threats", "days": "30"})
+    with allowed.app_context():
+        assert helpline().blocks.blocked(callback_number(12))

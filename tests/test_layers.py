@@ -200,6 +200,7 @@ COMPOSED = frozenset(
     {
         "ActionRegistry",
         "AuditLog",
+        "Blocks",
         "CallbackDesk",
         "CallbackQueue",
         "Counsellors",

@@ -20,6 +20,7 @@ from helpline.application.intake import CallbackDesk
 from helpline.application.jobs import Jobs
 from helpline.application.messaging import TextConversations
 from helpline.application.monitoring import Monitoring
+from helpline.callbacks.blocks import Blocks
 from helpline.callbacks.notes import Notes
 from helpline.callbacks.queue import CallbackQueue, Placement
 from helpline.conversation import twiml
@@ -80,6 +81,10 @@ class Components:
     @functools.cached_property
     def notes(self) -> Notes:
         return Notes(self.queue)
+
+    @functools.cached_property
+    def blocks(self) -> Blocks:
+        return Blocks(self.client, self.sealer, self.phone_key)
 
     @functools.cached_property
     def live_calls(self) -> LiveCalls:

@@ -74,6 +74,8 @@ class Settings:
     callback_expiry_hours: float = 72.0  # an unanswered request closes after this long
     retention_days: float = 30.0  # a closed request is deleted after this long
     log_level: str = "INFO"
+    # Whether counsellors (not only admins) may block a caller from call backs.
+    counsellors_may_block: bool = False
     # The bearer token /metrics asks for (HELPLINE_METRICS_TOKEN); None: /metrics is 404.
     metrics_token: str | None = None
     # Proxies whose X-Forwarded-* headers are believed (HELPLINE_TRUSTED_PROXIES); none.
@@ -199,6 +201,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=log_level,
         trusted_proxies=parse_networks(env.get("HELPLINE_TRUSTED_PROXIES", "")),
         metrics_token=env.get("HELPLINE_METRICS_TOKEN") or None,
+        counsellors_may_block=_flag(env, "HELPLINE_COUNSELLORS_MAY_BLOCK"),
     )
     # Fail at start-up, not at the first caller, if the hours cannot be read.
     OpeningHours.parse(settings.hours, settings.zone)
@@ -279,6 +282,15 @@ def secret_weakness(value: str) -> str | None:
 
 def _characters(n: int, kind: str = "") -> str:
     return f"{n} {kind}character" + ("" if n == 1 else "s")
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    text = env.get(name, "").strip().lower()
+    if text in ("", "0", "no", "false"):
+        return False
+    if text in ("1", "yes", "true"):
+        return True
+    raise ConfigError(f"{name} must be 1 (yes) or 0 (no), not {text[:20]!r}")
 
 
 def _positive(env: Mapping[str, str], name: str, default: float) -> float:

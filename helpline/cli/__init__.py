@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from helpline.application.config import Settings, configured_flows_dir, load_settings
+from helpline.callbacks.blocks import DEFAULT_BLOCK_DAYS
 from helpline.conversation.channels import SMS, WHATSAPP
 from helpline.infrastructure import embedded
 from helpline.infrastructure.constants import WEB_KEEPALIVE_SECONDS
 from helpline.infrastructure.errors import ConfigError, HelplineError
 from helpline.infrastructure.logs import configure_logging
 from helpline.infrastructure.multiprocess import use_directory
+from helpline.infrastructure.phones import to_e164
 from helpline.infrastructure.privacy import mask_phone
 from helpline.infrastructure.supervisor import Supervisor
 
@@ -154,6 +156,23 @@ def _parser() -> argparse.ArgumentParser:
 
     purge = commands.add_parser("purge", help="delete what is past its retention")
     purge.set_defaults(handler=_purge)
+
+    block = commands.add_parser("block", help="callers who may not queue call backs")
+    block_commands = block.add_subparsers(title="actions", metavar="ACTION")
+    block_add = block_commands.add_parser(
+        "add", help="block a number from call backs (safety replies still reach it)"
+    )
+    block_add.add_argument("number", help=f"the caller's number, E.164 (e.g. {EXAMPLE_NUMBER})")
+    block_add.add_argument("--reason", required=True, help="why (stored encrypted)")
+    block_add.add_argument(
+        "--days", type=float, default=DEFAULT_BLOCK_DAYS, help="how long (default: %(default)s)"
+    )
+    block_add.set_defaults(handler=_block_add)
+    block_list = block_commands.add_parser("list", help="blocks in force (numbers masked)")
+    block_list.set_defaults(handler=_block_list)
+    block_remove = block_commands.add_parser("remove", help="lift a number's block")
+    block_remove.add_argument("number", help="the caller's number, E.164")
+    block_remove.set_defaults(handler=_block_remove)
     return parser
 
 
@@ -565,6 +584,49 @@ def _queue_list(args: argparse.Namespace) -> int:
             f"{r.id}  {r.status.value:<8} {r.priority.value:<7} {r.channel:<5} {r.lang}  "
             f"{row['created_at']}  {r.phone_masked}"
         )
+    return 0
+
+
+def _e164(text: str) -> str:
+    number = to_e164(text, "ZZ")
+    if number is None or not text.strip().startswith("+"):
+        raise HelplineError(
+            f"{mask_phone(text)} is not a number in E.164 form: '+', country code and "
+            f"number, no spaces, such as {EXAMPLE_NUMBER}"
+        )
+    return number
+
+
+def _block_add(args: argparse.Namespace) -> int:
+    number = _e164(args.number)
+    with _components(load_settings()) as parts:
+        try:
+            block = parts.blocks.add(number, reason=args.reason, days=args.days, by="cli")
+        except ValueError as exc:
+            raise HelplineError(str(exc)) from None
+        parts.audit.record("cli", "block", detail=block.masked)
+    print(f"{block.masked} may not queue call backs until {block.ends}")
+    print("every safety and crisis reply still reaches it")
+    return 0
+
+
+def _block_list(args: argparse.Namespace) -> int:
+    with _components(load_settings()) as parts:
+        blocks = parts.blocks.all()
+    if not blocks:
+        print("no one is blocked")
+    for block in blocks:
+        print(f"{block.masked}  until {block.ends}  by {block.by}  {block.reason}")
+    return 0
+
+
+def _block_remove(args: argparse.Namespace) -> int:
+    number = _e164(args.number)
+    with _components(load_settings()) as parts:
+        if not parts.blocks.remove_number(number):
+            raise HelplineError(f"{mask_phone(number)} is not blocked")
+        parts.audit.record("cli", "unblock", detail=mask_phone(number))
+    print(f"{mask_phone(number)} may queue call backs again")
     return 0
 
 

@@ -34,6 +34,7 @@ def admin_page() -> str:
         entries=extras.audit.recent(action=action),
         action=action or "",
         retention_days=helpline().settings.retention_days,
+        blocks=helpline().blocks.all(),
     )
 
 
@@ -128,4 +129,18 @@ def purge() -> BaseResponse:
     purged = retention.purge(services.queue, console().audit, services.settings.retention_days)
     console().audit.record(current().username, "purge", detail=str(purged))
     flash(f"Purged {purged} closed request(s) older than the retention period.")
+    return _back()
+
+
+@bp.post("/admin/blocks/<who>/remove")
+@admin_required
+def unblock(who: str) -> BaseResponse:
+    """Lift a block: the caller may queue call backs again."""
+    blocks = helpline().blocks
+    found = next((block for block in blocks.all() if block.who == who), None)
+    if found is None or not blocks.remove(who):
+        flash("That block had already ended.")
+        return _back()
+    console().audit.record(current().username, "unblock", detail=found.masked)
+    flash(f"{found.masked} may queue call backs again.")
     return _back()

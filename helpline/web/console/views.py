@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from helpline.callbacks.blocks import DEFAULT_BLOCK_DAYS
 from helpline.callbacks.queue import Outcome, Request, Status
 from helpline.infrastructure.constants import CONSOLE_POLL_SECONDS, MAX_NOTE_CHARS
 from helpline.infrastructure.errors import NotYours, QueueError
@@ -197,6 +198,9 @@ def request_page(rid: str) -> str:
         notes=extras.notes.list(rid),
         texts=texts_sent(rid),
         earlier=earlier,
+        may_block=may_block(),
+        blocked=services.blocks.blocked(phone),
+        block_days=DEFAULT_BLOCK_DAYS,
         outcome_labels={outcome.value: label for outcome, label in OUTCOME_LABELS.items()},
         call_status=services.queue.annotation(rid, STATUS_FIELD),
         outcomes=OUTCOME_LABELS,
@@ -236,6 +240,35 @@ def call_now(rid: str) -> BaseResponse:
     helpline().jobs.call_counsellor(rid, username)
     extras.audit.record(username, "call", rid)
     flash("Calling your phone now. Answer it and you will be connected to the caller.")
+    return redirect(url_for("console.request_page", rid=rid))
+
+
+def may_block() -> bool:
+    """Admins may block a caller; counsellors too where HELPLINE_COUNSELLORS_MAY_BLOCK=1."""
+    return current().admin or helpline().settings.counsellors_may_block
+
+
+@bp.post("/requests/<rid>/block")
+def block_caller(rid: str) -> BaseResponse:
+    """Stop this caller queueing call backs for a while; safety replies still reach them."""
+    _claimed_by_me(rid)
+    if not may_block():
+        abort(403)
+    services = helpline()
+    try:
+        days = float(request.form.get("days") or DEFAULT_BLOCK_DAYS)
+        block = services.blocks.add(
+            services.queue.phone(rid),
+            reason=request.form.get("reason", ""),
+            days=days,
+            by=current().username,
+        )
+    except ValueError as exc:
+        message = str(exc) if "could not convert" not in str(exc) else "give the days as a number"
+        flash(f"Not blocked: {message}.")
+        return redirect(url_for("console.request_page", rid=rid))
+    console().audit.record(current().username, "block", rid, block.masked)
+    flash(f"Blocked from call backs until {block.ends}. Safety replies still reach them.")
     return redirect(url_for("console.request_page", rid=rid))
 
 
