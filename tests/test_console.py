@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.parse
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
@@ -506,7 +507,7 @@ def test_call_status_is_shown_to_its_counsellor_only_without_a_number_or_an_audi
     response = logged_in.get(f"/console/requests/{request.id}/call-status")
 
     assert response.status_code == 200
-    assert response.get_json() == {"status": "starting the call"}
+    assert response.get_json() == {"status": "starting the call", "caller": ""}
     assert response.headers["Cache-Control"] == "no-store"
     assert [e for e in audit(app) if e.action == "reveal"] == reveals
     assert json.loads(redis.get(SESSION + sid))["_seen"] == seen  # polling is not activity
@@ -548,20 +549,60 @@ def _bridge_token(app: Flask, rid: str, who: str = "alex", now: float | None = N
     return make_token(app.extensions["helpline"].sealer, rid, who, now)
 
 
-def test_bridge_answer_dials_the_caller_from_the_helpline_number(app, client):
+def test_bridge_asks_the_counsellor_to_press_1_then_dials_the_caller(app, client):
     request = enqueue(app, 4)
     with app.app_context():
         helpline().queue.claim_next("alex")
-    path = f"/twilio/bridge/{_bridge_token(app, request.id)}/answer"
+    token = _bridge_token(app, request.id)
+    answered = twilio_post(client, f"/twilio/bridge/{token}/answer", {"CallSid": "CA" + "2" * 32})
 
-    response = twilio_post(client, path, {"CallSid": "CA" + "2" * 32})
+    root = ET.fromstring(answered.get_data(as_text=True))
+    gather = root.find("Gather")
+    assert gather.find("Say").text == "Helpline call back. Press 1 to be connected to the caller."
+    assert gather.attrib["numDigits"] == "1" and gather.attrib["actionOnEmptyResult"] == "true"
+    assert root.find("Dial") is None  # nobody is dialled before the counsellor accepts
+    accept = urllib.parse.urlsplit(gather.attrib["action"]).path
 
-    root = ET.fromstring(response.get_data(as_text=True))
-    dial = root.find("Dial")
-    assert root.find("Say").text.startswith("Helpline call back")
+    response = twilio_post(client, accept, {"CallSid": "CA" + "2" * 32, "Digits": "1"})
+
+    dial = ET.fromstring(response.get_data(as_text=True)).find("Dial")
     assert dial.attrib["callerId"] == HELPLINE_NUMBER
     assert dial.find("Number").text == callback_number(4)
-    assert callback_number(4)[1:] not in path
+    assert callback_number(4)[1:] not in accept
+
+
+def test_a_voicemail_that_answers_the_counsellors_phone_is_never_bridged(app, logged_in, client):
+    request = enqueue(app, 4)
+    post(logged_in, "/console/take")
+    token = _bridge_token(app, request.id)
+    accept = f"/twilio/bridge/{token}/accept"
+
+    # Nothing pressed within the time (a voicemail greeting plays on): Twilio posts no digits.
+    response = twilio_post(client, accept, {"CallSid": "CA" + "3" * 32, "Digits": ""})
+
+    root = ET.fromstring(response.get_data(as_text=True))
+    assert root.find("Dial") is None and root.find("Hangup") is not None
+    assert "the caller was not called" in root.find("Say").text
+    status = logged_in.get(f"/console/requests/{request.id}/call-status").get_json()
+    assert status["status"] == "not accepted: the caller was not called"
+
+
+def test_the_callers_leg_stays_visible_after_the_counsellors_ends(app, logged_in, client):
+    request = enqueue(app, 4)
+    post(logged_in, "/console/take")
+    token = _bridge_token(app, request.id)
+    twilio_post(
+        client, f"/twilio/bridge/{token}/accept", {"CallSid": "CA" + "4" * 32, "Digits": "1"}
+    )
+    twilio_post(client, f"/twilio/bridge/{token}/dialled", {"DialCallStatus": "no-answer"})
+    twilio_post(client, f"/twilio/bridge/{token}/status", {"CallStatus": "completed"})
+
+    status = logged_in.get(f"/console/requests/{request.id}/call-status").get_json()
+    assert status == {"status": "your phone completed", "caller": "no-answer"}
+    page = logged_in.get(f"/console/requests/{request.id}").get_data(as_text=True)
+    assert 'The caller: <span data-leg="caller">no-answer</span>' in page
+    # The number is shown as text to copy, not a link that dials from a personal phone.
+    assert "tel:" not in page and f'<span id="phone">{callback_number(4)}</span>' in page
 
 
 def test_bridge_answer_unsigned_is_refused(app, client):

@@ -64,7 +64,13 @@ DAY_KEYS = ("day.today", "day.tomorrow", *(f"day.{n}" for n in range(7)))
 # Messages the service says outside any flow: the fail-safe answers, the workers' texts,
 # and the words that say when call backs resume.
 # What a counsellor hears when a bridged call connects (or cannot).
-BRIDGE_MESSAGES = ("bridge.greeting", "bridge.not_yours", "bridge.ended", "bridge.failed")
+BRIDGE_MESSAGES = (
+    "bridge.greeting",
+    "bridge.not_accepted",
+    "bridge.not_yours",
+    "bridge.ended",
+    "bridge.failed",
+)
 REQUIRED_MESSAGES = (
     "voice.failsafe",
     "sms.failsafe",

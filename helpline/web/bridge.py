@@ -1,8 +1,9 @@
 """Bridged callbacks: Twilio calls the counsellor's own phone, then dials the caller.
 
-The counsellor answers a call from the helpline's number; the TwiML fetched from here
-says a short line and dials the caller with the helpline's number as caller ID, so
-neither side sees the other's number. The URL Twilio is given carries a short-lived
+The counsellor answers a call from the helpline's number and is asked to press 1: only
+a person who presses it is connected, never a voicemail that picked up. Then the caller
+is dialled with the helpline's number as caller ID, so neither side sees the other's
+number. The URL Twilio is given carries a short-lived
 sealed token naming the request and the counsellor, never a phone number.
 """
 
@@ -13,7 +14,7 @@ import logging
 import time
 
 from flask import Blueprint, Response, request
-from twilio.twiml.voice_response import VoiceResponse
+from twilio.twiml.voice_response import Gather, VoiceResponse
 from werkzeug.exceptions import HTTPException
 
 from helpline.application.config import Settings
@@ -32,12 +33,17 @@ TWIML = "text/xml"
 # What the counsellor hears (flows/content, in the default language): on answering, and
 # when the link is stale, the call has ended, or it could not be connected.
 GREETING = "bridge.greeting"
+NOT_ACCEPTED = "bridge.not_accepted"
 NOT_YOURS = "bridge.not_yours"
 ENDED = "bridge.ended"
 FAILED = "bridge.failed"
-# The request-hash fields the console reads to show how a bridged call is going.
+# The request-hash fields the console reads to show how a bridged call is going: the
+# counsellor's leg, and the caller's (kept apart, so neither hides the other).
 CALL_FIELD = "bridge_call"
 STATUS_FIELD = "bridge_status"
+CALLER_FIELD = "bridge_caller"
+# Seconds the counsellor has to press 1 before the call ends unconnected.
+ACCEPT_SECONDS = 10
 _TOKEN_RECORD = "bridge"
 
 
@@ -75,7 +81,7 @@ def _twiml(response: VoiceResponse) -> Response:
     return Response(str(response.to_xml()), 200, mimetype=TWIML)
 
 
-def _say(response: VoiceResponse, key: str) -> None:
+def _say(response: VoiceResponse | Gather, key: str) -> None:
     services = helpline()
     lang = services.default_language
     region = services.settings.region
@@ -92,29 +98,62 @@ def _goodbye(key: str) -> Response:
 
 @bp.post("/<token>/answer")
 def answer(token: str) -> Response:
-    """The counsellor picked up: say who this is and dial the caller."""
+    """The counsellor's phone was answered: ask them to press 1 to reach the caller."""
     services = helpline()
-    found = read_token(services.sealer, token)
+    if _claim(token) is None:
+        return _goodbye(NOT_YOURS)
+    response = VoiceResponse()
+    gather = response.gather(
+        input="dtmf",
+        num_digits=1,
+        timeout=ACCEPT_SECONDS,
+        action=f"{public_base(services.settings)}{bp.url_prefix}/{token}/accept",
+        action_on_empty_result=True,
+    )
+    _say(gather, GREETING)
+    _say(response, NOT_ACCEPTED)  # only if Twilio could not post the (empty) result
+    response.hangup()
+    return _twiml(response)
+
+
+@bp.post("/<token>/accept")
+def accept(token: str) -> Response:
+    """The counsellor pressed 1: dial the caller. Anything else (a voicemail) ends it."""
+    services = helpline()
+    found = _claim(token)
     if found is None:
-        log.info("bridge link stale or altered")
         return _goodbye(NOT_YOURS)
     rid, counsellor = found
-    claim = services.queue.get(rid)
-    if claim is None or claim.status is not Status.CLAIMED or claim.claimed_by != counsellor:
-        log.info("bridge for a request no longer claimed", extra={"request": rid})
-        return _goodbye(NOT_YOURS)
+    if request.form.get("Digits", "") != "1":
+        services.queue.annotate(rid, **{STATUS_FIELD: "not accepted: the caller was not called"})
+        log.info("bridge not accepted", extra={"request": rid})
+        return _goodbye(NOT_ACCEPTED)
     settings = services.settings
     response = VoiceResponse()
-    _say(response, GREETING)
     dial = response.dial(
         caller_id=settings.phone_number,
         timeout=BRIDGE_DIAL_TIMEOUT,
         action=f"{public_base(settings)}{bp.url_prefix}/{token}/dialled",
     )
     dial.number(services.queue.phone(rid))
-    services.queue.annotate(rid, **{STATUS_FIELD: "connecting"})
+    services.queue.annotate(rid, **{STATUS_FIELD: "connecting", CALLER_FIELD: "being dialled"})
     log.info("bridging a callback", extra={"request": rid, "counsellor": counsellor})
     return _twiml(response)
+
+
+def _claim(token: str) -> tuple[str, str] | None:
+    """The request and counsellor a live token names, while they still hold the claim."""
+    services = helpline()
+    found = read_token(services.sealer, token)
+    if found is None:
+        log.info("bridge link stale or altered")
+        return None
+    rid, counsellor = found
+    claim = services.queue.get(rid)
+    if claim is None or claim.status is not Status.CLAIMED or claim.claimed_by != counsellor:
+        log.info("bridge for a request no longer claimed", extra={"request": rid})
+        return None
+    return found
 
 
 @bp.post("/<token>/dialled")
@@ -123,7 +162,7 @@ def dialled(token: str) -> Response:
     found = read_token(helpline().sealer, token, now=0.0)  # the call may outlast the link
     if found is not None:
         status = request.form.get("DialCallStatus", "")
-        helpline().queue.annotate(found[0], **{STATUS_FIELD: f"caller {_known(status)}"})
+        helpline().queue.annotate(found[0], **{CALLER_FIELD: _known(status)})
     return _goodbye(ENDED)
 
 

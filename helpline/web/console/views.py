@@ -15,7 +15,7 @@ from helpline.callbacks.blocks import DEFAULT_BLOCK_DAYS
 from helpline.callbacks.queue import Outcome, Request, Status
 from helpline.infrastructure.constants import CONSOLE_POLL_SECONDS, MAX_NOTE_CHARS
 from helpline.infrastructure.errors import NotYours, QueueError
-from helpline.web.bridge import STATUS_FIELD
+from helpline.web.bridge import CALLER_FIELD, STATUS_FIELD
 from helpline.web.console import bp, console
 from helpline.web.console.auth import current
 from helpline.web.console.chart import history_charts
@@ -203,6 +203,7 @@ def request_page(rid: str) -> str:
         block_days=DEFAULT_BLOCK_DAYS,
         outcome_labels={outcome.value: label for outcome, label in OUTCOME_LABELS.items()},
         call_status=services.queue.annotation(rid, STATUS_FIELD),
+        caller_status=services.queue.annotation(rid, CALLER_FIELD),
         outcomes=OUTCOME_LABELS,
         wait_text=wait_text,
         local_time=local_time,
@@ -220,8 +221,9 @@ def call_status(rid: str) -> BaseResponse:
     Only the status: no number, so this is not a view of the request to audit.
     """
     _claimed_by_me(rid)
-    status = helpline().queue.annotation(rid, STATUS_FIELD) or ""
-    response = jsonify(status=status)
+    queue = helpline().queue
+    status = queue.annotation(rid, STATUS_FIELD) or ""
+    response = jsonify(status=status, caller=queue.annotation(rid, CALLER_FIELD) or "")
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -48,13 +48,28 @@
   // Call status on a callback's page: show each change of the bridged call.
   var line = document.getElementById("call-status");
   if (line) {
-    var text = line.querySelector("span");
     poll(line, function () { return line.getAttribute("data-status-url"); },
       "application/json", function (response) { return response.json(); }, function (body) {
-        if (body.status && body.status !== text.textContent) {
-          text.textContent = body.status;
-          line.hidden = false;
-        }
+        ["status", "caller"].forEach(function (leg) {
+          var text = line.querySelector('[data-leg="' + leg + '"]');
+          if (body[leg] && body[leg] !== text.textContent) {
+            text.textContent = body[leg];
+            text.parentNode.hidden = false;
+            line.hidden = false;
+          }
+        });
       });
   }
+
+  // Copy buttons: shown only where the browser can copy.
+  Array.prototype.forEach.call(document.querySelectorAll("button.copy"), function (button) {
+    if (!navigator.clipboard) { return; }
+    var source = document.getElementById(button.getAttribute("data-copy"));
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+        button.textContent = "Copied";
+      });
+    });
+  });
 })();
