@@ -808,3 +808,23 @@ def test_a_counsellor_may_block_only_where_the_helpline_allows_it(app, logged_in
     post(client, f"/console/requests/{request.id}/block", {"reason": "Threats", "days": "30"})
     with allowed.app_context():
         assert helpline().blocks.blocked(callback_number(12))
+
+
+def test_a_counsellor_goes_on_and_off_duty_and_sees_the_hours(tmp_path, redis_server, redis):
+    hours = "Mon-Fri 09:00-21:00; Sat,Sun 10:00-16:00"
+    app = create_app(make_settings(tmp_path / "var", redis_server, hours=hours))
+    add_counsellor(app, "alex")
+    client = app.test_client()
+    login(client)
+
+    page = client.get("/console/").get_data(as_text=True)
+    assert "Call back hours: Mon-Fri 09:00-21:00; Sat-Sun 10:00-16:00 (Europe/London time)" in page
+    assert "You are off duty." in page
+
+    post(client, "/console/duty", {"on_duty": "1"})
+    assert app.extensions["console"].counsellors.get("alex").on_duty
+    assert "Go off duty" in client.get("/console/").get_data(as_text=True)
+    post(client, "/console/duty", {"on_duty": "0"})
+    assert not app.extensions["console"].counsellors.get("alex").on_duty
+    actions = [(e.actor, e.action, e.detail) for e in audit(app)]
+    assert ("alex", "duty_on", "alex") in actions and ("alex", "duty_off", "alex") in actions

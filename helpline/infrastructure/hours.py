@@ -58,6 +58,28 @@ class OpeningHours:
                 windows[day].append((start, end))
         return cls(windows, zone)
 
+    def describe(self) -> str:
+        """The hours as people read them: "Mon-Fri 09:00-21:00; Sat-Sun 10:00-16:00"."""
+        if self.windows is None:
+            return "always"
+        names = [day.title() for day in DAYS]
+        spans: list[tuple[int, int, str]] = []  # first day, last day, their times
+        for day in range(7):
+            times = ", ".join(
+                f"{start:%H:%M}-{'24:00' if end == time.max else f'{end:%H:%M}'}"
+                for start, end in sorted(self.windows[day])
+            )
+            if spans and spans[-1][2] == times and spans[-1][1] == day - 1:
+                spans[-1] = (spans[-1][0], day, times)
+            else:
+                spans.append((day, day, times))
+        parts = [
+            f"{names[first]}{'' if first == last else '-' + names[last]} {times}"
+            for first, last, times in spans
+            if times
+        ]
+        return "; ".join(parts) or "never"
+
     def is_open(self, moment: datetime) -> bool:
         """Return True if counsellors are on duty at moment."""
         if self.windows is None:

@@ -129,13 +129,38 @@ def local_time(stamp: float | None) -> str:
 
 @bp.get("/")
 def queue_page() -> str:
-    on_a_call = helpline().live_calls.current(current().username) is not None
+    services = helpline()
+    on_a_call = services.live_calls.current(current().username) is not None
     return render_template(
         "console/queue.html",
         poll=CONSOLE_POLL_SECONDS,
         on_a_call=ON_A_CALL if on_a_call else None,
+        hours=_hours_text(),
+        on_duty=bool(getattr(services.counsellors.get(current().username), "on_duty", False)),
         **_queue_context(),
     )
+
+
+def _hours_text() -> str:
+    """When counsellors are on duty, and whether they are now, as the queue page says it."""
+    services = helpline()
+    hours, zone = services.hours, services.settings.zone
+    if hours.windows is None:
+        return "Call backs run at any hour."
+    now = datetime.now(ZoneInfo(zone))
+    state = "open now" if hours.is_open(now) else "closed now"
+    return f"Call back hours: {hours.describe()} ({zone} time); {state}."
+
+
+@bp.post("/duty")
+def my_duty() -> BaseResponse:
+    """Go on or off duty yourself (on duty: urgent requests text your phone)."""
+    me = current().username
+    on = request.form.get("on_duty") == "1"
+    helpline().counsellors.set_on_duty(me, on)
+    console().audit.record(me, "duty_on" if on else "duty_off", detail=me)
+    flash("You are on duty: urgent requests will text your phone." if on else "You are off duty.")
+    return redirect(url_for("console.queue_page"))
 
 
 @bp.get("/queue/live")
