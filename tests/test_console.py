@@ -414,7 +414,7 @@ def test_the_queue_and_the_request_page_name_the_channel(
             urgent=False,
         )
     row = logged_in.get("/console/").get_data(as_text=True)
-    assert f"<td>{asked_by}</td>" in row
+    assert f'<td data-label="Channel">{asked_by}</td>' in row
 
     page = logged_in.get(location(post(logged_in, "/console/take"))).get_data(as_text=True)
     assert f"<dt>Asked by</dt><dd>{asked_by}</dd>" in page
@@ -666,7 +666,9 @@ def test_the_console_names_languages_as_their_speakers_do(app, logged_in):
     with app.app_context():
         contact = Contact(callback_number(4), voicemail_ok=True, texts_ok=True)
         helpline().queue.enqueue(contact, channel="sms", lang="es", urgent=False)
-    assert "<td>Español</td>" in logged_in.get("/console/").get_data(as_text=True)
+    assert '<td data-label="Language">Español</td>' in logged_in.get("/console/").get_data(
+        as_text=True
+    )
     page = logged_in.get(location(post(logged_in, "/console/take"))).get_data(as_text=True)
     assert "<dt>Language</dt><dd>Español</dd>" in page
 

@@ -21,7 +21,14 @@ from helpline.application.jobs import QUEUE_NAMES, job_queue
 from helpline.callbacks.queue import HISTORY
 from helpline.infrastructure.constants import LOGIN_MAX_ACCOUNT_FAILURES
 from tests.browser import new_context, save_screenshot
-from tests.console_helpers import COUNSELLOR_PHONE, PASSWORD, add_counsellor, client_from, login
+from tests.console_helpers import (
+    COUNSELLOR_PHONE,
+    PASSWORD,
+    add_counsellor,
+    client_from,
+    enqueue,
+    login,
+)
 from tests.factories import (
     ACCOUNT_SID,
     HELPLINE_NUMBER,
@@ -231,3 +238,50 @@ def test_strangers_cannot_lock_a_counsellor_out_of_their_own_browser_and_admins_
     finally:
         admin.context.close()
         elsewhere.close()
+
+
+def test_on_a_375_px_phone_every_column_and_button_is_on_screen_and_big_enough(
+    browser: Browser, app: Flask, live_server: str
+) -> None:
+    add_counsellor(app, "sam", admin=True)
+    for n in range(3):
+        enqueue(app, 20 + n, channel="whatsapp" if n else "voice")
+    context = new_context(browser, base_url=live_server, viewport={"width": 375, "height": 740})
+    page = context.new_page()
+
+    def on_screen(locator) -> None:  # type: ignore[no-untyped-def]
+        box = locator.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375, box
+
+    try:
+        _log_in(page, "sam")
+        expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        rows = page.locator("#waiting tbody tr")
+        expect(rows).to_have_count(3)
+        for cell in ("Channel", "Voicemail", "Texts", "Number"):
+            on_screen(rows.first.locator(f'td[data-label="{cell}"]'))
+        expect(rows.nth(1)).to_contain_text("WhatsApp")
+        save_screenshot(page, "console-queue-375")
+
+        page.goto("/console/admin")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        for name in ("Put sam on duty", "Disable sam", "Unlock logins for sam"):
+            on_screen(page.get_by_role("button", name=name))
+        save_screenshot(page, "console-admin-375")
+
+        page.goto("/console/")
+        page.get_by_role("button", name="Take next").click()
+        choice = page.locator(".choice").first
+        box = choice.bounding_box()
+        assert box is not None and box["height"] >= 44, box
+        # Saving without choosing: the error is beside the field, in the error style.
+        page.locator("#call_back_at").fill("2099-01-02T10:30")
+        page.evaluate("document.querySelector('form.stack').noValidate = true")
+        page.get_by_role("button", name="Record outcome").click()
+        expect(page.locator("#outcome-error")).to_have_text("Choose what happened.")
+        assert page.locator("#call_back_at").input_value() == "2099-01-02T10:30"
+        assert page.locator(".flash").count() == 0
+        save_screenshot(page, "console-request-375")
+    finally:
+        context.close()

@@ -182,7 +182,7 @@ def take_next() -> BaseResponse:
         flash("Finish or release the callback you have before taking another.")
         return redirect(url_for("console.request_page", rid=held.id))
     if services.live_calls.current(username) is not None:
-        flash(ON_A_CALL)
+        flash(ON_A_CALL, "error")
         return redirect(url_for("console.queue_page"))
     claimed = services.queue.claim_next(username)
     if claimed is None:
@@ -204,9 +204,17 @@ def _claimed_by_me(rid: str) -> Request:
 
 
 @bp.get("/requests/<rid>")
-def request_page(rid: str) -> str:
+def request_page(rid: str) -> tuple[str, int]:
     """Show a claimed request with its number: every view is audited."""
-    found = _claimed_by_me(rid)
+    return _request_page(_claimed_by_me(rid))
+
+
+def _request_page(
+    found: Request, errors: dict[str, str] | None = None, status: int = 200
+) -> tuple[str, int]:
+    """The request's page; errors (by field) are shown beside their fields, with the
+    values the counsellor sent kept in the form."""
+    rid = found.id
     services = helpline()
     phone = services.queue.phone(rid)
     extras = console()
@@ -236,7 +244,9 @@ def request_page(rid: str) -> str:
         zone=services.settings.zone,
         max_note=MAX_NOTE_CHARS,
         poll=CONSOLE_POLL_SECONDS,
-    )
+        errors=errors or {},
+        values=request.form if errors else {},
+    ), status
 
 
 @bp.get("/requests/<rid>/call-status")
@@ -259,7 +269,7 @@ def call_now(rid: str) -> BaseResponse:
     _claimed_by_me(rid)
     username = current().username
     if not helpline().live_calls.start(username, rid):
-        flash(ON_A_CALL)
+        flash(ON_A_CALL, "error")
         return redirect(url_for("console.request_page", rid=rid))
     helpline().queue.extend(rid, username)
     extras = console()
@@ -292,7 +302,7 @@ def block_caller(rid: str) -> BaseResponse:
         )
     except ValueError as exc:
         message = str(exc) if "could not convert" not in str(exc) else "give the days as a number"
-        flash(f"Not blocked: {message}.")
+        flash(f"Not blocked: {message}.", "error")
         return redirect(url_for("console.request_page", rid=rid))
     console().audit.record(current().username, "block", rid, block.masked)
     flash(f"Blocked from call backs until {block.ends}. Safety replies still reach them.")
@@ -342,27 +352,26 @@ def _call_back_at(text: str) -> float | None:
 
 
 @bp.post("/requests/<rid>/outcome")
-def record_outcome(rid: str) -> BaseResponse:
+def record_outcome(rid: str) -> BaseResponse | tuple[str, int]:
     found = _claimed_by_me(rid)
     username = current().username
     try:
         outcome = Outcome(request.form.get("outcome", ""))
     except ValueError:
-        flash("Choose an outcome.")
-        return redirect(url_for("console.request_page", rid=rid))
+        return _request_page(found, {"outcome": "Choose what happened."}, 422)
     call_back_at = None
     if outcome is Outcome.CALL_BACK_LATER:
         call_back_at = _call_back_at(request.form.get("call_back_at", ""))
         if call_back_at is None:
-            flash("Choose the date and time to call back.")
-            return redirect(url_for("console.request_page", rid=rid))
+            error = "Choose a date and time in the future to call back."
+            return _request_page(found, {"call_back_at": error}, 422)
     try:
         status = helpline().queue.record(rid, username, outcome, call_back_at=call_back_at)
     except NotYours:
-        flash("That callback is no longer yours: its claim ran out and it went back.")
+        flash("That callback is no longer yours: its claim ran out and it went back.", "error")
         return redirect(url_for("console.queue_page"))
     except QueueError as exc:
-        flash(str(exc).capitalize() + ".")
+        flash(str(exc).capitalize() + ".", "error")
         return redirect(url_for("console.request_page", rid=rid))
     extras = console()
     if outcome is Outcome.NO_ANSWER and status is Status.WAITING:
