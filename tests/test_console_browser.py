@@ -285,3 +285,42 @@ def test_on_a_375_px_phone_every_column_and_button_is_on_screen_and_big_enough(
         save_screenshot(page, "console-request-375")
     finally:
         context.close()
+
+
+def test_a_new_urgent_request_is_announced_and_only_changes_are_read_out(
+    browser: Browser, app: Flask, live_server: str
+) -> None:
+    add_counsellor(app, "alex")
+    context = new_context(browser, base_url=live_server, permissions=["notifications"])
+    # Count the notifications the page shows (the browser's own object still does the work).
+    context.add_init_script(
+        """
+        window.shown = [];
+        const Real = window.Notification;
+        window.Notification = function (title, options) {
+          window.shown.push(title);
+          return new Real(title, options);
+        };
+        Object.defineProperty(window.Notification, "permission", { get: () => Real.permission });
+        window.Notification.requestPermission = () => Real.requestPermission();
+        """
+    )
+    page = context.new_page()
+    try:
+        _log_in(page, "alex")
+        assert page.locator("#live").get_attribute("aria-live") is None  # not the whole table
+        page.get_by_role("button", name="Sound and notifications for urgent requests").click()
+        expect(page.locator("#alerts-state")).to_have_text("On.")
+
+        enqueue(app, 31)
+        expect(page.locator("#announce")).to_have_text("1 waiting")
+        expect(page.locator("#urgent-alert")).to_be_hidden()
+
+        enqueue(app, 32, urgent=True)
+        expect(page.locator("#urgent-alert")).to_have_text("New urgent request: take it next.")
+        expect(page.locator("#urgent-alert")).to_have_attribute("role", "alert")
+        page.wait_for_function("window.shown.length === 1")
+        assert page.evaluate("window.shown") == ["New urgent request"]
+        save_screenshot(page, "console-urgent-alert")
+    finally:
+        context.close()

@@ -40,9 +40,79 @@
       var stale = Date.now() - last > fullEvery;
       return live.getAttribute("data-live-url") + "?v=" + (stale ? "" : version());
     }, "text/html", function (response) { return response.text(); }, function (html) {
+      var before = counts();
       live.innerHTML = html;
       last = Date.now();
+      tell(before, counts());
     });
+    alertSettings();
+  }
+
+  // What the queue holds now, from the fragment's data attributes.
+  function counts() {
+    var queue = live.querySelector(".queue");
+    var read = function (name) { return parseInt(queue && queue.getAttribute(name), 10) || 0; };
+    return { urgent: read("data-urgent"), waiting: read("data-waiting") };
+  }
+
+  // Say only what changed (a screen reader would otherwise reread the whole table), and
+  // make a new urgent request impossible to miss.
+  function tell(before, after) {
+    var announce = document.getElementById("announce");
+    if (after.urgent > before.urgent) {
+      var alert = document.getElementById("urgent-alert");
+      var what = after.urgent - before.urgent === 1 ? "New urgent request" :
+        (after.urgent - before.urgent) + " new urgent requests";
+      alert.textContent = what + ": take it next.";
+      alert.hidden = false;
+      ring(what);
+    } else if (after.waiting !== before.waiting) {
+      announce.textContent = after.waiting + " waiting" +
+        (after.urgent ? ", " + after.urgent + " urgent" : "");
+    }
+  }
+
+  var ALERTS = "helpline.alerts";
+
+  // Sound and a notification, only if the counsellor turned them on (and the browser allows).
+  function ring(what) {
+    if (window.localStorage.getItem(ALERTS) !== "on") { return; }
+    try {
+      var Context = window.AudioContext || window.webkitAudioContext;
+      var audio = new Context();
+      var tone = audio.createOscillator();
+      tone.frequency.value = 880;
+      tone.connect(audio.destination);
+      tone.start();
+      tone.stop(audio.currentTime + 0.4);
+    } catch (e) { /* no sound on this device */ }
+    if (window.Notification && Notification.permission === "granted") {
+      new Notification(what, { body: "Open the Helpline console to take it.", tag: "urgent" });
+    }
+  }
+
+  function alertSettings() {
+    var settings = document.getElementById("alert-settings");
+    var button = document.getElementById("allow-alerts");
+    var state = document.getElementById("alerts-state");
+    if (!settings || !window.localStorage) { return; }
+    settings.hidden = false;
+    var show = function () {
+      var on = window.localStorage.getItem(ALERTS) === "on";
+      button.textContent = on ? "Turn off sound and notifications" :
+        "Sound and notifications for urgent requests";
+      button.setAttribute("aria-pressed", on ? "true" : "false");
+      state.textContent = on ? "On." : "";
+    };
+    button.addEventListener("click", function () {
+      var on = window.localStorage.getItem(ALERTS) === "on";
+      window.localStorage.setItem(ALERTS, on ? "off" : "on");
+      if (!on && window.Notification && Notification.permission === "default") {
+        Notification.requestPermission();
+      }
+      show();
+    });
+    show();
   }
 
   // Call status on a callback's page: show each change of the bridged call.
