@@ -206,6 +206,7 @@ COMPOSED = frozenset(
         "Counsellors",
         "Jobs",
         "LiveCalls",
+        "LocalOutbox",
         "Monitoring",
         "LoginThrottle",
         "Notes",

@@ -44,6 +44,9 @@ class Context(Components):
 
     @functools.cached_property
     def twilio(self) -> Any:
+        """Twilio's REST client, or the local outbox in development without an account."""
+        if self.settings.outbox == "local":
+            return self.local_outbox
         return make_client(self.settings)
 
     def warm(self) -> None:

@@ -34,6 +34,7 @@ from helpline.counsellors.calls import LiveCalls
 from helpline.counsellors.throttle import LoginThrottle
 from helpline.infrastructure.crypto import Sealer, lookup_key
 from helpline.infrastructure.hours import OpeningHours
+from helpline.infrastructure.outbox import LocalOutbox
 from helpline.infrastructure.signatures import WebhookValidator
 from helpline.infrastructure.store import Store
 
@@ -59,6 +60,11 @@ class Components:
     @functools.cached_property
     def phone_key(self) -> bytes:
         return lookup_key(self.settings.encryption_secret)
+
+    @functools.cached_property
+    def local_outbox(self) -> LocalOutbox:
+        """Where texts and calls are kept instead of sent, when settings.outbox is local."""
+        return LocalOutbox(self.client, self.sealer)
 
     @functools.cached_property
     def library(self) -> Library:

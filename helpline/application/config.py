@@ -74,6 +74,9 @@ class Settings:
     callback_expiry_hours: float = 72.0  # an unanswered request closes after this long
     retention_days: float = 30.0  # a closed request is deleted after this long
     log_level: str = "INFO"
+    # Where outbound texts and calls go: "twilio", or "local" (kept in the local outbox,
+    # helpline.infrastructure.outbox: development without an account; never production).
+    outbox: str = "twilio"
     # Whether counsellors (not only admins) may block a caller from call backs.
     counsellors_may_block: bool = False
     # The bearer token /metrics asks for (HELPLINE_METRICS_TOKEN); None: /metrics is 404.
@@ -202,6 +205,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=parse_networks(env.get("HELPLINE_TRUSTED_PROXIES", "")),
         metrics_token=env.get("HELPLINE_METRICS_TOKEN") or None,
         counsellors_may_block=_flag(env, "HELPLINE_COUNSELLORS_MAY_BLOCK"),
+        outbox=_outbox(env, mode),
     )
     # Fail at start-up, not at the first caller, if the hours cannot be read.
     OpeningHours.parse(settings.hours, settings.zone)
@@ -282,6 +286,21 @@ def secret_weakness(value: str) -> str | None:
 
 def _characters(n: int, kind: str = "") -> str:
     return f"{n} {kind}character" + ("" if n == 1 else "s")
+
+
+def _outbox(env: Mapping[str, str], mode: str) -> str:
+    text = env.get("HELPLINE_OUTBOX", "").strip().lower()
+    if text not in ("", "local", "twilio"):
+        raise ConfigError(f"HELPLINE_OUTBOX must be 'local' or 'twilio', not {text[:20]!r}")
+    if mode == "production" and text == "local":
+        raise ConfigError(
+            "HELPLINE_OUTBOX=local keeps texts and calls instead of sending them; "
+            "production sends through Twilio: unset it"
+        )
+    if text:
+        return text
+    # Development without an account: keep what would be sent, rather than fail.
+    return "local" if mode == "development" and not env.get("TWILIO_ACCOUNT_SID") else "twilio"
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sys
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
             help="caller's number (default: %(default)s)",
         )
         sub.add_argument("--url", help="a running server's base URL (default: in-process)")
+    bridge = sim.add_parser(
+        "bridge", help="answer the latest call in the local outbox as the counsellor would"
+    )
+    bridge.add_argument("--digits", default=None, help="the key to press (default: ask)")
+    bridge.add_argument("--url", help="a running server's base URL (default: in-process)")
+    bridge.set_defaults(handler=_simulate_bridge)
     sms.set_defaults(handler=_simulate_sms)
     call.set_defaults(handler=_simulate_call)
 
@@ -156,6 +163,13 @@ def _parser() -> argparse.ArgumentParser:
 
     purge = commands.add_parser("purge", help="delete what is past its retention")
     purge.set_defaults(handler=_purge)
+
+    outbox = commands.add_parser(
+        "outbox", help="texts and calls kept instead of sent (development without Twilio)"
+    )
+    outbox.add_argument("--reveal", action="store_true", help="show whole numbers (audited)")
+    outbox.add_argument("--limit", type=int, default=20, help="how many (default: %(default)s)")
+    outbox.set_defaults(handler=_outbox)
 
     block = commands.add_parser("block", help="callers who may not queue call backs")
     block_commands = block.add_subparsers(title="actions", metavar="ACTION")
@@ -381,6 +395,38 @@ def _simulate_sms(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate_bridge(args: argparse.Namespace) -> int:
+    from helpline.cli import simulate
+
+    settings = load_settings()
+    with _components(settings) as parts:
+        call = next((e for e in parts.local_outbox.entries(50) if e.kind == "call"), None)
+    if call is None:
+        raise HelplineError(
+            "no call in the local outbox: press Call now on a claimed request in the console "
+            "(with `helpline serve` running, and HELPLINE_OUTBOX=local or no Twilio account)"
+        )
+    keys = [args.digits] if args.digits is not None else None
+
+    def next_input() -> str | None:
+        if keys is not None:
+            return keys.pop(0) if keys else None
+        try:
+            return input("  press a key (1 to be connected)> ")
+        except EOFError:
+            return None
+
+    transport, started = _simulation(settings, args.url)
+    try:
+        with transport as post:
+            start = urllib.parse.urlsplit(call.url).path
+            simulate.call(post, call.from_, call.to, next_input, print, start=start)
+    finally:
+        if started:
+            embedded.stop(settings.data_dir)
+    return 0
+
+
 class _Inputs(argparse.Action):
     """Collect --digits and --say into one list, in the order they were given."""
 
@@ -595,6 +641,26 @@ def _e164(text: str) -> str:
             f"number, no spaces, such as {EXAMPLE_NUMBER}"
         )
     return number
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    with _components(settings) as parts:
+        entries = parts.local_outbox.entries(max(1, args.limit))
+        if args.reveal and entries:
+            parts.audit.record("cli", "outbox_reveal", detail=str(len(entries)))
+    if settings.outbox != "local":
+        print("(texts and calls go to Twilio here; these were kept earlier)", file=sys.stderr)
+    if not entries:
+        print("the outbox is empty")
+    for entry in reversed(entries):
+        to = entry.to if args.reveal else mask_phone(entry.to)
+        when = entry.date_created.strftime("%Y-%m-%d %H:%M:%S UTC")
+        if entry.kind == "call":
+            print(f"{when}  call  to {to}: answers with {urllib.parse.urlsplit(entry.url).path}")
+        else:
+            print(f"{when}  text  to {to}: {entry.body}")
+    return 0
 
 
 def _block_add(args: argparse.Namespace) -> int:

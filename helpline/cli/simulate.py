@@ -80,19 +80,29 @@ def call(
     to: str,
     next_input: Callable[[], str | None],
     out: Callable[[str], None],
+    start: str = "/twilio/voice",
 ) -> None:
-    """Play a call: print what the caller hears, answer each gather with next_input()."""
+    """Play a call: print what the caller hears, answer each gather with next_input().
+
+    start: where Twilio fetches the call's first TwiML (a bridged call's answer URL, for
+    the counsellor's side of one).
+    """
     call_sid = _sid("CA")
     base_form = {"CallSid": call_sid, "From": sender, "To": to, "CallStatus": "in-progress"}
-    out(f"Calling the helpline from {mask_phone(sender)}")
-    path, form = "/twilio/voice", dict(base_form)
+    if start == "/twilio/voice":
+        out(f"Calling the helpline from {mask_phone(sender)}")
+    else:
+        out(f"The helpline calls you on {mask_phone(to)}")
+    path, form = start, dict(base_form)
     while True:
         root = ET.fromstring(post(path, form))
         gather = root.find("Gather")
         for say in root.iter("Say"):
             out(f"  helpline: {say.text or ''}")
+        for number in root.iter("Number"):
+            out(f"  (the helpline dials {mask_phone(number.text)} and connects you)")
         if gather is None:
-            out("  (the helpline hangs up)")
+            out("  (the helpline hangs up)" if root.find("Dial") is None else "  (connected)")
             return
         out("  (waiting for a key press or speech)")
         answer = next_input()

@@ -144,3 +144,15 @@ def unblock(who: str) -> BaseResponse:
     console().audit.record(current().username, "unblock", detail=found.masked)
     flash(f"{found.masked} may queue call backs again.")
     return _back()
+
+
+@bp.get("/admin/outbox")
+@admin_required
+def outbox_page() -> str:
+    """What the local outbox kept instead of sending (numbers masked)."""
+    services = helpline()
+    return render_template(
+        "console/outbox.html",
+        entries=services.local_outbox.entries(),
+        local=services.settings.outbox == "local",
+    )

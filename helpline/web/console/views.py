@@ -15,6 +15,7 @@ from helpline.callbacks.blocks import DEFAULT_BLOCK_DAYS
 from helpline.callbacks.queue import Outcome, Request, Status
 from helpline.infrastructure.constants import CONSOLE_POLL_SECONDS, MAX_NOTE_CHARS
 from helpline.infrastructure.errors import NotYours, QueueError
+from helpline.infrastructure.privacy import mask_phone
 from helpline.web.bridge import CALLER_FIELD, STATUS_FIELD
 from helpline.web.console import bp, console
 from helpline.web.console.auth import current
@@ -49,6 +50,12 @@ def language_name(code: str) -> str:
     """A language as its speakers name it ("Español"), not its code."""
     found = helpline().library.content.languages.get(code)
     return found.name if found is not None else code
+
+
+@bp.app_template_filter("masked")
+def masked(number: str) -> str:
+    """A number with all but its last three digits hidden."""
+    return mask_phone(number)
 
 
 @bp.app_template_filter("channel")
