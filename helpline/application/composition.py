@@ -18,6 +18,7 @@ from helpline.application.actions import ActionRegistry
 from helpline.application.config import Settings
 from helpline.application.intake import CallbackDesk
 from helpline.application.jobs import Jobs
+from helpline.application.readiness import Readiness
 from helpline.application.sms import SmsConversations
 from helpline.callbacks.notes import Notes
 from helpline.callbacks.queue import CallbackQueue, Placement
@@ -91,6 +92,11 @@ class Components:
     def hours(self) -> OpeningHours:
         return OpeningHours.parse(self.settings.hours, self.settings.zone)
 
+    @functools.cached_property
+    def readiness(self) -> Readiness:
+        """Whether Redis, the workers, the scheduler and the flows are all working."""
+        return Readiness(self.store, lambda: self.library, self.settings.flows_dir)
+
     # -- conversations (the web process) ------------------------------------------------
 
     def warm_web(self) -> None:
@@ -100,6 +106,7 @@ class Components:
         self.validator  # noqa: B018
         self.voice_failsafe  # noqa: B018
         self.sms_failsafe  # noqa: B018
+        self.readiness  # noqa: B018  (notes the flows' files as loaded)
 
     def engine(self, channel: Channel) -> Engine:
         return self._engines[channel]
