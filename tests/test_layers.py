@@ -206,9 +206,11 @@ COMPOSED = frozenset(
         "Jobs",
         "LoginThrottle",
         "Notes",
+        "Readiness",
         "Sealer",
         "SmsConversations",
         "Store",
+        "TwilioSetup",
         "WebhookValidator",
     }
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -34,6 +35,9 @@ from helpline.infrastructure.crypto import Sealer, lookup_key
 from helpline.infrastructure.hours import OpeningHours
 from helpline.infrastructure.signatures import WebhookValidator
 from helpline.infrastructure.store import Store
+
+if TYPE_CHECKING:
+    from helpline.application.twilio_setup import TwilioSetup
 
 
 class Components:
@@ -188,3 +192,14 @@ class Components:
             )
             for code in content.languages
         }
+
+
+def twilio_setup(settings: Settings) -> TwilioSetup:
+    """The number's webhook set-up over the Twilio REST client; it needs no Redis.
+
+    Imported here, not at the top: the web process never loads Twilio's REST client.
+    """
+    from helpline.application.twilio_setup import TwilioSetup
+    from helpline.infrastructure.outbound import make_client
+
+    return TwilioSetup(make_client(settings), settings)

@@ -139,6 +139,19 @@ def _parser() -> argparse.ArgumentParser:
 
     purge = commands.add_parser("purge", help="delete what is past its retention")
     purge.set_defaults(handler=_purge)
+
+    twilio = commands.add_parser("twilio", help="the helpline's Twilio number")
+    twilio_commands = twilio.add_subparsers(title="actions", metavar="ACTION")
+    configure = twilio_commands.add_parser(
+        "configure", help="point the number's webhooks and callbacks at PUBLIC_URL"
+    )
+    configure.add_argument("--number", help="the number, E.164 (default: $HELPLINE_PHONE_NUMBER)")
+    configure.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; non-zero exit if any setting is not as it should be",
+    )
+    configure.set_defaults(handler=_twilio_configure)
     return parser
 
 
@@ -512,4 +525,44 @@ def _purge(args: argparse.Namespace) -> int:
     with _components(settings) as parts:
         removed = retention.purge(parts.queue, parts.audit, settings.retention_days)
     print(f"purged {removed} closed request(s) older than {settings.retention_days:g} days")
+    return 0
+
+
+# -- operations -------------------------------------------------------------------------
+
+
+def _twilio_configure(args: argparse.Namespace) -> int:
+    from helpline.application.composition import twilio_setup
+    from helpline.application.twilio_setup import shown
+
+    settings = load_settings()
+    setup = twilio_setup(settings)
+    plan = setup.plan(args.number)
+    for warning in setup.warnings():
+        print(f"warning: {warning}")
+    print(f"{plan.number} ({plan.sid}) on Twilio account {settings.twilio_account_sid}:")
+    if args.check:
+        for setting in plan.settings:
+            if setting.needed:
+                print(f"  wrong  {setting.label}: {shown(setting.old)}, not {shown(setting.new)}")
+            else:
+                print(f"  ok     {setting.label}: {shown(setting.new)}")
+        if plan.changes:
+            print(
+                f"{len(plan.changes)} of {len(plan.settings)} settings are not as they should be; "
+                "`helpline twilio configure` sets them"
+            )
+            return 1
+        print(f"all {len(plan.settings)} settings point at {shown(settings.public_url or '')}")
+        return 0
+    done = setup.apply(plan)
+    for setting in plan.changes:
+        print(f"  changed  {setting.label}: {shown(setting.old)} \u2192 {shown(setting.new)}")
+    if done.changes:
+        for setting in done.changes:
+            print(f"  NOT SET  {setting.label}: still {shown(setting.old)}")
+        print(f"Twilio did not keep {len(done.changes)} setting(s); try again", file=sys.stderr)
+        return 1
+    kept = len(plan.settings) - len(plan.changes)
+    print(f"{len(plan.changes)} setting(s) changed, {kept} already right")
     return 0
