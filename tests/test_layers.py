@@ -203,6 +203,7 @@ COMPOSED = frozenset(
         "CallbackDesk",
         "CallbackQueue",
         "Counsellors",
+        "Doctor",
         "Jobs",
         "LoginThrottle",
         "Notes",

@@ -37,6 +37,9 @@ from helpline.infrastructure.signatures import WebhookValidator
 from helpline.infrastructure.store import Store
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from helpline.application.doctor import Doctor
     from helpline.application.twilio_setup import TwilioSetup
 
 
@@ -203,3 +206,10 @@ def twilio_setup(settings: Settings) -> TwilioSetup:
     from helpline.infrastructure.outbound import make_client
 
     return TwilioSetup(make_client(settings), settings)
+
+
+def doctor(environ: Mapping[str, str]) -> Doctor:
+    """The checks of `helpline doctor`, over the settings read from environ."""
+    from helpline.application.doctor import Doctor
+
+    return Doctor(environ)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from helpline.application.config import is_public_https
 from helpline.infrastructure.errors import HelplineError, OutboundError
 from helpline.infrastructure.outbound import rest_call
+from helpline.infrastructure.privacy import hide_password
 
 if TYPE_CHECKING:
     from twilio.rest import Client
@@ -182,14 +183,8 @@ def describe(exc: OutboundError, api_url: str) -> str:
 
 
 def shown(url: str) -> str:
-    """The URL with any user name and password in it hidden."""
-    if not url:
-        return "(none)"
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+    """The URL as printed: any user name and password in it hidden."""
+    return hide_password(url) if url else "(none)"
 
 
 def _keywords(changes: dict[str, str]) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import getpass
 import json
 import os
@@ -26,8 +25,6 @@ from helpline.infrastructure.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from helpline.application.composition import Components
-    from helpline.conversation.explore import Report
-    from helpline.conversation.lint import Library
 
 # Ofcom keeps 020 7946 0000-0999 for drama: a valid number that is never a subscriber's,
 # so the simulator's caller can queue a call back and examples can be copied as they are.
@@ -152,6 +149,11 @@ def _parser() -> argparse.ArgumentParser:
         help="change nothing; non-zero exit if any setting is not as it should be",
     )
     configure.set_defaults(handler=_twilio_configure)
+
+    doctor = commands.add_parser(
+        "doctor", help="check settings, Redis, Twilio, flows, accounts and workers; one line each"
+    )
+    doctor.set_defaults(handler=_doctor)
     return parser
 
 
@@ -360,6 +362,7 @@ def _simulate_call(args: argparse.Namespace) -> int:
 
 
 def _flows_check(args: argparse.Namespace) -> int:
+    from helpline.conversation.explore import explore_all
     from helpline.conversation.lint import inspect_flows
 
     flows_dir = args.dir or Settings().flows_dir
@@ -376,37 +379,11 @@ def _flows_check(args: argparse.Namespace) -> int:
     languages = ", ".join(library.content.languages)
     print(f"flows OK: {len(library.flows)} flows, {nodes} nodes, languages {languages}")
     # Then prove the safety invariants over every state, region and store condition.
-    report = _explore_regions(library)
+    report = explore_all(library)
     for found in report.problems:
         print(found)
     print(report.summary())
     return 1 if report.problems else 0
-
-
-def _explore_regions(library: Library) -> Report:
-    """Explore each region in a process of its own (forked: they share the loaded flows),
-    as many at once as there are cores; one report for all of them."""
-    import multiprocessing
-    import time
-
-    from helpline.conversation import twiml
-    from helpline.conversation.explore import Report, explore
-
-    render = twiml.reply
-    regions = list(library.regions.values())
-    processes = min(len(regions), os.cpu_count() or 1)
-    started = time.perf_counter()
-    if processes < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return explore(library, regions, render)
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
-        parts = pool.map(functools.partial(explore, library, render=render), [[r] for r in regions])
-    report = Report(
-        states=sum(p.states for p in parts),
-        transitions=sum(p.transitions for p in parts),
-        problems=[found for p in parts for found in p.problems],
-    )
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 # -- data -------------------------------------------------------------------------------
@@ -566,3 +543,17 @@ def _twilio_configure(args: argparse.Namespace) -> int:
     kept = len(plan.settings) - len(plan.changes)
     print(f"{len(plan.changes)} setting(s) changed, {kept} already right")
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from helpline.application import doctor
+    from helpline.application.composition import doctor as make_doctor
+
+    # The twilio library logs request URLs and headers at INFO.
+    configure_logging("WARNING")
+    findings = []
+    for finding in make_doctor(os.environ).checks():
+        print(finding.line(), flush=True)
+        findings.append(finding)
+    print(doctor.summary(findings))
+    return 1 if any(f.level is doctor.Level.FAIL for f in findings) else 0
