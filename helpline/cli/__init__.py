@@ -180,7 +180,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(
             f"\nHelpline is running at {base}\n"
             f"  webhooks: {base}/twilio/voice and {base}/twilio/sms (signed requests only)\n"
-            f"  health:   {base}/healthz\n"
+            f"  health:   {base}/healthz (liveness), {base}/readyz (every part, JSON)\n"
             f"  Redis:    {where}\n"
             "Try it from another terminal:\n"
             f"  .venv/bin/helpline simulate call --url {base}\n"
