@@ -336,8 +336,10 @@ def test_doctor_fails_on_what_callers_would_notice_one_line_each(doctor_env, own
 
 
 def test_doctor_in_production_names_weak_secrets_plain_http_and_unreachable_redis(
-    doctor_env, tmp_path
+    doctor_env, tmp_path, twilio_api
 ):
+    twilio_api.account_status = "suspended"
+
     status, lines = doctor(
         doctor_env,
         HELPLINE_ENV="production",
@@ -360,6 +362,10 @@ def test_doctor_in_production_names_weak_secrets_plain_http_and_unreachable_redi
     assert line(lines, "redis") == (
         f"FAIL  redis        cannot reach Redis at unix://{tmp_path}/no-redis.sock "
         "(ConnectionError)"
+    )
+    assert line(lines, "twilio") == (
+        f"FAIL  twilio       the account {ACCOUNT_SID} (Helpline) is suspended: "
+        "Twilio sends nothing"
     )
     for check in ("persistence", "admins", "workers", "scheduler"):
         assert line(lines, check) == f"FAIL  {check:<12} cannot check: Redis is unreachable"

@@ -24,13 +24,12 @@ from helpline.application.config import (
     production_problems,
 )
 from helpline.application.readiness import State
-from helpline.application.twilio_setup import SetupError, describe
+from helpline.application.twilio_setup import SetupError
 from helpline.conversation.explore import explore_all
 from helpline.conversation.lint import inspect_flows
 from helpline.infrastructure import embedded
-from helpline.infrastructure.errors import HelplineError, OutboundError
+from helpline.infrastructure.errors import HelplineError
 from helpline.infrastructure.hours import DAYS, OpeningHours
-from helpline.infrastructure.outbound import rest_call
 from helpline.infrastructure.privacy import hide_password
 
 # Seconds the doctor waits for Redis to connect or answer.
@@ -202,13 +201,13 @@ class Doctor:
         setup = twilio_setup(settings)
         sid = settings.twilio_account_sid
         try:
-            account = rest_call(lambda: setup.client.api.v2010.accounts(sid).fetch())
-        except OutboundError as exc:
-            yield fail("twilio", describe(exc, settings.twilio_api_url))
+            friendly_name, status = setup.account()
+        except SetupError as exc:
+            yield fail("twilio", str(exc))
             return
-        name = f"{sid} ({account.friendly_name})" if account.friendly_name else sid
-        if account.status != "active":
-            yield fail("twilio", f"the account {name} is {account.status}: Twilio sends nothing")
+        name = f"{sid} ({friendly_name})" if friendly_name else sid
+        if status != "active":
+            yield fail("twilio", f"the account {name} is {status}: Twilio sends nothing")
             return
         yield ok("twilio", f"the credentials work: account {name} is active")
         if not settings.public_url:

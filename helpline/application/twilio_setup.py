@@ -124,6 +124,12 @@ class TwilioSetup:
             ),
         )
 
+    def account(self) -> tuple[str, str]:
+        """Read the account through the API (proof the credentials work): name and status."""
+        sid = self.settings.twilio_account_sid
+        found = self._call(lambda: self.client.api.v2010.accounts(sid).fetch())
+        return str(found.friendly_name or ""), str(found.status)
+
     def apply(self, plan: Plan) -> Plan:
         """Make the changes the plan found needed, in one update; return the number as it is."""
         changes = {c.param: c.new for c in plan.changes}
