@@ -18,7 +18,7 @@ from helpline.counsellors.accounts import Counsellor
 from helpline.infrastructure import embedded
 from tests.browser import TIMEOUT_MS, launch_chromium, new_context, save_screenshot, serve
 from tests.console_helpers import add_counsellor
-from tests.factories import ACCOUNT_SID, AUTH_TOKEN, make_settings
+from tests.factories import ACCOUNT_SID, AUTH_TOKEN, make_settings, worker_environment
 from tests.twilio_api import TwilioApi
 
 # Whether a test's own body failed, for a screenshot of the page it left behind.
@@ -76,6 +76,24 @@ def twilio_api() -> Iterator[TwilioApi]:
     """Serve a stand-in of Twilio's REST API for the test account; its .url is TWILIO_API_URL."""
     with TwilioApi(ACCOUNT_SID, AUTH_TOKEN) as api:
         yield api
+
+
+@pytest.fixture
+def worker_env(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    redis_server: str,
+    redis: redis_py.Redis,
+    twilio_api: TwilioApi,
+) -> Iterator[dict[str, str]]:
+    """Point this process's jobs, and any worker process, at the test Redis and stand-in."""
+    with worker_environment(
+        monkeypatch,
+        data_dir=tmp_path / "var",
+        redis_url=redis_server,
+        twilio_api_url=twilio_api.url,
+    ) as env:
+        yield env
 
 
 @pytest.fixture

@@ -177,10 +177,13 @@ def down(outage: Outage, monkeypatch: pytest.MonkeyPatch) -> FlaskClient:
     return outage.client
 
 
-def test_healthz_says_redis_is_unavailable_while_it_is_down(down):
+def test_healthz_stays_ok_and_readyz_says_redis_is_down_while_it_is_down(down):
+    # Liveness: the process answers callers (with the fail-safe), so nothing should restart it.
     response = down.get("/healthz")
-    assert response.status_code == 503
-    assert response.get_data(as_text=True) == "redis unavailable\n"
+    assert (response.status_code, response.get_data(as_text=True)) == (200, "ok\n")
+    ready = down.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.get_json()["redis"] == "down"
 
 
 @pytest.fixture(params=TEXTING, ids=lambda channel: channel.name)

@@ -204,15 +204,18 @@ COMPOSED = frozenset(
         "CallbackDesk",
         "CallbackQueue",
         "Counsellors",
+        "Doctor",
         "Jobs",
         "LiveCalls",
         "LocalOutbox",
         "Monitoring",
         "LoginThrottle",
         "Notes",
+        "Readiness",
         "Sealer",
         "TextConversations",
         "Store",
+        "TwilioSetup",
         "WebhookValidator",
     }
 )

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis as redis_py
 from flask import Flask
 from flask.testing import FlaskClient
 from rq import Retry, SimpleWorker
@@ -49,7 +48,6 @@ from tests.factories import (
     text,
     twilio_post,
     wait_until,
-    worker_environment,
 )
 from tests.twilio_api import TwilioApi
 from workers import jobs
@@ -66,24 +64,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # Retry intervals for these tests (seconds): the real ones run to minutes.
 QUICK_RETRY = Retry(max=5, interval=0)
 DAY = 24 * 60 * 60
-
-
-@pytest.fixture
-def worker_env(
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    redis_server: str,
-    redis: redis_py.Redis,
-    twilio_api: TwilioApi,
-) -> Iterator[dict[str, str]]:
-    """Point this process's jobs, and any worker process, at the test Redis and stand-in."""
-    with worker_environment(
-        monkeypatch,
-        data_dir=tmp_path / "var",
-        redis_url=redis_server,
-        twilio_api_url=twilio_api.url,
-    ) as env:
-        yield env
 
 
 @pytest.fixture

@@ -23,6 +23,28 @@ _ROUTE = re.compile(
     rf"^/{API_VERSION}/Accounts/(?P<account>AC\w+)/(?P<resource>Messages|Calls)\.json$"
 )
 _KINDS = {"Messages": "message", "Calls": "call"}
+# The account itself, and its phone numbers (listed, fetched, updated).
+_ACCOUNT = re.compile(rf"^/{API_VERSION}/Accounts/(?P<account>AC\w+)\.json$")
+_NUMBERS = re.compile(
+    rf"^/{API_VERSION}/Accounts/(?P<account>AC\w+)/IncomingPhoneNumbers"
+    r"(?:/(?P<sid>PN\w+))?\.json$"
+)
+# What an IncomingPhoneNumbers update may change: Twilio's parameter -> resource field.
+NUMBER_PARAMS = {
+    "FriendlyName": "friendly_name",
+    "VoiceUrl": "voice_url",
+    "VoiceMethod": "voice_method",
+    "VoiceFallbackUrl": "voice_fallback_url",
+    "VoiceFallbackMethod": "voice_fallback_method",
+    "StatusCallback": "status_callback",
+    "StatusCallbackMethod": "status_callback_method",
+    "VoiceApplicationSid": "voice_application_sid",
+    "SmsUrl": "sms_url",
+    "SmsMethod": "sms_method",
+    "SmsFallbackUrl": "sms_fallback_url",
+    "SmsFallbackMethod": "sms_fallback_method",
+    "SmsApplicationSid": "sms_application_sid",
+}
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 WHATSAPP = "whatsapp:"  # the prefix of a WhatsApp address in To and From
 
@@ -35,6 +57,7 @@ MESSAGES = {
     20503: "Service Unavailable",
     21205: "Url parameter is required.",
     21211: "The 'To' number {to} is not a valid phone number.",
+    21452: "Invalid HTTP method",
     21602: "Message body is required.",
     21603: "A 'From' phone number is required.",
     21604: "A 'To' phone number is required.",
@@ -49,7 +72,7 @@ STATUS_CODES = {429: 20429, 500: 20500, 503: 20503}
 class Received:
     """One request the stand-in received, and what it answered."""
 
-    kind: str  # "message", "call", or "other" for any other path
+    kind: str  # "message", "call", "account", "number", or "other" for any other path
     form: dict[str, str]
     at: float  # time.time() when it arrived
     status: int  # HTTP status answered
@@ -90,6 +113,8 @@ class TwilioApi:
         self.auth_token = auth_token
         self._received: list[Received] = []
         self._plan = _Plan()
+        self._numbers: dict[str, dict[str, Any]] = {}  # the account's phone numbers, by SID
+        self.account_status = "active"  # or "suspended", "closed"
         self._changed = threading.Condition()
         self._closing = threading.Event()
         self._server: BaseWSGIServer | None = None
@@ -178,6 +203,21 @@ class TwilioApi:
                 raise AssertionError(f"wanted {count} accepted {kind or 'requests'}, got {got}")
             return accepted()
 
+    # The account's phone numbers
+
+    def add_number(self, phone_number: str, **fields: Any) -> str:
+        """Put a number on the account, as bought in the console; return its SID."""
+        number = _number(self.account_sid, phone_number)
+        number.update(fields)
+        with self._changed:
+            self._numbers[number["sid"]] = number
+        return str(number["sid"])
+
+    def number(self, sid: str) -> dict[str, Any]:
+        """Return a number's resource as Twilio holds it now."""
+        with self._changed:
+            return dict(self._numbers[sid])
+
     # The API itself
 
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -187,11 +227,16 @@ class TwilioApi:
 
     def _answer(self, request: Request) -> Response:
         match = _ROUTE.match(request.path)
+        account = _ACCOUNT.match(request.path) or _NUMBERS.match(request.path)
         kind = _KINDS[match["resource"]] if match else "other"
+        if account:
+            kind = "number" if account.re is _NUMBERS else "account"
         form = request.form.to_dict(flat=True)
         auth = request.authorization
         if auth is None or (auth.username, auth.password) != (self.account_sid, self.auth_token):
             status, body = 401, _error(401, 20003, MESSAGES[20003])
+        elif account:
+            status, body = self._account(request, account, form)
         elif match and request.method == "GET" and kind == "message":
             # Reading the message log: what a sender checks after an uncertain send.
             return self._list_messages(match["account"], request.args.get("To", ""))
@@ -215,22 +260,49 @@ class TwilioApi:
             json.dumps(body), status=status, headers=headers, mimetype="application/json"
         )
 
+    def _account(
+        self, request: Request, match: re.Match[str], form: dict[str, str]
+    ) -> tuple[int, dict[str, Any]]:
+        """Answer for the account, its numbers list, or one number (fetch or update)."""
+        not_found = 404, _error(404, 20404, MESSAGES[20404])
+        with self._changed:
+            failure = self._plan.next_failures.pop(0) if self._plan.next_failures else None
+        if failure is not None:
+            code = failure.code if failure.code is not None else failure.status
+            return failure.status, _error(failure.status, code, MESSAGES.get(code, "Error"))
+        if match["account"] != self.account_sid:
+            return not_found
+        if match.re is _ACCOUNT:
+            if request.method != "GET":
+                return not_found
+            return 200, _account(self.account_sid, self.auth_token, self.account_status)
+        sid = match["sid"]
+        with self._changed:
+            if sid is None:
+                if request.method != "GET":
+                    return not_found  # buying a number is not something the stand-in does
+                wanted = request.args.get("PhoneNumber", "")
+                found = [n for n in self._numbers.values() if _matches(wanted, n["phone_number"])]
+                return 200, _page("incoming_phone_numbers", found, request.path)
+            number = self._numbers.get(sid)
+            if number is None or request.method not in ("GET", "POST"):
+                return not_found
+            if request.method == "POST":
+                for param, value in form.items():
+                    if param.endswith("Method") and value.upper() not in ("GET", "POST"):
+                        return 400, _error(400, 21452, MESSAGES[21452])
+                for param, value in form.items():
+                    if param in NUMBER_PARAMS:
+                        number[NUMBER_PARAMS[param]] = value
+                number["date_updated"] = _now()
+            return 200, dict(number)
+
     def _list_messages(self, account: str, to: str) -> Response:
         with self._changed:
             sent = [r.response for r in self._received if r.kind == "message" and r.accepted]
         found = [m for m in reversed(sent) if not to or m["to"] == to]
         uri = f"/{API_VERSION}/Accounts/{account}/Messages.json"
-        body = {
-            "messages": found,
-            "first_page_uri": uri,
-            "next_page_uri": None,
-            "previous_page_uri": None,
-            "page": 0,
-            "page_size": 50,
-            "start": 0,
-            "end": max(len(found) - 1, 0),
-            "uri": uri,
-        }
+        body = _page("messages", found, uri)
         return Response(json.dumps(body), status=200, mimetype="application/json")
 
     def _create(self, kind: str, account: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -265,6 +337,91 @@ def _validate(kind: str, form: dict[str, str]) -> _Failure | None:
     if not _E164.match(to.removeprefix(WHATSAPP) if kind == "message" else to):
         return _Failure(400, 21211)
     return None
+
+
+def _matches(wanted: str, phone_number: str) -> bool:
+    """Twilio's PhoneNumber filter: the digits given, anywhere, with * for any digit."""
+    digits = re.sub(r"[^0-9*]", "", wanted)
+    pattern = "".join(r"\d" if c == "*" else c for c in digits)
+    return re.search(pattern, phone_number) is not None
+
+
+def _page(key: str, items: list[dict[str, Any]], uri: str) -> dict[str, Any]:
+    """One page of a list, with Twilio's paging fields (there is never a next page here)."""
+    return {
+        key: items,
+        "first_page_uri": uri,
+        "next_page_uri": None,
+        "previous_page_uri": None,
+        "page": 0,
+        "page_size": 50,
+        "start": 0,
+        "end": max(len(items) - 1, 0),
+        "uri": uri,
+    }
+
+
+def _account(sid: str, auth_token: str, status: str) -> dict[str, Any]:
+    uri = f"/{API_VERSION}/Accounts/{sid}"
+    now = _now()
+    return {
+        "auth_token": auth_token,  # Twilio's answer carries it: never print one
+        "date_created": now,
+        "date_updated": now,
+        "friendly_name": "Helpline",
+        "owner_account_sid": sid,
+        "sid": sid,
+        "status": status,
+        "subresource_uris": {"incoming_phone_numbers": f"{uri}/IncomingPhoneNumbers.json"},
+        "type": "Full",
+        "uri": f"{uri}.json",
+    }
+
+
+def _number(account: str, phone_number: str) -> dict[str, Any]:
+    sid = "PN" + secrets.token_hex(16)
+    now = _now()
+    return {
+        "account_sid": account,
+        "address_requirements": "none",
+        "address_sid": None,
+        "api_version": API_VERSION,
+        "beta": False,
+        "bundle_sid": None,
+        "capabilities": {"fax": False, "mms": True, "sms": True, "voice": True},
+        "date_created": now,
+        "date_updated": now,
+        "emergency_address_sid": None,
+        "emergency_address_status": "unregistered",
+        "emergency_status": "Inactive",
+        "friendly_name": phone_number,
+        "identity_sid": None,
+        "origin": "twilio",
+        "phone_number": phone_number,
+        "sid": sid,
+        "sms_application_sid": "",
+        "sms_fallback_method": "POST",
+        "sms_fallback_url": "",
+        "sms_method": "POST",
+        "sms_url": "https://demo.twilio.com/welcome/sms/reply",
+        "status": "in-use",
+        "status_callback": "",
+        "status_callback_method": "POST",
+        "subresource_uris": {
+            "assigned_add_ons": f"/{API_VERSION}/Accounts/{account}/IncomingPhoneNumbers/"
+            f"{sid}/AssignedAddOns.json"
+        },
+        "trunk_sid": None,
+        "type": "local",
+        "uri": f"/{API_VERSION}/Accounts/{account}/IncomingPhoneNumbers/{sid}.json",
+        "voice_application_sid": "",
+        "voice_caller_id_lookup": False,
+        "voice_fallback_method": "POST",
+        "voice_fallback_url": "",
+        "voice_method": "POST",
+        "voice_receive_mode": "voice",
+        "voice_url": "https://demo.twilio.com/welcome/voice/",
+    }
 
 
 def _error(status: int, code: int, message: str) -> dict[str, Any]:

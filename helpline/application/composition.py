@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -20,6 +21,7 @@ from helpline.application.intake import CallbackDesk
 from helpline.application.jobs import Jobs
 from helpline.application.messaging import TextConversations
 from helpline.application.monitoring import Monitoring
+from helpline.application.readiness import Readiness
 from helpline.callbacks.blocks import Blocks
 from helpline.callbacks.notes import Notes
 from helpline.callbacks.queue import CallbackQueue, Placement
@@ -37,6 +39,12 @@ from helpline.infrastructure.hours import OpeningHours
 from helpline.infrastructure.outbox import LocalOutbox
 from helpline.infrastructure.signatures import WebhookValidator
 from helpline.infrastructure.store import Store
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from helpline.application.doctor import Doctor
+    from helpline.application.twilio_setup import TwilioSetup
 
 
 class Components:
@@ -112,6 +120,11 @@ class Components:
     def hours(self) -> OpeningHours:
         return OpeningHours.parse(self.settings.hours, self.settings.zone)
 
+    @functools.cached_property
+    def readiness(self) -> Readiness:
+        """Whether Redis, the workers, the scheduler and the flows are all working."""
+        return Readiness(self.store, lambda: self.library, self.settings.flows_dir)
+
     # -- conversations (the web process) ------------------------------------------------
 
     def warm_web(self) -> None:
@@ -121,6 +134,7 @@ class Components:
         self.validator  # noqa: B018
         self.voice_failsafe  # noqa: B018
         self.sms_failsafe  # noqa: B018
+        self.readiness  # noqa: B018  (notes the flows' files as loaded)
 
     def engine(self, channel: Medium) -> Engine:
         return self._engines[channel]
@@ -203,3 +217,21 @@ class Components:
             )
             for code in content.languages
         }
+
+
+def twilio_setup(settings: Settings) -> TwilioSetup:
+    """The number's webhook set-up over the Twilio REST client; it needs no Redis.
+
+    Imported here, not at the top: the web process never loads Twilio's REST client.
+    """
+    from helpline.application.twilio_setup import TwilioSetup
+    from helpline.infrastructure.outbound import make_client
+
+    return TwilioSetup(make_client(settings), settings)
+
+
+def doctor(environ: Mapping[str, str]) -> Doctor:
+    """The checks of `helpline doctor`, over the settings read from environ."""
+    from helpline.application.doctor import Doctor
+
+    return Doctor(environ)

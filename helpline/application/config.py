@@ -55,6 +55,8 @@ class Settings:
     redis_url: str | None = None
     twilio_account_sid: str = "AC" + "0" * 32
     twilio_auth_token: str = ""
+    # Whether TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN were both given (not development's own).
+    twilio_credentials: bool = False
     twilio_api_url: str = DEFAULT_TWILIO_API_URL
     phone_number: str = "+15005550006"
     # The WhatsApp sender ("whatsapp:+E164"); None: the helpline's number on WhatsApp.
@@ -142,14 +144,21 @@ def configured_flows_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(env.get("HELPLINE_FLOWS_DIR") or DEFAULT_FLOWS_DIR)
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read settings from the environment; in development, fill secrets from the data dir."""
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, refuse_weak: bool = True
+) -> Settings:
+    """Read settings from the environment; in development, fill secrets from the data dir.
+
+    refuse_weak=False reads production settings without refusing missing or weak secrets,
+    for `helpline doctor` to report them one by one (see production_problems).
+    """
     env = dict(os.environ if environ is None else environ)
     mode = env.get("HELPLINE_ENV", "development").strip().lower() or "development"
     if mode not in {"development", "production"}:
         raise ConfigError(f"HELPLINE_ENV must be 'development' or 'production', not {mode!r}")
 
-    if mode == "production":
+    if mode == "production" and refuse_weak:
+        problems = production_problems(env)
         missing = [
             f"{name} ({why})" for name, why in _REQUIRED_IN_PRODUCTION.items() if not env.get(name)
         ]
@@ -157,9 +166,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(
                 "production refuses to start without real secrets; set: " + ", ".join(missing)
             )
-        problems = _production_problems(env)
         if problems:
-            raise ConfigError("production refuses weak settings: " + "; ".join(problems))
+            raise ConfigError("production refuses weak settings: " + "; ".join(problems.values()))
 
     flows_dir = configured_flows_dir(env)
     region = load_region(flows_dir, env.get("HELPLINE_REGION", DEFAULT_REGION).strip().upper())
@@ -187,6 +195,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=env.get("REDIS_URL") or None,
         twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or Settings.twilio_account_sid,
         twilio_auth_token=env.get("TWILIO_AUTH_TOKEN", ""),
+        twilio_credentials=bool(env.get("TWILIO_ACCOUNT_SID") and env.get("TWILIO_AUTH_TOKEN")),
         twilio_api_url=(env.get("TWILIO_API_URL") or DEFAULT_TWILIO_API_URL).rstrip("/"),
         phone_number=env.get("HELPLINE_PHONE_NUMBER") or Settings.phone_number,
         whatsapp_from=_whatsapp_from(env),
@@ -214,27 +223,30 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
-def _production_problems(env: Mapping[str, str]) -> list[str]:
-    """Say what is wrong with each setting production cannot run safely with."""
-    problems = []
+def production_problems(env: Mapping[str, str]) -> dict[str, str]:
+    """Say, by variable, what production cannot run with: each one missing, weak or malformed."""
+    problems = {
+        name: f"{name} is not set ({why})"
+        for name, why in _REQUIRED_IN_PRODUCTION.items()
+        if not env.get(name)
+    }
     for name, fix in {**_SECRETS, **_OPTIONAL_SECRETS}.items():
         weakness = secret_weakness(env[name]) if env.get(name) else None
         if weakness:
-            problems.append(f"{name} {weakness}; {fix}")
-    sid = env["TWILIO_ACCOUNT_SID"].strip()
-    if not re.fullmatch(r"AC[0-9a-f]{32}", sid):
-        problems.append(
+            problems[name] = f"{name} {weakness}; {fix}"
+    sid = env.get("TWILIO_ACCOUNT_SID", "").strip()
+    if sid and not re.fullmatch(r"AC[0-9a-f]{32}", sid):
+        problems["TWILIO_ACCOUNT_SID"] = (
             "TWILIO_ACCOUNT_SID must be 'AC' and 32 hex digits, as the Twilio console shows it"
         )
-    public = urlsplit(env["PUBLIC_URL"].strip())
-    if public.scheme != "https" or not public.hostname or public.query or public.fragment:
-        problems.append(
+    if env.get("PUBLIC_URL") and not is_public_https(env["PUBLIC_URL"]):
+        problems["PUBLIC_URL"] = (
             f"PUBLIC_URL must be the https:// address Twilio and counsellors use, such as "
             f"https://helpline.example.org, not {env['PUBLIC_URL']!r}"
         )
-    number = env["HELPLINE_PHONE_NUMBER"].strip()
-    if not number.startswith("+") or to_e164(number, "ZZ") != number:
-        problems.append(
+    number = env.get("HELPLINE_PHONE_NUMBER", "").strip()
+    if number and (not number.startswith("+") or to_e164(number, "ZZ") != number):
+        problems["HELPLINE_PHONE_NUMBER"] = (
             "HELPLINE_PHONE_NUMBER must be a valid number in E.164 form: '+', country "
             f"code and number, no spaces, such as +442079460123, not {number[:20]!r}"
         )
@@ -264,6 +276,14 @@ def _content_sid(env: Mapping[str, str], name: str) -> str | None:
             f"and 32 hex digits, not {text[:40]!r}"
         )
     return text
+
+
+def is_public_https(url: str) -> bool:
+    """Return whether url is an https:// base address, with no query or fragment."""
+    public = urlsplit(url.strip())
+    return (
+        public.scheme == "https" and bool(public.hostname) and not (public.query or public.fragment)
+    )
 
 
 def secret_weakness(value: str) -> str | None:

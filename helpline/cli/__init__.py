@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import getpass
 import json
 import os
@@ -31,8 +30,6 @@ from helpline.infrastructure.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from helpline.application.composition import Components
-    from helpline.conversation.explore import Report
-    from helpline.conversation.lint import Library
 
 # Ofcom keeps 020 7946 0000-0999 for drama: a valid number that is never a subscriber's,
 # so the simulator's caller can queue a call back and examples can be copied as they are.
@@ -187,6 +184,23 @@ def _parser() -> argparse.ArgumentParser:
     block_remove = block_commands.add_parser("remove", help="lift a number's block")
     block_remove.add_argument("number", help="the caller's number, E.164")
     block_remove.set_defaults(handler=_block_remove)
+    twilio = commands.add_parser("twilio", help="the helpline's Twilio number")
+    twilio_commands = twilio.add_subparsers(title="actions", metavar="ACTION")
+    configure = twilio_commands.add_parser(
+        "configure", help="point the number's webhooks and callbacks at PUBLIC_URL"
+    )
+    configure.add_argument("--number", help="the number, E.164 (default: $HELPLINE_PHONE_NUMBER)")
+    configure.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; non-zero exit if any setting is not as it should be",
+    )
+    configure.set_defaults(handler=_twilio_configure)
+
+    doctor = commands.add_parser(
+        "doctor", help="check settings, Redis, Twilio, flows, accounts and workers; one line each"
+    )
+    doctor.set_defaults(handler=_doctor)
     return parser
 
 
@@ -214,7 +228,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"  console:  {base}/console/\n"
             f"{_first_admin_hint(settings, env['REDIS_URL'])}"
             f"  webhooks: {base}/twilio/voice and {base}/twilio/sms (signed requests only)\n"
-            f"  health:   {base}/healthz\n"
+            f"  health:   {base}/healthz (liveness), {base}/readyz (every part, JSON)\n"
             f"  Redis:    {where}\n"
             "Try it from another terminal:\n"
             f"  .venv/bin/helpline simulate call --url {base}\n"
@@ -475,6 +489,7 @@ def _simulate_call(args: argparse.Namespace) -> int:
 
 
 def _flows_check(args: argparse.Namespace) -> int:
+    from helpline.conversation.explore import explore_all
     from helpline.conversation.lint import inspect_flows
 
     flows_dir = args.dir or configured_flows_dir()
@@ -491,37 +506,11 @@ def _flows_check(args: argparse.Namespace) -> int:
     languages = ", ".join(library.content.languages)
     print(f"flows OK: {len(library.flows)} flows, {nodes} nodes, languages {languages}")
     # Then prove the safety invariants over every state, region and store condition.
-    report = _explore_regions(library)
+    report = explore_all(library)
     for found in report.problems:
         print(found)
     print(report.summary())
     return 1 if report.problems else 0
-
-
-def _explore_regions(library: Library) -> Report:
-    """Explore each region in a process of its own (forked: they share the loaded flows),
-    as many at once as there are cores; one report for all of them."""
-    import multiprocessing
-    import time
-
-    from helpline.conversation import twiml
-    from helpline.conversation.explore import Report, explore
-
-    render = twiml.reply
-    regions = list(library.regions.values())
-    processes = min(len(regions), os.cpu_count() or 1)
-    started = time.perf_counter()
-    if processes < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return explore(library, regions, render)
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
-        parts = pool.map(functools.partial(explore, library, render=render), [[r] for r in regions])
-    report = Report(
-        states=sum(p.states for p in parts),
-        transitions=sum(p.transitions for p in parts),
-        problems=[found for p in parts for found in p.problems],
-    )
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 # -- data -------------------------------------------------------------------------------
@@ -704,3 +693,57 @@ def _purge(args: argparse.Namespace) -> int:
         removed = retention.purge(parts.queue, parts.audit, settings.retention_days)
     print(f"purged {removed} closed request(s) older than {settings.retention_days:g} days")
     return 0
+
+
+# -- operations -------------------------------------------------------------------------
+
+
+def _twilio_configure(args: argparse.Namespace) -> int:
+    from helpline.application.composition import twilio_setup
+    from helpline.application.twilio_setup import shown
+
+    settings = load_settings()
+    setup = twilio_setup(settings)
+    plan = setup.plan(args.number)
+    for warning in setup.warnings():
+        print(f"warning: {warning}")
+    print(f"{plan.number} ({plan.sid}) on Twilio account {settings.twilio_account_sid}:")
+    if args.check:
+        for setting in plan.settings:
+            if setting.needed:
+                print(f"  wrong  {setting.label}: {shown(setting.old)}, not {shown(setting.new)}")
+            else:
+                print(f"  ok     {setting.label}: {shown(setting.new)}")
+        if plan.changes:
+            print(
+                f"{len(plan.changes)} of {len(plan.settings)} settings are not as they should be; "
+                "`helpline twilio configure` sets them"
+            )
+            return 1
+        print(f"all {len(plan.settings)} settings point at {shown(settings.public_url or '')}")
+        return 0
+    done = setup.apply(plan)
+    for setting in plan.changes:
+        print(f"  changed  {setting.label}: {shown(setting.old)} \u2192 {shown(setting.new)}")
+    if done.changes:
+        for setting in done.changes:
+            print(f"  NOT SET  {setting.label}: still {shown(setting.old)}")
+        print(f"Twilio did not keep {len(done.changes)} setting(s); try again", file=sys.stderr)
+        return 1
+    kept = len(plan.settings) - len(plan.changes)
+    print(f"{len(plan.changes)} setting(s) changed, {kept} already right")
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from helpline.application import doctor
+    from helpline.application.composition import doctor as make_doctor
+
+    # The twilio library logs request URLs and headers at INFO.
+    configure_logging("WARNING")
+    findings = []
+    for finding in make_doctor(os.environ).checks():
+        print(finding.line(), flush=True)
+        findings.append(finding)
+    print(doctor.summary(findings))
+    return 1 if any(f.level is doctor.Level.FAIL for f in findings) else 0

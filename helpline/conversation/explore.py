@@ -26,6 +26,7 @@ The invariants (numbered as in the README):
 
 from __future__ import annotations
 
+import functools
 import time
 import xml.etree.ElementTree as ET
 from collections import deque
@@ -147,6 +148,31 @@ def explore(library: Library, regions: Iterable[Region], render: Render | None =
             for store in Store:
                 _Walk(engine, region, store, render, report).run()
         _check_failsafes(library, region, report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def explore_all(library: Library) -> Report:
+    """Explore every region, each in a process of its own (forked: they share the loaded
+    flows), as many at once as there are cores; one report for all of them."""
+    import multiprocessing
+    import os
+
+    from helpline.conversation import twiml
+
+    render = twiml.reply
+    regions = list(library.regions.values())
+    processes = min(len(regions), os.cpu_count() or 1)
+    started = time.perf_counter()
+    if processes < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return explore(library, regions, render)
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        parts = pool.map(functools.partial(explore, library, render=render), [[r] for r in regions])
+    report = Report(
+        states=sum(p.states for p in parts),
+        transitions=sum(p.transitions for p in parts),
+        problems=[found for p in parts for found in p.problems],
+    )
     report.seconds = time.perf_counter() - started
     return report
 

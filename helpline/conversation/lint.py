@@ -117,7 +117,7 @@ def shared_library(flows_dir: Path) -> Library:
     A Library is never changed after loading, so every app and worker context in a process
     shares one (loading and checking takes about 0.2 s). Editing a file loads it afresh.
     """
-    return _shared(flows_dir.resolve(), _fingerprint(flows_dir))
+    return _shared(flows_dir.resolve(), fingerprint(flows_dir))
 
 
 @functools.lru_cache(maxsize=8)
@@ -125,7 +125,7 @@ def _shared(flows_dir: Path, fingerprint: tuple[tuple[str, int, int], ...]) -> L
     return load_flows(flows_dir)
 
 
-def _fingerprint(flows_dir: Path) -> tuple[tuple[str, int, int], ...]:
+def fingerprint(flows_dir: Path) -> tuple[tuple[str, int, int], ...]:
     """Name, modification time and size of every file under flows_dir."""
     found = []
     for path in sorted(flows_dir.rglob("*")):

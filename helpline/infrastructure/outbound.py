@@ -131,6 +131,11 @@ def classify(status: int | None, code: int | None) -> Failure:
     return Failure.PERMANENT
 
 
+def rest_call(send: Callable[[], Any]) -> Any:
+    """Run one REST request; any failure is an OutboundError that holds no number."""
+    return _request(send)
+
+
 def _request(send: Callable[[], Any]) -> Any:
     """Run one REST request, turning every failure into an OutboundError with no number in it."""
     error: OutboundError
@@ -141,11 +146,27 @@ def _request(send: Callable[[], Any]) -> Any:
         error = OutboundError(classify(status, code), status, code)
     except _TRANSIENT:
         error = OutboundError(Failure.RETRY)
-    except (requests.RequestException, TwilioException):
+    except TwilioException as exc:
+        # Reading a list: a refused page comes as ("Unable to fetch page", response).
+        status, code = _page_failure(exc)
+        error = OutboundError(classify(status, code) if status else Failure.PERMANENT, status, code)
+    except requests.RequestException:
         error = OutboundError(Failure.PERMANENT)
     # Raised outside the except blocks so that nothing chains Twilio's exception, whose message
     # and URL can carry the phone number, into a traceback or a log line.
     raise error
+
+
+def _page_failure(exc: TwilioException) -> tuple[int | None, int | None]:
+    """Return the HTTP status and Twilio code of a list page Twilio refused, if it was that."""
+    response = exc.args[1] if len(exc.args) > 1 else None
+    if not isinstance(response, Response):
+        return None, None
+    try:
+        code = json.loads(response.text).get("code")
+    except (ValueError, AttributeError):
+        code = None
+    return _as_int(response.status_code), _as_int(code)
 
 
 def _as_int(value: object) -> int | None:

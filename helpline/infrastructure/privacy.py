@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 # A phone number however it was written: 6+ digits with spaces, dots, dashes or brackets
 # between them, taken whole. With a leading + (or %2B, URL-encoded) it is one wherever it
@@ -30,6 +31,14 @@ def mask_text(text: str) -> str:
     return _PHONE_LIKE.sub(
         lambda m: m.group(0) if m.group("uuid") else mask_phone(m.group(0)), text
     )
+
+
+def hide_password(url: str) -> str:
+    """Return url with any user name and password in it hidden ("https://***@host/...")."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def derive_key(secret: str, purpose: str) -> bytes:

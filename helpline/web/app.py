@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, redirect, url_for
+from flask import Flask, Response, jsonify, redirect, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from helpline.application.config import Settings, load_settings
@@ -47,9 +47,17 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Response:
-        ok = services.helpline().store.attempt("health", lambda c: bool(c.ping()), False)
-        return Response(
-            "ok\n" if ok else "redis unavailable\n", 200 if ok else 503, mimetype="text/plain"
-        )
+        """Liveness: the process serves requests. Asks nothing of Redis, which a
+        webhook can do without (it answers with the fail-safe)."""
+        return Response("ok\n", 200, mimetype="text/plain")
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        """Readiness of every part: 200 when all are ok, 503 otherwise."""
+        report = services.helpline().readiness.check()
+        response = jsonify(report.to_json())
+        response.status_code = 200 if report.ready else 503
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     return app
