@@ -20,7 +20,6 @@ from helpline.application.sms import OPT_OUT_KEY
 from helpline.callbacks import retention
 from helpline.callbacks.queue import OPEN_STATUSES, UNCONFIRMED, Request
 from helpline.conversation.gsm import as_sent
-from helpline.infrastructure import embedded
 from helpline.infrastructure.errors import Failure, OutboundError
 from helpline.infrastructure.outbound import find_sent, make_client, send_text
 from workers.connection import connect
@@ -58,9 +57,7 @@ class Context(Components):
 def context() -> Context:
     """Return this process's resources, read from the environment like every process."""
     settings = load_settings()
-    return Context(
-        settings, connect(embedded.resolve_redis_url(settings.redis_url, settings.data_dir))
-    )
+    return Context(settings, connect(settings))
 
 
 # -- sending exactly once ------------------------------------------------------------------

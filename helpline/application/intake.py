@@ -18,7 +18,7 @@ from helpline.callbacks.queue import Added, CallbackQueue, Contact, Placement
 from helpline.conversation.engine import State
 from helpline.conversation.model import STORE_DOWN, STORE_FACT, Content
 from helpline.infrastructure.crypto import Sealer
-from helpline.infrastructure.errors import QueueError, SealError
+from helpline.infrastructure.errors import NotKept, QueueError, SealError
 from helpline.infrastructure.hours import OpeningHours
 from helpline.infrastructure.phones import callable_number
 from helpline.infrastructure.store import Store
@@ -138,6 +138,10 @@ class CallbackDesk:
                 webhook_sid=caller.webhook_sid,
                 confirm=confirm,
             )
+        except NotKept:
+            # Redis answers, but its replicas lag or are away: no reason to stop serving.
+            log.error("callback not queued", extra={"reason": "replicas"})
+            return "failed", {}
         except QueueError as exc:
             self.store.trip()
             log.error("callback not queued", extra={"reason": type(exc).__name__})

@@ -60,8 +60,15 @@ from helpline.infrastructure.constants import (
     WAIT_SAMPLE,
 )
 from helpline.infrastructure.crypto import Sealer
-from helpline.infrastructure.errors import NotYours, QueueError, QueueUnavailable
+from helpline.infrastructure.errors import (
+    NotDurable,
+    NotKept,
+    NotYours,
+    QueueError,
+    QueueUnavailable,
+)
 from helpline.infrastructure.privacy import mask_phone, phone_digest
+from helpline.infrastructure.store import durable
 
 PREFIX = f"{KEY_PREFIX}:cb:"
 REQ = PREFIX + "req:"
@@ -423,6 +430,27 @@ return expired
 """
 )
 
+# Takes back a request this very ask made, when too few replicas took it to promise it is
+# kept: the caller is told it is not on the list, and so it is not.
+# KEYS: request key.  ARGV: prefix, id, seen key (or '').
+_WITHDRAW = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local prefix, id, seen_key = ARGV[1], ARGV[2], ARGV[3]
+local who = redis.call('HGET', KEYS[1], 'who')
+if redis.call('HGET', prefix .. 'open', who) == id then
+  redis.call('HDEL', prefix .. 'open', who)
+end
+if seen_key ~= '' and redis.call('GET', seen_key) == id then
+  redis.call('DEL', seen_key)
+end
+for _, zset in ipairs({'waiting', 'claimed', 'scheduled', 'unconfirmed'}) do
+  redis.call('ZREM', prefix .. zset, id)
+end
+redis.call('DEL', KEYS[1])
+redis.call('INCR', prefix .. 'version')
+return 1
+"""
+
 # ARGV: prefix, now.  Just the housekeeping, for readers.
 _REFRESH = _REQUEUE + "\nreturn requeue(ARGV[1], ARGV[2])\n"
 
@@ -431,6 +459,8 @@ def _guard(call: Callable[[], Any]) -> Any:
     """Run a Redis call; a connection problem becomes QueueUnavailable (no input in it)."""
     try:
         return call()
+    except NotDurable as exc:
+        raise NotKept(str(exc)) from None
     except redis.ResponseError as exc:
         if "NOTYOURS" in str(exc):
             raise NotYours("that request is not claimed by you any more") from None
@@ -448,11 +478,16 @@ class CallbackQueue:
         sealer: Sealer,
         phone_key: bytes,
         clock: Callable[[], float] = time.time,
+        *,
+        min_replicas: int = 0,
     ):
         self.client = client
         self.sealer = sealer
         self.phone_key = phone_key
         self.clock = clock
+        # Replicas that must hold a new request before enqueue() returns it.
+        self.min_replicas = min_replicas
+        self._withdraw = client.register_script(_WITHDRAW)
         self._enqueue = client.register_script(_ENQUEUE)
         self._escalate = client.register_script(_ESCALATE)
         self._claim_next = client.register_script(_CLAIM_NEXT)
@@ -479,6 +514,10 @@ class CallbackQueue:
         first delivery made instead of adding another, while that request is open.
         confirm=True marks that the caller is to be sent a confirmation text (the
         workers' job).
+
+        With min_replicas, raises NotKept unless that many replicas took the change in
+        time; a request made by this call is then taken back (a failover could lose it,
+        and the caller is told it is not on the list).
         """
         rid, args = self.enqueue_args(
             contact,
@@ -488,7 +527,14 @@ class CallbackQueue:
             webhook_sid=webhook_sid,
             confirm=confirm,
         )
-        how, found, rank, raised = _guard(lambda: self._enqueue(keys=[REQ + rid], args=args))
+        pipe = self.client.pipeline(transaction=False)
+        self._enqueue(keys=[REQ + rid], args=args, client=pipe)
+        try:
+            ((how, found, rank, raised),) = _guard(lambda: durable(pipe, self.min_replicas))
+        except NotKept:
+            seen = args[6]
+            _guard(lambda: self._withdraw(keys=[REQ + rid], args=[PREFIX, rid, seen]))
+            raise
         return self._placement(found, Added(how.decode()), rank, raised)
 
     def _placement(self, rid: bytes, added: Added, rank: int, raised: int) -> Placement:

@@ -150,7 +150,7 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     port = args.port or settings.port
     env = dict(os.environ)
-    if not settings.redis_url:
+    if settings.embedded_redis:
         env["REDIS_URL"] = embedded.ensure_running(settings.data_dir)[0]
     python = sys.executable
     web = [python, "-m", "helpline", "web", "--host", args.host, "--port", str(port)]
@@ -158,7 +158,13 @@ def _serve(args: argparse.Namespace) -> int:
     supervisor = Supervisor(
         {"web": web, "worker": [python, "-m", "helpline", "worker"]}, env=env, own_groups=True
     )
-    where = "REDIS_URL" if settings.redis_url else f"embedded, data in {settings.data_dir}"
+    where = (
+        f"embedded, data in {settings.data_dir}"
+        if settings.embedded_redis
+        else "Sentinel"
+        if settings.sentinel
+        else "REDIS_URL"
+    )
     base = f"http://{'localhost' if args.host in ('127.0.0.1', '0.0.0.0') else args.host}:{port}"
 
     def announce() -> None:
@@ -177,7 +183,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         _until_stopped(supervisor, announce)
     finally:
-        if not settings.redis_url:
+        if settings.embedded_redis:
             embedded.stop(settings.data_dir)
     return 0
 
@@ -234,7 +240,8 @@ def _web(args: argparse.Namespace) -> int:
     port = args.port or settings.port
     # Fail here, loudly, before gunicorn starts.
     load_flows(settings.flows_dir)
-    embedded.resolve_redis_url(settings.redis_url, settings.data_dir)
+    if settings.embedded_redis:
+        embedded.ensure_running(settings.data_dir)
     # gunicorn replaces this process, as the Procfile starts it: in a fresh interpreter
     # its gevent workers patch the standard library before the app imports anything.
     command = gunicorn_command(f"{args.host}:{port}", str(workers))
@@ -297,7 +304,7 @@ def _simulation(settings: Settings, url: str | None):
     if url:
         return simulate.over_http(url, settings.twilio_auth_token), False
     started = False
-    if not settings.redis_url:
+    if settings.embedded_redis:
         redis_url, started = embedded.ensure_running(settings.data_dir)
         settings = settings.with_overrides(redis_url=redis_url)
     return simulate.in_process(settings), started
@@ -402,16 +409,19 @@ def _explore_regions(library: Library) -> Report:
 @contextlib.contextmanager
 def _redis(settings: Settings) -> Iterator[redis.Redis]:
     """Connect to Redis, starting the embedded one for this command if nothing runs."""
+    from helpline.application.composition import connect_redis
+
     started = False
-    url = settings.redis_url
-    if not url:
+    if settings.embedded_redis:
         url, started = embedded.ensure_running(settings.data_dir)
-    client = redis.Redis.from_url(url)
+        settings = settings.with_overrides(redis_url=url)
+    client = connect_redis(settings)
     try:
         client.ping()
     except redis.RedisError as exc:
+        where = "REDIS_SENTINELS" if settings.sentinel else "REDIS_URL"
         raise HelplineError(
-            f"cannot reach Redis ({type(exc).__name__}); check REDIS_URL or start the service"
+            f"cannot reach Redis ({type(exc).__name__}); check {where} or start the service"
         ) from None
     try:
         yield client
