@@ -230,9 +230,14 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
+# Area codes whose 555-0100 to 555-0199 are reserved for fiction, as everywhere in the US.
+_FICTION_AREAS = ("202", "303", "415")
+
+
 def callback_number(n: int) -> str:
-    """Return the n-th (0-99) of the US numbers reserved for fiction, valid to phonenumbers."""
-    return f"+1202555{100 + n:04d}"
+    """Return the n-th (0-299) of the US numbers reserved for fiction, valid to phonenumbers."""
+    area, line = divmod(n, 100)
+    return f"+1{_FICTION_AREAS[area]}555{100 + line:04d}"
 
 
 def _values(client: Any, key: bytes) -> list[bytes]:

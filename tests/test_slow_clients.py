@@ -32,9 +32,9 @@ from tests.factories import (
     sms_replies,
     wait_until,
 )
+from tests.processes import HOST, free_port, healthy
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
 SLOW_CONNECTIONS = 16
 # Seconds between two bytes from a slow connection.
 TRICKLE_INTERVAL = 1.0
@@ -42,12 +42,6 @@ TRICKLE_INTERVAL = 1.0
 ANSWER_WITHIN = 5.0
 # The server cuts a slow connection off after the head's and the body's allowance.
 CUT_OFF_WITHIN = WEB_KEEPALIVE_SECONDS + REQUEST_BODY_SECONDS + 5
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def _procfile_line() -> str:
@@ -73,7 +67,7 @@ def _helpline_web(port: int) -> list[str]:
 @pytest.fixture(params=["helpline web", "Procfile"])
 def web(request, tmp_path: Path, redis_server: str) -> Iterator[int]:
     """Start the real web process (either way it is run) on a free port; yield the port."""
-    port = _free_port()
+    port = free_port()
     command = _helpline_web(port) if request.param == "helpline web" else _procfile_web(port)
     env = {
         k: v
@@ -95,16 +89,12 @@ def web(request, tmp_path: Path, redis_server: str) -> Iterator[int]:
         stderr=subprocess.DEVNULL,
     )
 
-    def healthy() -> bool:
-        assert process.poll() is None, f"{request.param} exited early"
-        try:
-            with urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=5) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
     try:
-        wait_until(healthy, PROCESS_WAIT_SECONDS, what=f"{request.param} to answer /healthz")
+        wait_until(
+            lambda: healthy(port, process),
+            PROCESS_WAIT_SECONDS,
+            what=f"{request.param} to answer /healthz",
+        )
         yield port
     finally:
         process.terminate()

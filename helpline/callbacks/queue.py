@@ -49,6 +49,7 @@ from enum import StrEnum
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 
 from helpline.infrastructure.constants import (
     CALLBACK_LEASE_SECONDS,
@@ -527,10 +528,14 @@ class CallbackQueue:
             webhook_sid=webhook_sid,
             confirm=confirm,
         )
-        pipe = self.client.pipeline(transaction=False)
-        self._enqueue(keys=[REQ + rid], args=args, client=pipe)
+
+        def write(pipe: Pipeline) -> object:
+            return self._enqueue(keys=[REQ + rid], args=args, client=pipe)
+
         try:
-            ((how, found, rank, raised),) = _guard(lambda: durable(pipe, self.min_replicas))
+            ((how, found, rank, raised),) = _guard(
+                lambda: durable(self.client, write, self.min_replicas)
+            )
         except NotKept:
             seen = args[6]
             _guard(lambda: self._withdraw(keys=[REQ + rid], args=[PREFIX, rid, seen]))
@@ -660,8 +665,16 @@ class CallbackQueue:
 
     def annotate(self, rid: str, **fields: str | float) -> bool:
         """Set fields on a request if it still exists; return whether it did."""
+        return self._annotate(rid, fields, replicas=0)
+
+    def _annotate(self, rid: str, fields: dict[str, str | float], *, replicas: int) -> bool:
         flat = [str(part) for pair in fields.items() for part in pair]
-        return bool(_guard(lambda: self._set_if_exists(keys=[REQ + rid], args=flat)))
+
+        def write(pipe: Pipeline) -> object:
+            return self._set_if_exists(keys=[REQ + rid], args=flat, client=pipe)
+
+        (done,) = _guard(lambda: durable(self.client, write, replicas))
+        return bool(done)
 
     def annotation(self, rid: str, name: str) -> str | None:
         """Return one field of a request as text, or None if it is not set."""
@@ -690,9 +703,13 @@ class CallbackQueue:
         )
 
     def sending(self, rid: str, kind: str, text: str, at: float) -> bool:
-        """Record that a text of this kind is about to go (so a retry can look for it)."""
+        """Record that a text of this kind is about to go (so a retry can look for it).
+
+        Raises NotKept if too few replicas took the record: after a failover, a retry
+        would not know to look, and could send the text twice.
+        """
         fields: dict[str, str | float] = {f"sending:{kind}": at, f"text:{kind}": text}
-        return self.annotate(rid, **fields)
+        return self._annotate(rid, fields, replicas=self.min_replicas)
 
     def settle_send(self, rid: str, kind: str, result: str) -> bool:
         """Record how a text ended: Twilio's SID, "opted-out" or "failed:<code>"."""

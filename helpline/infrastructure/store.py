@@ -71,7 +71,19 @@ class _TlsConnection(_ReadOnlyMeansReconnect, SSLConnection):
 
 
 class _SentinelConnection(_ReadOnlyMeansReconnect, SentinelManagedConnection):
-    pass
+    """Asks Sentinel where the master is on every connect, a retry's reconnect included.
+
+    redis-py's own asks only when the pool hands the connection out; a command retried
+    on the same connection reconnects to the address it had (the dead or demoted
+    master), so a client that retries until Redis answers would never move on.
+    """
+
+    def connect(self) -> None:
+        self.connect_check_health(check_health=self.connection_pool.check_connection)
+
+    def _connect(self) -> Any:
+        self.host, self.port = self.connection_pool.get_master_address()
+        return super()._connect()
 
 
 def client_options(*, fast_fail: bool, retry: Retry | None = None) -> dict[str, Any]:
@@ -120,21 +132,38 @@ def connect_sentinel(
 
 
 def durable(
-    pipe: Pipeline, replicas: int, timeout: float = REDIS_REPLICA_WAIT_SECONDS
+    client: redis.Redis,
+    write: Callable[[Pipeline], object],
+    replicas: int,
+    timeout: float = REDIS_REPLICA_WAIT_SECONDS,
 ) -> list[Any]:
-    """Run the writes queued on pipe; return their results once `replicas` replicas hold them.
+    """Send the writes write() queues on a pipeline; return their results once `replicas`
+    replicas hold them.
 
     WAIT counts the replicas that have this connection's writes, so it goes in the same
     pipeline. Raises NotDurable if too few had them within timeout: the writes may be
     lost in a failover, so nobody should be told they are kept.
     """
-    if replicas <= 0:
-        return list(pipe.execute())
-    pipe.wait(replicas, max(1, round(timeout * 1000)))
-    *results, acknowledged = pipe.execute()
-    if int(acknowledged) < replicas:
-        raise NotDurable(f"{acknowledged} of {replicas} replicas took the write in time")
-    return results
+    for attempt in range(2):
+        pipe = client.pipeline(transaction=False)
+        write(pipe)
+        if replicas > 0:
+            pipe.wait(replicas, max(1, round(timeout * 1000)))
+        try:
+            results = list(pipe.execute())
+        except redis.exceptions.NoScriptError:
+            # The pipeline reconnected to a new master, which lacks the scripts it loaded
+            # on the old one; none of them ran. Building it again loads them there.
+            if attempt:
+                raise
+            continue
+        if replicas <= 0:
+            return results
+        *results, acknowledged = results
+        if int(acknowledged) < replicas:
+            raise NotDurable(f"{acknowledged} of {replicas} replicas took the write in time")
+        return results
+    raise AssertionError("unreachable")
 
 
 class Store:
