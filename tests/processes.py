@@ -329,11 +329,29 @@ class RedisWithSentinel:
 
     def master(self) -> int:
         """Return the port of the master every Sentinel names now."""
-        named = {
-            int(self.client(port).sentinel_master(MASTER_NAME)["port"]) for port in self.sentinels
-        }
-        assert len(named) == 1, f"Sentinels disagree on the master: {named}"
-        return named.pop()
+        port = self.agreed_master()
+        assert port is not None, "the Sentinels do not agree on the master"
+        return port
+
+    def agreed_master(self) -> int | None:
+        """Return the port of the master every Sentinel names; None while they differ."""
+        try:
+            named = {
+                int(self.client(port).sentinel_master(MASTER_NAME)["port"])
+                for port in self.sentinels
+            }
+        except (redis_py.RedisError, OSError):
+            return None
+        return named.pop() if len(named) == 1 else None
+
+    def failed_over(self, old: int) -> int:
+        """Wait until every Sentinel names a master other than old; return its port."""
+        wait_until(
+            lambda: self.agreed_master() not in (None, old),
+            PROCESS_WAIT_SECONDS,
+            what="every Sentinel to name the new master",
+        )
+        return self.master()
 
     def add_server(self) -> int:
         """Start another master, which nothing replicates; return its port."""
@@ -358,7 +376,9 @@ class RedisWithSentinel:
             client = self.client(sentinel)
             client.sentinel_remove(MASTER_NAME)
             client.sentinel_monitor(MASTER_NAME, HOST, port, 2)
-        wait_until(lambda: self.master() == port, what="every Sentinel to name the new master")
+        wait_until(
+            lambda: self.agreed_master() == port, what="every Sentinel to name the new master"
+        )
 
     def kill(self, port: int) -> None:
         """Kill a server outright, as a crash or a lost machine would."""

@@ -7,28 +7,34 @@ Sentinels on loopback ports, `helpline web` (gunicorn), a worker, the Twilio sta
 from __future__ import annotations
 
 import itertools
+import json
 import secrets
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 import redis as redis_py
+from flask.testing import FlaskClient
 
+from helpline import create_app
 from helpline.application.composition import Components, connect_redis
 from helpline.application.config import Settings
 from helpline.application.jobs import QUEUE_NAMES, job_queue
 from helpline.callbacks.queue import REQ, UNCONFIRMED, CallbackQueue, Contact
-from helpline.infrastructure.errors import QueueUnavailable
+from helpline.infrastructure.errors import NotKept, QueueUnavailable
 from tests.factories import (
     PROCESS_WAIT_SECONDS,
     WAIT_SECONDS,
     callback_number,
     join,
     make_settings,
+    run_helpline,
+    text,
     wait_until,
 )
 from tests.processes import (
@@ -45,6 +51,7 @@ from tests.processes import (
     workers,
 )
 from tests.twilio_api import TwilioApi
+from workers import jobs
 from workers.connection import connect as worker_connect
 
 T = TypeVar("T")
@@ -56,17 +63,29 @@ CONCURRENT = 4
 SWITCH_WITHIN = 30.0
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[RedisWithSentinel]:
-    """A master with two replicas: after a failover, the new master still has one."""
-    root = tmp_path / "redis"
+@contextmanager
+def redis_with_sentinel(root: Path, replicas: int) -> Iterator[RedisWithSentinel]:
     root.mkdir()
-    servers = RedisWithSentinel(root, replicas=2)
+    servers = RedisWithSentinel(root, replicas=replicas)
     try:
         servers.start()
         yield servers
     finally:
         servers.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[RedisWithSentinel]:
+    """A master with two replicas: after a failover, the new master still has one."""
+    with redis_with_sentinel(tmp_path / "redis", replicas=2) as servers:
+        yield servers
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[RedisWithSentinel]:
+    """A master with one replica, which a test can take away."""
+    with redis_with_sentinel(tmp_path / "redis", replicas=1) as servers:
+        yield servers
 
 
 def sentinel_settings(cluster: RedisWithSentinel, data_dir: Path, **changes: object) -> Settings:
@@ -158,8 +177,7 @@ def test_callers_lose_nothing_when_the_redis_master_is_killed(
                 PROCESS_WAIT_SECONDS,
                 what="callers queued on the new master",
             )
-        new = cluster.master()
-        assert new != old
+        new = cluster.failed_over(old)
         queue = queue_on(new, tmp_path / "check")
         client = queue.client
 
@@ -251,3 +269,77 @@ def test_a_demoted_master_is_left_for_the_one_sentinel_names(
 
     assert cluster.client(new).hget(REQ + second.request.id, "status") == b"waiting"
     assert first.request.id != second.request.id
+
+
+# -- nothing is promised that a replica does not hold -------------------------------------
+
+
+def replica_of(servers: RedisWithSentinel) -> int:
+    [port] = [port for port in servers.servers if port != servers.master()]
+    return port
+
+
+def ask(client: FlaskClient, texter: Texter) -> str:
+    reply = ""
+    for body in texter.steps():
+        reply = text(client, body, sender=texter.sender)
+    return reply
+
+
+def test_a_texter_is_told_they_are_queued_only_once_a_replica_holds_the_request(
+    pair: RedisWithSentinel, tmp_path: Path
+) -> None:
+    settings = sentinel_settings(pair, tmp_path / "var", redis_min_replicas=1)
+    client = create_app(settings).test_client()
+    kept, unkept = (Texter(texter_number(n), callback_number(n)) for n in (1, 2))
+    assert "You're on the list" in ask(client, kept)
+
+    pair.kill(replica_of(pair))
+    reply = ask(client, unkept)
+
+    assert "you're not on the list" in reply
+    queue = queue_on(pair.master(), tmp_path / "check")
+    assert queue.open_request_for(kept.callback) is not None
+    assert queue.open_request_for(unkept.callback) is None
+    assert len(list(queue.client.scan_iter(match=REQ + "*"))) == 1
+    assert queue.client.zcard(UNCONFIRMED) == 1  # the kept one's confirmation only
+
+
+def test_a_text_is_not_sent_until_a_replica_holds_the_record_that_it_is_going(
+    pair: RedisWithSentinel, tmp_path: Path, twilio_api: TwilioApi
+) -> None:
+    settings = sentinel_settings(
+        pair, tmp_path / "var", redis_min_replicas=1, twilio_api_url=twilio_api.url
+    )
+    ctx = jobs.Context(settings, worker_connect(settings))
+    placement = ctx.queue.enqueue(
+        Contact(callback_number(1), True, True), channel="sms", lang="en", urgent=False
+    )
+
+    pair.kill(replica_of(pair))
+    # After a failover a retry would not know it had been sent, and would send it again.
+    with pytest.raises(NotKept):
+        jobs.send_once(
+            ctx, placement.request.id, "confirm", callback_number(1), "On the list.", "who"
+        )
+    assert twilio_api.messages() == []
+
+
+def test_the_command_line_finds_the_new_master_through_sentinel(
+    pair: RedisWithSentinel, tmp_path: Path
+) -> None:
+    settings = sentinel_settings(pair, tmp_path / "var", redis_min_replicas=1)
+    queue = Components(settings, connect_redis(settings)).queue
+    placement = queue.enqueue(
+        Contact(callback_number(7), True, True), channel="voice", lang="en", urgent=True
+    )
+    old = pair.master()
+    pair.kill(old)
+    pair.failed_over(old)
+
+    env = helpline_env(tmp_path / "var", "http://127.0.0.1:1", **pair.env)
+    done = run_helpline("queue", "list", "--json", env=env)
+
+    assert done.returncode == 0, done.stderr
+    [listed] = json.loads(done.stdout)
+    assert listed["id"] == placement.request.id and listed["priority"] == "urgent"
