@@ -11,7 +11,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET  := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run test lint bench bench-slow bench-queue bench-jobs flows browser clean
+.PHONY: run test test-failover lint bench bench-slow bench-queue bench-jobs flows browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ run: $(STAMP)
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/helpline flows check
 	$(BIN)/pytest
+
+# Part of `make test` too: Redis failover and two webs with three workers, real processes,
+# with the figures they measure.
+test-failover: $(STAMP)
+	$(BIN)/pytest tests/test_failover.py tests/test_scale_out.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

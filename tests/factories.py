@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -236,9 +234,14 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
+# Area codes whose 555-0100 to 555-0199 are reserved for fiction, as everywhere in the US.
+_FICTION_AREAS = ("202", "303", "415")
+
+
 def callback_number(n: int) -> str:
-    """Return the n-th (0-99) of the US numbers reserved for fiction, valid to phonenumbers."""
-    return f"+1202555{100 + n:04d}"
+    """Return the n-th (0-299) of the US numbers reserved for fiction, valid to phonenumbers."""
+    area, line = divmod(n, 100)
+    return f"+1{_FICTION_AREAS[area]}555{100 + line:04d}"
 
 
 def _values(client: Any, key: bytes) -> list[bytes]:
@@ -308,54 +311,3 @@ def worker_environment(
         yield {**os.environ, **env}
     finally:
         jobs.context.cache_clear()
-
-
-LOOPBACK = "127.0.0.1"
-
-
-def free_port() -> int:
-    """A TCP port on the loopback address that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def serving(
-    commands: dict[str, list[str]], env: dict[str, str], health_url: str
-) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-    """Run processes as an operator would (by name), until health_url answers 200; stop
-    them all (SIGTERM, then SIGKILL if they hang) when the block ends."""
-    processes = {
-        name: subprocess.Popen(
-            command,
-            cwd=Path(__file__).resolve().parent.parent,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for name, command in commands.items()
-    }
-
-    def healthy() -> bool:
-        for name, process in processes.items():
-            assert process.poll() is None, f"{name} exited early"
-        try:
-            with urllib.request.urlopen(health_url, timeout=5) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    try:
-        wait_until(healthy, PROCESS_WAIT_SECONDS, what=f"{health_url} to answer")
-        yield processes
-    finally:
-        for process in processes.values():
-            process.terminate()
-        for process in processes.values():
-            try:
-                process.wait(timeout=PROCESS_WAIT_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=PROCESS_WAIT_SECONDS)

@@ -129,6 +129,59 @@ def test_trusted_proxies_are_read_as_addresses_and_networks(tmp_path):
     assert load_settings({"HELPLINE_DATA_DIR": str(tmp_path)}).trusted_proxies == ()
 
 
+def test_sentinel_settings_name_the_sentinels_the_master_and_its_passwords(tmp_path):
+    settings = load_settings(
+        {
+            "HELPLINE_DATA_DIR": str(tmp_path),
+            "REDIS_SENTINELS": "s1.internal:26379, 10.0.0.2:26380,[fd00::3]:26379",
+            "REDIS_SENTINEL_MASTER": "helpline",
+            "REDIS_PASSWORD": "master-secret",
+            "REDIS_SENTINEL_PASSWORD": "sentinel-secret",
+        }
+    )
+    assert settings.sentinel is not None and not settings.embedded_redis
+    assert settings.sentinel.sentinels == (
+        ("s1.internal", 26379),
+        ("10.0.0.2", 26380),
+        ("fd00::3", 26379),
+    )
+    assert settings.sentinel.master == "helpline"
+    assert settings.sentinel.password == "master-secret"
+    assert settings.sentinel.sentinel_password == "sentinel-secret"
+
+
+@pytest.mark.parametrize(
+    ("env", "replicas"),
+    [
+        ({}, 0),
+        ({"REDIS_URL": "redis://r:6379"}, 0),
+        ({"REDIS_SENTINELS": "s1:26379", "REDIS_SENTINEL_MASTER": "helpline"}, 1),
+        (
+            {
+                "REDIS_SENTINELS": "s1:26379",
+                "REDIS_SENTINEL_MASTER": "helpline",
+                "HELPLINE_REDIS_MIN_REPLICAS": "0",
+            },
+            0,
+        ),
+        ({"REDIS_URL": "redis://r:6379", "HELPLINE_REDIS_MIN_REPLICAS": "2"}, 2),
+    ],
+)
+def test_a_replica_must_hold_a_request_by_default_only_where_sentinel_is_used(
+    tmp_path, env, replicas
+):
+    settings = load_settings(dict(env, HELPLINE_DATA_DIR=str(tmp_path)))
+    assert settings.redis_min_replicas == replicas
+
+
+def test_production_runs_on_sentinel_without_a_redis_url():
+    env = {k: v for k, v in PRODUCTION.items() if k != "REDIS_URL"}
+    with pytest.raises(ConfigError, match="REDIS_URL or REDIS_SENTINELS"):
+        load_settings(env)
+    env.update(REDIS_SENTINELS="s1:26379,s2:26379,s3:26379", REDIS_SENTINEL_MASTER="helpline")
+    assert load_settings(env).sentinel is not None
+
+
 def test_development_generates_secrets_once_into_the_data_dir(tmp_path):
     first = load_settings({"HELPLINE_DATA_DIR": str(tmp_path)})
     second = load_settings({"HELPLINE_DATA_DIR": str(tmp_path)})
@@ -147,6 +200,21 @@ def test_development_generates_secrets_once_into_the_data_dir(tmp_path):
         ({"HELPLINE_ENV": "staging"}, "HELPLINE_ENV must be"),
         ({"HELPLINE_LOG_LEVEL": "chatty"}, "HELPLINE_LOG_LEVEL must be one of DEBUG, INFO"),
         ({"HELPLINE_TRUSTED_PROXIES": "10.0.0.0/8,proxy"}, "HELPLINE_TRUSTED_PROXIES: 'proxy'"),
+        ({"REDIS_SENTINELS": "s1:26379"}, "REDIS_SENTINELS needs REDIS_SENTINEL_MASTER"),
+        ({"REDIS_SENTINEL_MASTER": "helpline"}, "REDIS_SENTINEL_MASTER needs REDIS_SENTINELS"),
+        (
+            {"REDIS_SENTINELS": "s1:26379,s2", "REDIS_SENTINEL_MASTER": "helpline"},
+            "REDIS_SENTINELS must be host:port pairs separated by commas, not 's2'",
+        ),
+        (
+            {
+                "REDIS_SENTINELS": "s1:26379",
+                "REDIS_SENTINEL_MASTER": "helpline",
+                "REDIS_URL": "redis://r:6379",
+            },
+            "set REDIS_URL or REDIS_SENTINELS, not both",
+        ),
+        ({"HELPLINE_REDIS_MIN_REPLICAS": "one"}, "HELPLINE_REDIS_MIN_REPLICAS must be a whole"),
     ],
 )
 def test_bad_values_are_explained(tmp_path, env, message):

@@ -27,25 +27,22 @@ from tests.factories import (
     AUTH_TOKEN,
     CALLER,
     HELPLINE_NUMBER,
-    LOOPBACK,
     PROCESS_WAIT_SECONDS,
     SECRET_KEY,
     USABLE_CALLER,
     callback_number,
-    free_port,
     make_settings,
-    serving,
     sign,
     sms_params,
     text,
     twilio_post,
     wait_until,
 )
+from tests.processes import HOST, free_port, serving
 from tests.twilio_api import TwilioApi
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "metrics-" + "t0k3n" * 8  # a test value, never a real secret
-HOST = LOOPBACK
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -197,7 +194,7 @@ def deployment(
     web = [*helpline_command, "web", "--host", HOST, "--port", str(port), "--workers", "2"]
     worker = [*helpline_command, "worker", "--processes", "2"]
     base = f"http://{HOST}:{port}"
-    with serving({"helpline web": web, "helpline worker": worker}, env, f"{base}/healthz"):
+    with serving({"helpline web": web, "helpline worker": worker}, env, port, tmp_path):
         yield base, tmp_path / "var"
 
 

@@ -21,21 +21,18 @@ from helpline.cli import gunicorn_command
 from helpline.infrastructure.constants import REQUEST_BODY_SECONDS, WEB_KEEPALIVE_SECONDS
 from tests.factories import (
     AUTH_TOKEN,
-    LOOPBACK,
     SECRET_KEY,
     WAIT_SECONDS,
     call_params,
-    free_port,
     parse_voice,
-    serving,
     sign,
     sms_params,
     sms_replies,
     wait_until,
 )
+from tests.processes import HOST, free_port, serving
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST = LOOPBACK
 SLOW_CONNECTIONS = 16
 # Seconds between two bytes from a slow connection.
 TRICKLE_INTERVAL = 1.0
@@ -81,7 +78,7 @@ def web(request, tmp_path: Path, redis_server: str) -> Iterator[int]:
         TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         SECRET_KEY=SECRET_KEY,
     )
-    with serving({request.param: command}, env, f"http://{HOST}:{port}/healthz"):
+    with serving({request.param: command}, env, port, tmp_path):
         yield port
 
 

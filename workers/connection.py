@@ -8,6 +8,9 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from helpline.application.composition import connect_redis
+from helpline.application.config import Settings
+
 log = logging.getLogger(__name__)
 
 # Longest gap, in seconds, between attempts to reach Redis while it is away.
@@ -28,13 +31,13 @@ class _UntilRedisAnswers(ExponentialBackoff):
         return float(super().compute(failures))
 
 
-def connect(url: str) -> redis.Redis:
+def connect(settings: Settings) -> redis.Redis:
     """Return a client for the workers: a command waits for Redis rather than fail.
 
     redis-py gives up on a command after about 5 seconds of retries by default; a
     worker would then stop. Commands that time out or lose their connection (Redis
-    restarting, loading its data, failing over) are sent again until Redis answers.
+    restarting, loading its data, failing over, or a demoted master's READONLY) are
+    sent again until Redis answers.
     """
-    return redis.Redis.from_url(
-        url, retry=Retry(_UntilRedisAnswers(cap=REDIS_RETRY_CAP, base=0.05), retries=-1)
-    )
+    retry = Retry(_UntilRedisAnswers(cap=REDIS_RETRY_CAP, base=0.05), retries=-1)
+    return connect_redis(settings, retry=retry)

@@ -22,7 +22,6 @@ from helpline.callbacks import retention
 from helpline.callbacks.queue import OPEN_STATUSES, UNCONFIRMED, Request
 from helpline.conversation.channels import SMS, Channel, channel_named
 from helpline.conversation.gsm import as_sent
-from helpline.infrastructure import embedded
 from helpline.infrastructure.errors import Failure, OutboundError
 from helpline.infrastructure.metrics import TEXTS
 from helpline.infrastructure.outbound import find_sent, make_client, send_template, send_text
@@ -67,9 +66,7 @@ class Context(Components):
 def context() -> Context:
     """Return this process's resources, read from the environment like every process."""
     settings = load_settings()
-    return Context(
-        settings, connect(embedded.resolve_redis_url(settings.redis_url, settings.data_dir))
-    )
+    return Context(settings, connect(settings))
 
 
 # -- sending exactly once ------------------------------------------------------------------

@@ -58,15 +58,8 @@ from rq.utils import as_text, get_version, now
 from rq.worker import BaseWorker, WorkerStatus
 
 from helpline.application.config import Settings
-from helpline.application.jobs import (
-    JOB_TIMEOUT,
-    QUEUE_NAMES,
-    RESULT_TTL,
-    ROUTINE_QUEUE,
-    Jobs,
-)
+from helpline.application.jobs import JOB_TIMEOUT, QUEUE_NAMES, RESULT_TTL, ROUTINE_QUEUE, Jobs
 from helpline.application.jobs import Job as JobName
-from helpline.infrastructure import embedded
 from helpline.infrastructure.constants import KEY_PREFIX
 from helpline.infrastructure.logs import configure_logging
 from helpline.infrastructure.metrics import JOBS
@@ -357,7 +350,7 @@ def run(settings: Settings, *, burst: bool = False, fork: bool = False, **interv
     configure_logging(settings.log_level)
     # The twilio library logs request URLs and headers at INFO: they hold phone numbers.
     logging.getLogger("twilio").setLevel(logging.WARNING)
-    connection = connect(embedded.resolve_redis_url(settings.redis_url, settings.data_dir))
+    connection = connect(settings)
     # Load the jobs' resources (flows, the Twilio client) once, not in each job's first
     # moments: a work-horse, when forking, inherits them loaded.
     context().warm()

@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 import redis
+from redis.retry import Retry
 
 from helpline.application.actions import ActionRegistry
 from helpline.application.config import Settings
@@ -34,11 +35,29 @@ from helpline.counsellors.accounts import Counsellors
 from helpline.counsellors.audit import AuditLog
 from helpline.counsellors.calls import LiveCalls
 from helpline.counsellors.throttle import LoginThrottle
+from helpline.infrastructure import embedded
 from helpline.infrastructure.crypto import Sealer, lookup_key
 from helpline.infrastructure.hours import OpeningHours
 from helpline.infrastructure.outbox import LocalOutbox
 from helpline.infrastructure.signatures import WebhookValidator
-from helpline.infrastructure.store import Store
+from helpline.infrastructure.store import Store, connect, connect_sentinel
+
+
+def connect_redis(
+    settings: Settings, *, fast_fail: bool = False, retry: Retry | None = None
+) -> redis.Redis:
+    """Return a client for the helpline's Redis: the master Sentinel names, REDIS_URL,
+    or the embedded server (started if it is not running).
+
+    fast_fail: for webhooks, which answer without Redis rather than wait for it.
+    retry: how to retry a command that lost its connection (the workers wait).
+    """
+    target = settings.sentinel
+    if target is not None:
+        return connect_sentinel(target, fast_fail=fast_fail, retry=retry)
+    url = embedded.resolve_redis_url(settings.redis_url, settings.data_dir)
+    return connect(url, fast_fail=fast_fail, retry=retry)
+
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -82,7 +101,9 @@ class Components:
 
     @functools.cached_property
     def queue(self) -> CallbackQueue:
-        return CallbackQueue(self.client, self.sealer, self.phone_key)
+        return CallbackQueue(
+            self.client, self.sealer, self.phone_key, min_replicas=self.settings.redis_min_replicas
+        )
 
     @functools.cached_property
     def counsellors(self) -> Counsellors:

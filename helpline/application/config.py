@@ -29,6 +29,7 @@ from helpline.infrastructure.errors import ConfigError
 from helpline.infrastructure.hours import OpeningHours
 from helpline.infrastructure.phones import to_e164
 from helpline.infrastructure.proxies import Network, parse_networks
+from helpline.infrastructure.store import SentinelTarget
 
 # HELPLINE_LOG_LEVEL: INFO logs what the service did (a callback queued, an opt-out, a
 # failure); DEBUG adds a line per call step and per text, which says who (masked) asked
@@ -53,6 +54,13 @@ class Settings:
     env: str = "development"
     data_dir: Path = Path("var")
     redis_url: str | None = None
+    # Sentinel finds the master instead (REDIS_SENTINELS, REDIS_SENTINEL_MASTER).
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str | None = None
+    redis_password: str | None = None  # the master's, when Sentinel finds it
+    redis_sentinel_password: str | None = None
+    # Replicas that must hold a call back request before the caller is told it is kept.
+    redis_min_replicas: int = 0
     twilio_account_sid: str = "AC" + "0" * 32
     twilio_auth_token: str = ""
     # Whether TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN were both given (not development's own).
@@ -110,6 +118,22 @@ class Settings:
         return self.data_dir / "metrics"
 
     @property
+    def embedded_redis(self) -> bool:
+        """Whether the service runs its own redis-server (neither REDIS_URL nor Sentinel)."""
+        return not self.redis_url and not self.redis_sentinels
+
+    @property
+    def sentinel(self) -> SentinelTarget | None:
+        if not self.redis_sentinels or not self.redis_sentinel_master:
+            return None
+        return SentinelTarget(
+            self.redis_sentinels,
+            self.redis_sentinel_master,
+            self.redis_password,
+            self.redis_sentinel_password,
+        )
+
+    @property
     def production(self) -> bool:
         return self.env == "production"
 
@@ -125,8 +149,9 @@ _REQUIRED_IN_PRODUCTION = {
     "SECRET_KEY": "signs sessions and encrypts phone numbers at rest",
     "HELPLINE_PHONE_NUMBER": "caller ID for outbound calls and texts",
     "PUBLIC_URL": "the address Twilio signs webhooks for",
-    "REDIS_URL": "where callback requests are kept durably",
 }
+# Production needs one of these: where callback requests are kept durably.
+_REDIS_SETTINGS = ("REDIS_URL", "REDIS_SENTINELS")
 _NEW_SECRET = 'generate one with: python3 -c "import secrets; print(secrets.token_hex(32))"'
 # Secrets production checks, and how to get a good one.
 _SECRETS = {
@@ -162,6 +187,8 @@ def load_settings(
         missing = [
             f"{name} ({why})" for name, why in _REQUIRED_IN_PRODUCTION.items() if not env.get(name)
         ]
+        if not any(env.get(name) for name in _REDIS_SETTINGS):
+            missing.append("REDIS_URL or REDIS_SENTINELS (where callback requests are kept)")
         if missing:
             raise ConfigError(
                 "production refuses to start without real secrets; set: " + ", ".join(missing)
@@ -189,10 +216,24 @@ def load_settings(
     expiry_hours = _positive(env, "HELPLINE_CALLBACK_EXPIRY_HOURS", 72.0)
     retention_days = _positive(env, "HELPLINE_RETENTION_DAYS", 30.0)
     data_dir = Path(env.get("HELPLINE_DATA_DIR") or "var")
+    sentinels = _sentinels(env.get("REDIS_SENTINELS", ""))
+    master = env.get("REDIS_SENTINEL_MASTER", "").strip() or None
+    if sentinels and not master:
+        raise ConfigError("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER: the name Sentinel knows")
+    if master and not sentinels:
+        raise ConfigError("REDIS_SENTINEL_MASTER needs REDIS_SENTINELS: host:port,host:port")
+    if sentinels and env.get("REDIS_URL"):
+        raise ConfigError("set REDIS_URL or REDIS_SENTINELS, not both")
+    min_replicas = _count(env, "HELPLINE_REDIS_MIN_REPLICAS", 1 if sentinels else 0)
     settings = Settings(
         env=mode,
         data_dir=data_dir,
         redis_url=env.get("REDIS_URL") or None,
+        redis_sentinels=sentinels,
+        redis_sentinel_master=master,
+        redis_password=env.get("REDIS_PASSWORD") or None,
+        redis_sentinel_password=env.get("REDIS_SENTINEL_PASSWORD") or None,
+        redis_min_replicas=min_replicas,
         twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or Settings.twilio_account_sid,
         twilio_auth_token=env.get("TWILIO_AUTH_TOKEN", ""),
         twilio_credentials=bool(env.get("TWILIO_ACCOUNT_SID") and env.get("TWILIO_AUTH_TOKEN")),
@@ -343,6 +384,31 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
     except ValueError:
         raise ConfigError(f"{name} must be a positive number, not {text!r}") from None
     return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit():
+        raise ConfigError(f"{name} must be a whole number, 0 or more, not {text!r}")
+    return int(text)
+
+
+def _sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    """Parse REDIS_SENTINELS: host:port, comma-separated ([v6::addr]:port for IPv6)."""
+    found = []
+    for part in (piece.strip() for piece in text.split(",")):
+        if not part:
+            continue
+        host, _, port = part.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(
+                f"REDIS_SENTINELS must be host:port pairs separated by commas, not {part!r}"
+            )
+        found.append((host, int(port)))
+    return tuple(found)
 
 
 def _fill_dev_secrets(settings: Settings) -> Settings:

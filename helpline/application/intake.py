@@ -19,7 +19,7 @@ from helpline.conversation.channels import SMS, Channel
 from helpline.conversation.engine import State
 from helpline.conversation.model import STORE_DOWN, STORE_FACT, Content
 from helpline.infrastructure.crypto import Sealer
-from helpline.infrastructure.errors import QueueError, SealError
+from helpline.infrastructure.errors import NotKept, QueueError, SealError
 from helpline.infrastructure.hours import OpeningHours
 from helpline.infrastructure.metrics import CALLBACK_REQUESTS, CALLBACKS_NOT_QUEUED
 from helpline.infrastructure.store import Store
@@ -149,6 +149,10 @@ class CallbackDesk:
                 webhook_sid=caller.webhook_sid,
                 confirm=confirm,
             )
+        except NotKept:
+            # Redis answers, but its replicas lag or are away: no reason to stop serving.
+            log.error("callback not queued", extra={"reason": "replicas"})
+            return "failed", {}
         except QueueError as exc:
             self.store.trip()
             CALLBACKS_NOT_QUEUED.labels("redis").inc()

@@ -54,6 +54,7 @@ from enum import StrEnum
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 
 from helpline.infrastructure.constants import (
     CALLBACK_LEASE_SECONDS,
@@ -65,8 +66,15 @@ from helpline.infrastructure.constants import (
     WAIT_SAMPLE,
 )
 from helpline.infrastructure.crypto import Sealer
-from helpline.infrastructure.errors import NotYours, QueueError, QueueUnavailable
+from helpline.infrastructure.errors import (
+    NotDurable,
+    NotKept,
+    NotYours,
+    QueueError,
+    QueueUnavailable,
+)
 from helpline.infrastructure.privacy import mask_phone, phone_digest
+from helpline.infrastructure.store import durable
 
 PREFIX = f"{KEY_PREFIX}:cb:"
 REQ = PREFIX + "req:"
@@ -436,6 +444,28 @@ return expired
 """
 )
 
+# Takes back a request this very ask made, when too few replicas took it to promise it is
+# kept: the caller is told it is not on the list, and so it is not.
+# KEYS: request key.  ARGV: prefix, id, seen key (or '').
+_WITHDRAW = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local prefix, id, seen_key = ARGV[1], ARGV[2], ARGV[3]
+local who = redis.call('HGET', KEYS[1], 'who')
+if redis.call('HGET', prefix .. 'open', who) == id then
+  redis.call('HDEL', prefix .. 'open', who)
+end
+redis.call('ZREM', prefix .. 'caller:' .. who, id)
+if seen_key ~= '' and redis.call('GET', seen_key) == id then
+  redis.call('DEL', seen_key)
+end
+for _, zset in ipairs({'waiting', 'claimed', 'scheduled', 'unconfirmed'}) do
+  redis.call('ZREM', prefix .. zset, id)
+end
+redis.call('DEL', KEYS[1])
+redis.call('INCR', prefix .. 'version')
+return 1
+"""
+
 # ARGV: prefix, now.  Just the housekeeping, for readers.
 _REFRESH = _REQUEUE + "\nreturn requeue(ARGV[1], ARGV[2])\n"
 
@@ -444,6 +474,8 @@ def _guard(call: Callable[[], Any]) -> Any:
     """Run a Redis call; a connection problem becomes QueueUnavailable (no input in it)."""
     try:
         return call()
+    except NotDurable as exc:
+        raise NotKept(str(exc)) from None
     except redis.ResponseError as exc:
         if "NOTYOURS" in str(exc):
             raise NotYours("that request is not claimed by you any more") from None
@@ -461,11 +493,16 @@ class CallbackQueue:
         sealer: Sealer,
         phone_key: bytes,
         clock: Callable[[], float] = time.time,
+        *,
+        min_replicas: int = 0,
     ):
         self.client = client
         self.sealer = sealer
         self.phone_key = phone_key
         self.clock = clock
+        # Replicas that must hold a new request before enqueue() returns it.
+        self.min_replicas = min_replicas
+        self._withdraw = client.register_script(_WITHDRAW)
         self._enqueue = client.register_script(_ENQUEUE)
         self._escalate = client.register_script(_ESCALATE)
         self._claim_next = client.register_script(_CLAIM_NEXT)
@@ -492,6 +529,10 @@ class CallbackQueue:
         first delivery made instead of adding another, while that request is open.
         confirm=True marks that the caller is to be sent a confirmation text (the
         workers' job).
+
+        With min_replicas, raises NotKept unless that many replicas took the change in
+        time; a request made by this call is then taken back (a failover could lose it,
+        and the caller is told it is not on the list).
         """
         now = self.clock()
         rid = secrets.token_hex(6)
@@ -520,7 +561,17 @@ class CallbackQueue:
             *(PREFIX, now, who, rid, score, int(urgent), seen, SEEN_TTL, _BAND, confirmation),
             *flat,
         ]
-        how, found, rank, raised = _guard(lambda: self._enqueue(keys=[REQ + rid], args=args))
+
+        def write(pipe: Pipeline) -> object:
+            return self._enqueue(keys=[REQ + rid], args=args, client=pipe)
+
+        try:
+            ((how, found, rank, raised),) = _guard(
+                lambda: durable(self.client, write, self.min_replicas)
+            )
+        except NotKept:
+            _guard(lambda: self._withdraw(keys=[REQ + rid], args=[PREFIX, rid, seen]))
+            raise
         return self._placement(found, Added(how.decode()), rank, raised)
 
     def _placement(self, rid: bytes, added: Added, rank: int, raised: int) -> Placement:
@@ -607,8 +658,16 @@ class CallbackQueue:
 
     def annotate(self, rid: str, **fields: str | float) -> bool:
         """Set fields on a request if it still exists; return whether it did."""
+        return self._annotate(rid, fields, replicas=0)
+
+    def _annotate(self, rid: str, fields: dict[str, str | float], *, replicas: int) -> bool:
         flat = [str(part) for pair in fields.items() for part in pair]
-        return bool(_guard(lambda: self._set_if_exists(keys=[REQ + rid], args=flat)))
+
+        def write(pipe: Pipeline) -> object:
+            return self._set_if_exists(keys=[REQ + rid], args=flat, client=pipe)
+
+        (done,) = _guard(lambda: durable(self.client, write, replicas))
+        return bool(done)
 
     def annotation(self, rid: str, name: str) -> str | None:
         """Return one field of a request as text, or None if it is not set."""
@@ -644,9 +703,13 @@ class CallbackQueue:
         }
 
     def sending(self, rid: str, kind: str, text: str, at: float) -> bool:
-        """Record that a text of this kind is about to go (so a retry can look for it)."""
+        """Record that a text of this kind is about to go (so a retry can look for it).
+
+        Raises NotKept if too few replicas took the record: after a failover, a retry
+        would not know to look, and could send the text twice.
+        """
         fields: dict[str, str | float] = {f"sending:{kind}": at, f"text:{kind}": text}
-        return self.annotate(rid, **fields)
+        return self._annotate(rid, fields, replicas=self.min_replicas)
 
     def settle_send(self, rid: str, kind: str, result: str) -> bool:
         """Record how a text ended: Twilio's SID, "opted-out" or "failed:<code>"."""

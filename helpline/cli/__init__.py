@@ -212,21 +212,28 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     port = args.port or settings.port
     env = dict(os.environ)
-    env["REDIS_URL"] = settings.redis_url or embedded.ensure_running(settings.data_dir)[0]
+    if settings.embedded_redis:
+        env["REDIS_URL"] = embedded.ensure_running(settings.data_dir)[0]
     python = sys.executable
     web = [python, "-m", "helpline", "web", "--host", args.host, "--port", str(port)]
     # A child that dies is started again; the web never goes down with the worker.
     supervisor = Supervisor(
         {"web": web, "worker": [python, "-m", "helpline", "worker"]}, env=env, own_groups=True
     )
-    where = "REDIS_URL" if settings.redis_url else f"embedded, data in {settings.data_dir}"
+    where = (
+        f"embedded, data in {settings.data_dir}"
+        if settings.embedded_redis
+        else "Sentinel"
+        if settings.sentinel
+        else "REDIS_URL"
+    )
     base = f"http://{'localhost' if args.host in ('127.0.0.1', '0.0.0.0') else args.host}:{port}"
 
     def announce() -> None:
         print(
             f"\nHelpline is running at {base}\n"
             f"  console:  {base}/console/\n"
-            f"{_first_admin_hint(settings, env['REDIS_URL'])}"
+            f"{_first_admin_hint(settings)}"
             f"  webhooks: {base}/twilio/voice and {base}/twilio/sms (signed requests only)\n"
             f"  health:   {base}/healthz (liveness), {base}/readyz (every part, JSON)\n"
             f"  Redis:    {where}\n"
@@ -238,18 +245,18 @@ def _serve(args: argparse.Namespace) -> int:
         )
 
     # The embedded Redis is ours to keep running too: started again if it stops.
-    keeper = None if settings.redis_url else embedded.keeper(settings.data_dir)
+    keeper = embedded.keeper(settings.data_dir) if settings.embedded_redis else None
     try:
         _until_stopped(supervisor, announce, keeper)
     finally:
-        if not settings.redis_url:
+        if settings.embedded_redis:
             embedded.stop(settings.data_dir)
     return 0
 
 
-def _first_admin_hint(settings: Settings, redis_url: str) -> str:
+def _first_admin_hint(settings: Settings) -> str:
     """How to make the first admin account, while there is none; else nothing."""
-    with _components(settings.with_overrides(redis_url=redis_url)) as parts:
+    with _components(settings) as parts:
         try:
             if any(account.admin for account in parts.counsellors.all()):
                 return ""
@@ -322,7 +329,8 @@ def _web(args: argparse.Namespace) -> int:
     port = args.port or settings.port
     # Fail here, loudly, before gunicorn starts.
     load_flows(settings.flows_dir)
-    embedded.resolve_redis_url(settings.redis_url, settings.data_dir)
+    if settings.embedded_redis:
+        embedded.ensure_running(settings.data_dir)
     # gunicorn replaces this process, as the Procfile starts it: in a fresh interpreter
     # its gevent workers patch the standard library before the app imports anything.
     command = gunicorn_command(f"{args.host}:{port}", str(workers))
@@ -387,7 +395,7 @@ def _simulation(settings: Settings, url: str | None):
     if url:
         return simulate.over_http(url, settings.twilio_auth_token), False
     started = False
-    if not settings.redis_url:
+    if settings.embedded_redis:
         redis_url, started = embedded.ensure_running(settings.data_dir)
         settings = settings.with_overrides(redis_url=redis_url)
     return simulate.in_process(settings), started
@@ -519,16 +527,19 @@ def _flows_check(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _redis(settings: Settings) -> Iterator[redis.Redis]:
     """Connect to Redis, starting the embedded one for this command if nothing runs."""
+    from helpline.application.composition import connect_redis
+
     started = False
-    url = settings.redis_url
-    if not url:
+    if settings.embedded_redis:
         url, started = embedded.ensure_running(settings.data_dir)
-    client = redis.Redis.from_url(url)
+        settings = settings.with_overrides(redis_url=url)
+    client = connect_redis(settings)
     try:
         client.ping()
     except redis.RedisError as exc:
+        where = "REDIS_SENTINELS" if settings.sentinel else "REDIS_URL"
         raise HelplineError(
-            f"cannot reach Redis ({type(exc).__name__}); check REDIS_URL or start the service"
+            f"cannot reach Redis ({type(exc).__name__}); check {where} or start the service"
         ) from None
     try:
         yield client

@@ -43,6 +43,9 @@ REDIS_SOCKET_TIMEOUT = 0.5
 # After a failure, webhooks skip Redis for this long instead of waiting on it again.
 REDIS_BREAKER_SECONDS = 5.0
 REDIS_CONNECT_TIMEOUT = 0.5
+# Longest a write waits for replicas to take it (Redis's WAIT) before a caller is told it
+# is kept; under REDIS_SOCKET_TIMEOUT, so a webhook never waits past that.
+REDIS_REPLICA_WAIT_SECONDS = 0.3
 
 # Longest text read from a single webhook field before matching; the rest is ignored.
 MAX_INPUT_CHARS = 1600

@@ -37,6 +37,14 @@ class QueueUnavailable(QueueError):
     """Redis could not be reached, so the queue could not be read or changed."""
 
 
+class NotDurable(HelplineError):
+    """Fewer replicas than required took a write in time: a failover could lose it."""
+
+
+class NotKept(QueueUnavailable):
+    """The request was written, but too few replicas have it to promise it is kept."""
+
+
 class NotYours(QueueError):
     """The request is not (or no longer) claimed by this counsellor."""
 
