@@ -39,6 +39,10 @@ PROCESS_WAIT_SECONDS = 60.0
 TEST_PASSWORD_METHOD = "pbkdf2:sha256:1000"
 
 
+# Rate limits high enough never to be met by a test's scripted callers.
+UNLIMITED = 1_000_000
+
+
 def make_settings(data_dir: Path, redis_url: str | None, **overrides: Any) -> Settings:
     """Return test settings; pass twilio_api_url=twilio_api.url to send to the stand-in."""
     values: dict[str, Any] = dict(
@@ -51,6 +55,9 @@ def make_settings(data_dir: Path, redis_url: str | None, **overrides: Any) -> Se
         phone_number=HELPLINE_NUMBER,
         # A cheap hash: console tests log in often; test_cli_data checks the real one.
         password_method=TEST_PASSWORD_METHOD,
+        # Tests text fast from a few numbers; tests/test_limits.py sets the limits it tests.
+        texts_per_minute=UNLIMITED,
+        calls_per_hour=UNLIMITED,
     )
     values.update(overrides)
     return Settings(**values)
@@ -302,6 +309,8 @@ def worker_environment(
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "SECRET_KEY": SECRET_KEY,
         "HELPLINE_PHONE_NUMBER": HELPLINE_NUMBER,
+        "HELPLINE_TEXTS_PER_MINUTE": str(UNLIMITED),
+        "HELPLINE_CALLS_PER_HOUR": str(UNLIMITED),
         **extra,
     }
     for name, value in env.items():

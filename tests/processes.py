@@ -29,6 +29,7 @@ from tests.factories import (
     HELPLINE_NUMBER,
     PROCESS_WAIT_SECONDS,
     SECRET_KEY,
+    UNLIMITED,
     sign,
     sms_replies,
     wait_until,
@@ -69,6 +70,8 @@ def helpline_env(data_dir: Path, twilio_api_url: str, **redis: str) -> dict[str,
         TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         SECRET_KEY=SECRET_KEY,
         HELPLINE_PHONE_NUMBER=HELPLINE_NUMBER,
+        HELPLINE_TEXTS_PER_MINUTE=str(UNLIMITED),
+        HELPLINE_CALLS_PER_HOUR=str(UNLIMITED),
         **redis,
     )
     return env

@@ -209,6 +209,7 @@ COMPOSED = frozenset(
         "LiveCalls",
         "LocalOutbox",
         "Monitoring",
+        "RateLimits",
         "LoginThrottle",
         "Notes",
         "Readiness",

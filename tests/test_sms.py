@@ -190,10 +190,12 @@ def test_a_reply_is_never_replayed_to_another_number(client, text):
 def test_each_text_keeps_one_key_per_number(text, redis):
     for body in ("hi", "2", "1", "menu", "SAFE"):
         text(body)
-    kept = {k.decode().rsplit(":", 1)[0] for k in redis.keys("helpline:*")}
-    # WhatsApp also keeps when they last wrote: it opens the 24-hour window for replies.
-    windows = {text.keys("window")} if text.channel is WHATSAPP else set()
-    assert kept == {text.keys("conv"), *windows}
+    kept = {tuple(k.decode().split(":")[:3]) for k in redis.keys("helpline:*")}
+    # The conversation, and this minute's count of their texts (the rate limit); WhatsApp
+    # also keeps when they last wrote: it opens the 24-hour window for our replies.
+    kinds = {"conv", "rate", "window"} if text.channel is WHATSAPP else {"conv", "rate"}
+    assert kept == {("helpline", text.channel.name, kind) for kind in kinds}
+    assert len(redis.keys(text.keys("conv:*"))) == 1
 
 
 def test_conversation_state_expires_and_holds_no_number(text, redis):

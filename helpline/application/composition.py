@@ -20,6 +20,7 @@ from helpline.application.actions import ActionRegistry
 from helpline.application.config import Settings
 from helpline.application.intake import CallbackDesk
 from helpline.application.jobs import Jobs
+from helpline.application.limits import RateLimits
 from helpline.application.messaging import TextConversations
 from helpline.application.monitoring import Monitoring
 from helpline.application.readiness import Readiness
@@ -201,6 +202,17 @@ class Components:
         return {code: lang.gsm for code, lang in self.library.content.languages.items()}
 
     @functools.cached_property
+    def limits(self) -> RateLimits:
+        settings = self.settings
+        return RateLimits(
+            self.store,
+            self.phone_key,
+            texts_per_minute=settings.texts_per_minute,
+            calls_per_hour=settings.calls_per_hour,
+            region=settings.region.code,
+        )
+
+    @functools.cached_property
     def texts(self) -> TextConversations:
         """Text conversations, by SMS and WhatsApp."""
         return TextConversations(
@@ -211,6 +223,8 @@ class Components:
             self.desk,
             self.actions,
             self.sealer,
+            self.limits,
+            self.sms_failsafe,
         )
 
     @functools.cached_property

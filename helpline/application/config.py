@@ -87,6 +87,10 @@ class Settings:
     # Where outbound texts and calls go: "twilio", or "local" (kept in the local outbox,
     # helpline.infrastructure.outbox: development without an account; never production).
     outbox: str = "twilio"
+    # A sender's texts a minute and a caller's calls an hour before we answer with the
+    # safety essentials only (helpline.application.limits).
+    texts_per_minute: int = 20
+    calls_per_hour: int = 20
     # Whether counsellors (not only admins) may block a caller from call backs.
     counsellors_may_block: bool = False
     # The bearer token /metrics asks for (HELPLINE_METRICS_TOKEN); None: /metrics is 404.
@@ -256,6 +260,8 @@ def load_settings(
         metrics_token=env.get("HELPLINE_METRICS_TOKEN") or None,
         counsellors_may_block=_flag(env, "HELPLINE_COUNSELLORS_MAY_BLOCK"),
         outbox=_outbox(env, mode),
+        texts_per_minute=int(_positive(env, "HELPLINE_TEXTS_PER_MINUTE", 20)),
+        calls_per_hour=int(_positive(env, "HELPLINE_CALLS_PER_HOUR", 20)),
     )
     # Fail at start-up, not at the first caller, if the hours cannot be read.
     OpeningHours.parse(settings.hours, settings.zone)

@@ -13,13 +13,16 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from helpline.application.actions import ActionRegistry
 from helpline.application.intake import CallbackDesk, Caller, open_answers, seal_answers
+from helpline.application.limits import RateLimits
 from helpline.conversation import twiml
 from helpline.conversation.channels import SMS, Channel, texting_channel
+from helpline.conversation.danger import Danger
 from helpline.conversation.engine import Engine, Event, Reply, State
 from helpline.conversation.texting import answer_text
 from helpline.infrastructure.constants import KEY_PREFIX, SMS_STATE_TTL
@@ -35,11 +38,14 @@ _MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 # gets the same reply for as long as the conversation is kept (SMS_STATE_TTL).
 REPLIES_KEPT = 3
 
-# A text's one read: is the sender opted out, and their conversation (or nil). On a
-# channel with a reply window, the same step opens it (KEYS[3]) for ARGV[2] seconds.
+# A text's one read: is the sender opted out, their conversation (or nil), and how many
+# texts they sent this minute (KEYS[3], counted here, kept ARGV[3] seconds). On a channel
+# with a reply window, the same step opens it (KEYS[4]) for ARGV[2] seconds.
 _READ = """
-if KEYS[3] then redis.call('SET', KEYS[3], '1', 'EX', ARGV[2]) end
-return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2])}
+local count = redis.call('INCR', KEYS[3])
+if count == 1 then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
+if KEYS[4] then redis.call('SET', KEYS[4], '1', 'EX', ARGV[2]) end
+return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2]), count}
 """
 
 
@@ -84,6 +90,8 @@ class TextConversations:
         desk: CallbackDesk,
         actions: ActionRegistry,
         sealer: Sealer,
+        limits: RateLimits,
+        failsafe: Mapping[str, str],
     ):
         self.engine = engine
         self.store = store
@@ -92,6 +100,8 @@ class TextConversations:
         self.desk = desk
         self.actions = actions
         self.sealer = sealer
+        self.limits = limits
+        self.failsafe = failsafe  # language -> the stateless safety answer, as TwiML
         self._read_script = store.client.register_script(_READ)
 
     def answer(self, text: Incoming) -> str:
@@ -100,7 +110,7 @@ class TextConversations:
         sender = channel.local_part(text.sender)
         who = phone_digest(self.phone_key, sender) if sender else ""
         sid = text.message_sid if _MESSAGE_SID.match(text.message_sid) else ""
-        read, opted_out, stored, replies = self._read(channel, who)
+        read, opted_out, stored, replies, count = self._read(channel, who)
         # Replies live in the sender's own conversation: never replayed to another number.
         cached = next((answer for kept, answer in replies if sid and kept == sid), None)
         if cached is not None:
@@ -109,6 +119,8 @@ class TextConversations:
         state = self._restore(stored, who)
         caller = Caller(number=text.sender, channel=channel, webhook_sid=sid)
         danger = self.engine.danger(text.body)
+        if self.limits.too_many_texts(channel, count):
+            return self._over_limit(state, opted_out, text.body, caller, danger)
         if danger is not None:
             self.desk.escalate(caller)
         # Without a sender, or with the store down, nothing said now is remembered.
@@ -138,26 +150,47 @@ class TextConversations:
         )
         return self._reply(channel, who, sid, new_state, events, replies)
 
+    def _over_limit(
+        self,
+        state: State | None,
+        opted_out: bool,
+        body: str,
+        caller: Caller,
+        danger: Danger | None,
+    ) -> str:
+        """Answer a sender over the limit: the safety essentials, or (a crisis phrase) the
+        crisis reply; nothing kept, nothing queued, nothing sent but this answer."""
+        lang = state.lang if state is not None else self.engine.content.default_language
+        if danger is None:
+            return self.failsafe.get(lang) or self.failsafe[self.engine.content.default_language]
+        facts = self.desk.facts(caller, spoken=False, kept=False)
+        step = answer_text(
+            self.engine, None, opted_out, Reply(text=body), context=facts, danger=danger
+        )
+        gsm = caller.channel.gsm(self.gsm[lang])
+        return twiml.sms(step.events, gsm, caller.channel.max_chars)
+
     # -- Redis, each call fail-soft ------------------------------------------------------
 
     def _read(
         self, channel: Channel, who: str
-    ) -> tuple[bool, bool, dict[str, Any] | None, list[tuple[str, str]]]:
+    ) -> tuple[bool, bool, dict[str, Any] | None, list[tuple[str, str]], int]:
         """Return (read, opted out, the stored conversation, its recent replies as
-        (sid, TwiML)); read is False when there was nothing to read it with."""
-        keys = [optout_key(channel), _state_key(channel, who)]
+        (sid, TwiML), texts this minute); read is False when there was nothing to read it
+        with (then nothing is counted either)."""
+        counter, counted_for = self.limits.text_counter(channel, who)
+        keys = [optout_key(channel), _state_key(channel, who), counter]
         if channel.window_seconds:
             keys.append(window_key(channel, who))
+        args = [who, int(channel.window_seconds or 0), counted_for]
 
         def read(client):
-            opted, raw = self._read_script(
-                keys=keys, args=[who, int(channel.window_seconds or 0)], client=client
-            )
-            return (True, bool(opted), *_decode(raw))
+            opted, raw, count = self._read_script(keys=keys, args=args, client=client)
+            return (True, bool(opted), *_decode(raw), int(count))
 
         if not who:
-            return False, False, None, []
-        return self.store.attempt("sms read", read, (False, False, None, []))
+            return False, False, None, [], 0
+        return self.store.attempt("sms read", read, (False, False, None, [], 0))
 
     def _restore(self, stored: dict[str, Any] | None, who: str) -> State | None:
         if not stored:

@@ -64,6 +64,11 @@ TEXTS = Counter(
     "Texts about requests (confirm, missed, expired, alert), by channel and how they ended",
     ["kind", "channel", "result", "reason"],
 )
+RATE_LIMITED = Counter(
+    "helpline_rate_limited",
+    "Texts and calls over a caller's limit, answered with the safety essentials only",
+    ["channel"],
+)
 CHECKINS = Counter("helpline_checkins", "Check-in sessions, by what happened", ["event"])
 JOBS = Counter("helpline_jobs", "Worker jobs, by job and how they ended", ["job", "outcome"])
 

@@ -148,7 +148,11 @@ def _voice_answer(state: State, events: list[Event], call_sid: str = "") -> Resp
 
 @bp.post("/voice")
 def voice_incoming() -> Response:
-    state, events = helpline().voice.start()
+    services = helpline()
+    if not services.limits.call_allowed(_form("From")):
+        # Over the hour's calls: the safety essentials, and nothing else.
+        return _twiml(services.voice_failsafe[services.default_language])
+    state, events = services.voice.start()
     log.debug("call answered", extra={"node": state.node})
     return _voice_answer(state, events)
 
