@@ -432,3 +432,35 @@ def test_wait_is_estimated_from_recent_callbacks(client, redis) -> None:
     reply = text(client, "1")
 
     assert "We expect to call in about 10 min." in reply
+
+
+def test_one_sender_keeps_one_open_request_whichever_number_each_ask_names(
+    client, redis, channel
+) -> None:
+    me = channel.address(CALLER)
+    for number in ("+1 202 555 0188", "+1 202 555 0199"):  # two strangers' phones
+        for body in ("TALK", "2", "2", "no", number, "1", "1"):
+            reply = text(client, body, sender=me)
+    assert "already on our list" in reply
+    [request] = _queue(client).active()
+    assert _queue(client).phone(request.id) == "+12025550188"
+    # Only the first stranger is ever texted a confirmation.
+    assert len(job_queue(redis).get_jobs()) == 1
+
+    # Once it is closed, the sender may ask again.
+    queue = _queue(client)
+    queue.claim_next("alex")
+    queue.record(request.id, "alex", Outcome.REACHED)
+    for body in ("TALK", "2", "2", "no", "+1 202 555 0199", "1", "1"):
+        reply = text(client, body, sender=me)
+    assert "You're on the list" in reply
+    [again] = _queue(client).active()
+    assert _queue(client).phone(again.id) == "+12025550199"
+
+
+def test_requests_without_a_known_sender_are_each_their_own(client) -> None:
+    queue = _queue(client)
+    for n in (1, 2):  # withheld callers who keyed in a number: nobody to hold to one request
+        contact = Contact(callback_number(60 + n), voicemail_ok=False, texts_ok=False)
+        queue.enqueue(contact, channel="voice", lang="en", urgent=False, sender="")
+    assert len(queue.active()) == 2

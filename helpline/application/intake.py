@@ -148,6 +148,8 @@ class CallbackDesk:
                 urgent=answers.get("urgent") == "yes",
                 webhook_sid=caller.webhook_sid,
                 confirm=confirm,
+                # Withheld caller IDs are not one person: no sender to hold to one request.
+                sender=caller.callable_number(self.region) or "",
             )
         except NotKept:
             # Redis answers, but its replicas lag or are away: no reason to stop serving.

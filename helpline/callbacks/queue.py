@@ -9,7 +9,9 @@ Keys (all under helpline:cb:):
     claimed       zset id -> lease deadline
     scheduled     zset id -> time it rejoins the queue (retry, or "call back at"); a
                   caller who asks again, or says a crisis phrase, brings it back at once
-    open          hash caller digest -> id: one open request per caller
+    open          hash caller digest -> id: one open request per number to call; and
+                  "sender:" + digest of who asked -> id: one per sender too, whichever
+                  number it names (followed only while that request is open)
     caller:<who>  zset id -> time made: every request a caller made that is still kept,
                   so a counsellor sees what came before (by the keyed hash, never the number)
     seen:<sid>    id of the request a webhook (CallSid/MessageSid digest) made, for retries;
@@ -28,6 +30,7 @@ Fields of req:<id>:
     texts_by                                the channel texts about it go by: sms or whatsapp
     created, attempts, score                made at; calls tried; place in `waiting`
     who                                     keyed hash of the number (infrastructure.privacy)
+    sender                                  keyed hash of who asked (their From), if known
     phone                                   the number, sealed to this request
     claimed_by, claimed_at, lease_until     while a counsellor has it
     handled_by                              who last recorded an outcome on it
@@ -294,6 +297,7 @@ _ENQUEUE = (
     + """
 local prefix, now, who, id, score, urgent = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local seen_key, seen_ttl, band = ARGV[7], ARGV[8], tonumber(ARGV[9])
+local sender = ARGV[11]
 requeue(prefix, now)
 
 -- The request this ask is about: the one an earlier delivery of this webhook (or an
@@ -311,6 +315,12 @@ if not found then
   local existing = redis.call('HGET', prefix .. 'open', who)
   if existing and is_open(prefix, existing) then found, how = existing, 'existing' end
 end
+-- One open request per sender too: someone asking again for another number is told
+-- where their first request stands, and nobody else is texted.
+if not found and sender ~= '' then
+  local mine = redis.call('HGET', prefix .. 'open', 'sender:' .. sender)
+  if mine and is_open(prefix, mine) then found, how = mine, 'existing' end
+end
 
 local raised = 0
 if found then
@@ -318,10 +328,11 @@ if found then
 else
   found, how = id, 'new'
   local fields = {}
-  for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
+  for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
   redis.call('HSET', KEYS[1], unpack(fields))
   redis.call('ZADD', prefix .. 'waiting', score, id)
   redis.call('HSET', prefix .. 'open', who, id)
+  if sender ~= '' then redis.call('HSET', prefix .. 'open', 'sender:' .. sender, id) end
   redis.call('ZADD', prefix .. 'caller:' .. who, now, id)
   if ARGV[10] == 'pending' then redis.call('ZADD', prefix .. 'unconfirmed', now, id) end
   redis.call('INCR', prefix .. 'version')
@@ -447,6 +458,14 @@ return expired
 # Takes back a request this very ask made, when too few replicas took it to promise it is
 # kept: the caller is told it is not on the list, and so it is not.
 # KEYS: request key.  ARGV: prefix, id, seen key (or '').
+# KEYS: a hash; ARGV: field, value. Deletes the field only if it still holds the value.
+_FORGET = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
 _WITHDRAW = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local prefix, id, seen_key = ARGV[1], ARGV[2], ARGV[3]
@@ -455,6 +474,10 @@ if redis.call('HGET', prefix .. 'open', who) == id then
   redis.call('HDEL', prefix .. 'open', who)
 end
 redis.call('ZREM', prefix .. 'caller:' .. who, id)
+local sender = redis.call('HGET', KEYS[1], 'sender')
+if sender and sender ~= '' and redis.call('HGET', prefix .. 'open', 'sender:' .. sender) == id then
+  redis.call('HDEL', prefix .. 'open', 'sender:' .. sender)
+end
 if seen_key ~= '' and redis.call('GET', seen_key) == id then
   redis.call('DEL', seen_key)
 end
@@ -503,6 +526,7 @@ class CallbackQueue:
         # Replicas that must hold a new request before enqueue() returns it.
         self.min_replicas = min_replicas
         self._withdraw = client.register_script(_WITHDRAW)
+        self._forget = client.register_script(_FORGET)
         self._enqueue = client.register_script(_ENQUEUE)
         self._escalate = client.register_script(_ESCALATE)
         self._claim_next = client.register_script(_CLAIM_NEXT)
@@ -522,13 +546,15 @@ class CallbackQueue:
         urgent: bool,
         webhook_sid: str = "",
         confirm: bool = False,
+        sender: str = "",
     ) -> Placement:
         """Queue a callback, or return the caller's open one: back in the line, urgent if asked.
 
         webhook_sid (CallSid or MessageSid) makes a retried webhook find the request its
         first delivery made instead of adding another, while that request is open.
         confirm=True marks that the caller is to be sent a confirmation text (the
-        workers' job).
+        workers' job). sender (their From, if known) keeps one open request per sender,
+        whichever number each names: asking again returns the one they have.
 
         With min_replicas, raises NotKept unless that many replicas took the change in
         time; a request made by this call is then taken back (a failover could lose it,
@@ -540,6 +566,7 @@ class CallbackQueue:
         score = band * _BAND + now
         who = phone_digest(self.phone_key, contact.phone)
         seen = SEEN + phone_digest(self.phone_key, webhook_sid) if webhook_sid else ""
+        asker = phone_digest(self.phone_key, sender) if sender else ""
         fields: dict[str, str | float | int] = {
             "id": rid,
             "status": Status.WAITING.value,
@@ -553,12 +580,14 @@ class CallbackQueue:
             "attempts": 0,
             "score": score,
             "who": who,
+            "sender": asker,
             "phone": self.sealer.seal(contact.phone, rid),
         }
         flat = [str(part) for pair in fields.items() for part in pair]
         confirmation = "pending" if confirm else "none"
         args: list[Any] = [
             *(PREFIX, now, who, rid, score, int(urgent), seen, SEEN_TTL, _BAND, confirmation),
+            asker,
             *flat,
         ]
 
@@ -860,13 +889,15 @@ class CallbackQueue:
             return 0
         reading = self.client.pipeline(transaction=False)
         for raw in ids:
-            reading.hget(REQ + raw.decode(), "who")
+            reading.hmget(REQ + raw.decode(), ["who", "sender"])
         callers = _guard(reading.execute)
         pipe = self.client.pipeline(transaction=True)
-        for raw, who in zip(ids, callers, strict=True):
+        for raw, (who, sender) in zip(ids, callers, strict=True):
             rid = raw.decode()
             if who:
                 pipe.zrem(CALLER + _text(who), rid)
+            if sender:
+                self._forget(keys=[OPEN], args=["sender:" + _text(sender), rid], client=pipe)
             pipe.delete(REQ + rid)
             pipe.zrem(CLOSED, rid)
             pipe.zrem(COMPLETED, rid)
