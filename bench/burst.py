@@ -48,6 +48,7 @@ from pathlib import Path
 from types import FrameType
 
 import redis
+from slow_clients import spawn
 from twilio.request_validator import RequestValidator
 from webhooks import (
     ACCOUNT_SID,
@@ -345,22 +346,6 @@ class CpuMeter:
         self.client += own_cpu_seconds()
 
 
-def start_process(
-    name: str, command: list[str], env: dict[str, str], log_dir: Path
-) -> subprocess.Popen[bytes]:
-    """Start command in its own session, its output to log_dir/name.log."""
-    with open(log_dir / f"{name}.log", "wb") as log:
-        return subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-
-
 def wait_for_port(port: int, process: subprocess.Popen[bytes], name: str) -> None:
     """Block until something accepts on port; fail if the process exits first."""
     deadline = time.monotonic() + BOOT_SECONDS
@@ -631,13 +616,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  equal-work baseline done ({contacts_of(baseline[0])} contacts)", flush=True)
 
         python = sys.executable
-        web = start_process("web", [python, "-m", "helpline", "web"], env, tmp)
+        web = spawn([python, "-m", "helpline", "web"], env, tmp, "web")
         processes.append(web)
-        worker = start_process(
-            "worker",
+        worker = spawn(
             [python, "-m", "helpline", "worker", "--processes", str(args.worker_processes)],
             env,
             tmp,
+            "worker",
         )
         processes.append(worker)
         wait_for_port(port, web, "helpline web")
