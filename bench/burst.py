@@ -471,7 +471,8 @@ def print_report(
         f"{name} {meter.used[name] / contacts * 1000:.1f}" for name in meter.used if contacts
     )
     print(
-        f"\nCPU over {measured:.1f} s: server processes {total:.1f} s = "
+        f"\nCPU over {measured:.1f} s: server processes {total:.1f} s "
+        f"({total / measured if measured else 0:.2f} cores on average) = "
         f"{per_contact * 1000:.1f} ms a contact ({parts} ms); the load generator "
         f"{meter.client:.1f} s; the whole machine {meter.machine:.1f} s of {cores} cores x "
         f"{measured:.1f} s"
