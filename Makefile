@@ -11,7 +11,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET  := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run test test-failover lint bench bench-slow bench-queue bench-jobs flows browser clean
+.PHONY: run test test-failover lint bench bench-slow bench-queue bench-jobs bench-burst flows browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ bench-queue: $(STAMP)
 
 bench-jobs: $(STAMP)
 	$(BIN)/python bench/jobs.py
+
+bench-burst: $(STAMP)
+	$(BIN)/python bench/burst.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis test-output

@@ -1,7 +1,12 @@
-"""Benchmark the voice and SMS webhooks under gunicorn against a bare Flask app, on this machine.
+"""Benchmark the voice and SMS webhooks under gunicorn against two baselines, on this machine.
+
+The baselines, served under the same gunicorn settings and loaded in the same interleaved
+rounds: a bare Flask app returning fixed TwiML (bench/bare_app.py), and an equal-work app
+(bench/equal_work_app.py) that checks the signature and, for a text, makes the same Redis
+read and write as the helpline, then returns fixed TwiML.
 
 Run: .venv/bin/python bench/webhooks.py   (defaults: gevent worker class, 2 workers, keep-alive
-5 s, as the Procfile runs it; --compare sync also serves both apps under the old sync set-up and
+5 s, as the Procfile runs it; --compare sync also serves the apps under the old sync set-up and
 loads them in the same interleaved rounds; try e.g. --worker-class gthread --threads 4)
 """
 
@@ -51,6 +56,8 @@ STEP_PATH = "/twilio/voice/step?node=main&lang=en&r=0"
 # Upper bound on req/s this machine reaches, to size the pool of distinct texts.
 MAX_RATE = 6000
 GOAL_RATIO = 0.6
+# Against the equal-work baseline: what the helpline's own logic may cost on top.
+GOAL_EQUAL_RATIO = 0.8
 GOAL_P99_MS = 15.0
 SOCKET_TIMEOUT = 10.0
 BOOT_SECONDS = 30.0
@@ -416,6 +423,8 @@ class Endpoint:
     pool: list[bytes]
     pids: Callable[[], list[int]]
     redis_pids: Callable[[], list[int]] = list
+    # The equal-work endpoint this one is compared with; None for the baselines themselves.
+    equal: Endpoint | None = None
     samples: list[Sample] = field(default_factory=list)
     counter: Iterator[int] = field(default_factory=itertools.count)
 
@@ -563,7 +572,7 @@ def check_answer(port: int, request: bytes, marker: bytes, what: str) -> None:
 
 
 def round_ratios(endpoint: Endpoint, bare: Endpoint) -> list[float]:
-    """Return, round by round, the endpoint's throughput over the bare app's."""
+    """Return, round by round, the endpoint's throughput over a baseline's (bare or equal)."""
     ratios = []
     for mine, base in zip(endpoint.samples, bare.samples, strict=True):
         if mine.seconds > 0 and base.seconds > 0 and base.latencies_ns:
@@ -573,13 +582,20 @@ def round_ratios(endpoint: Endpoint, bare: Endpoint) -> list[float]:
     return ratios
 
 
+def ratio_and_spread(endpoint: Endpoint, base: Endpoint) -> tuple[str, str]:
+    """Return the endpoint's throughput over base's, and its lowest-highest round, as text."""
+    ratio = endpoint.throughput / base.throughput if base.throughput else 0.0
+    ratios = round_ratios(endpoint, base)
+    return f"{ratio:.2f}", f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+
+
 def print_report(
     endpoints: list[Endpoint], bare: Endpoint, config: GunicornConfig, args: argparse.Namespace
 ) -> None:
     """Print the table, the notes and, per helpline endpoint, whether it met the goal."""
     cores = os.cpu_count() or 1
     print()
-    print(f"gunicorn {config.describe()}; the same settings serve the bare app and the helpline")
+    print(f"gunicorn {config.describe()}; the same settings serve the baselines and the helpline")
     if config.worker_class == "sync":
         print("(sync workers close the connection after each response: every request connects)")
     elif args.new_connections:
@@ -603,32 +619,39 @@ def print_report(
     print(
         f"Note: the load generator (this Python process, {args.connections} threads) shares this "
         f"machine's {cores} CPU cores with gunicorn and redis-server: absolute figures are lower "
-        "than with a separate client machine; the ratios to the bare app are what to compare."
+        "than with a separate client machine; the ratios to the baselines are what to compare."
     )
     print()
     header = (
         f"{'endpoint':<36} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'errors':>6} {'vs bare':>7} {'(rounds)':>11}  {'srv':>4} {'gen':>4} {'other':>5}"
-        f"  {'us/req':>6} {'redis':>5}"
+        f"{'errors':>6} {'vs bare':>7} {'(rounds)':>11} {'vs equal':>8} {'(rounds)':>11}"
+        f"  {'srv':>4} {'gen':>4} {'other':>5}  {'us/req':>6} {'redis':>5}"
     )
     print(header)
     print("-" * len(header))
     for endpoint in endpoints:
-        ratio = endpoint.throughput / bare.throughput if bare.throughput else 0.0
-        ratios = round_ratios(endpoint, bare)
-        spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+        ratio, spread = ratio_and_spread(endpoint, bare)
+        equal_ratio, equal_spread = (
+            ratio_and_spread(endpoint, endpoint.equal) if endpoint.equal else ("-", "")
+        )
         other = max(
             0.0, endpoint.cores("machine") - endpoint.cores("server") - endpoint.cores("client")
         )
         print(
             f"{endpoint.name:<36} {endpoint.requests:>8} {endpoint.throughput:>7.0f} "
             f"{endpoint.percentile_ms(50):>7.2f} {endpoint.percentile_ms(99):>7.2f} "
-            f"{endpoint.errors:>6} {ratio:>7.2f} {spread:>11}  {endpoint.cores('server'):>4.2f} "
-            f"{endpoint.cores('client'):>4.2f} {other:>5.2f}"
+            f"{endpoint.errors:>6} {ratio:>7} {spread:>11} {equal_ratio:>8} {equal_spread:>11}"
+            f"  {endpoint.cores('server'):>4.2f} {endpoint.cores('client'):>4.2f} {other:>5.2f}"
             f"  {endpoint.cpu_per_request_us('server'):>6.0f} "
             f"{endpoint.cpu_per_request_us('redis'):>5.0f}"
         )
     print()
+    print(
+        "equal-work: the baseline doing the webhook's unavoidable work (twilio's signature "
+        "check; for a text, the same Lua read and SET in the same Redis), fixed TwiML; "
+        "vs equal: throughput over the equal-work endpoint's (voice for the voice webhooks, "
+        "SMS for texts)."
+    )
     print(
         f"vs bare: throughput over the bare app's; (rounds): the lowest and highest round. "
         f"CPU in cores (of {cores}): srv = gunicorn workers (+ redis-server for the helpline), "
@@ -650,7 +673,7 @@ def print_report(
             )
     print()
     for endpoint in endpoints:
-        if endpoint is bare:
+        if endpoint.equal is None:
             continue
         ratio = endpoint.throughput / bare.throughput if bare.throughput else 0.0
         p99 = endpoint.percentile_ms(99)
@@ -664,6 +687,13 @@ def print_report(
             f"goal (>= {GOAL_RATIO:.1f} x bare req/s, p99 < {GOAL_P99_MS:g} ms, no errors) "
             f"{endpoint.name}: {verdict}"
         )
+    for endpoint in endpoints:
+        if endpoint.equal is None:
+            continue
+        equal = endpoint.equal
+        ratio = endpoint.throughput / equal.throughput if equal.throughput else 0.0
+        verdict = "met" if ratio >= GOAL_EQUAL_RATIO else f"NOT met (ratio {ratio:.2f})"
+        print(f"goal (>= {GOAL_EQUAL_RATIO:.1f} x equal-work req/s) {endpoint.name}: {verdict}")
 
 
 def log_problems(server: Server) -> list[str]:
@@ -730,8 +760,14 @@ class SetUp:
 
     config: GunicornConfig
     bare_server: Server
+    equal_server: Server
     app_server: Server
     endpoints: list[Endpoint] = field(default_factory=list)
+
+    @property
+    def servers(self) -> list[Server]:
+        """Every gunicorn of this set-up."""
+        return [self.bare_server, self.equal_server, self.app_server]
 
     @property
     def bare(self) -> Endpoint:
@@ -747,35 +783,48 @@ def gunicorn_config(worker_class: str, args: argparse.Namespace) -> GunicornConf
 
 
 def start_set_up(config: GunicornConfig, env: dict[str, str], tmp: Path, tag: str) -> SetUp:
-    """Start the bare app and the helpline under config."""
+    """Start the bare app, the equal-work app and the helpline under config."""
     bare_server = start_gunicorn(
         f"bare{tag}", ["--pythonpath", str(BENCH_DIR), "bare_app:create_app()"], config, env, tmp
     )
+    equal_server = start_gunicorn(
+        f"equal{tag}",
+        ["--pythonpath", str(BENCH_DIR), "equal_work_app:create_app()"],
+        config,
+        env,
+        tmp,
+    )
     app_server = start_gunicorn(f"helpline{tag}", ["helpline:create_app()"], config, env, tmp)
-    return SetUp(config, bare_server, app_server)
+    return SetUp(config, bare_server, equal_server, app_server)
 
 
 def prepare_endpoints(
     set_up: SetUp, args: argparse.Namespace, first_sms: int, redis_pids: Callable[[], list[int]]
 ) -> None:
     """Build the signed request pools, check each app answers, and list the endpoints."""
-    bare_server, app_server = set_up.bare_server, set_up.app_server
+    bare_server, equal_server, app_server = set_up.servers
     # Enough distinct texts that no MessageSid repeats.
     sms_seconds = (args.rounds + 1) * (args.slice + args.slice_warmup)
-    sms_pool = sms_requests(app_server.port, max(1000, int(MAX_RATE * sms_seconds)), first_sms)
+    sms_count = max(1000, int(MAX_RATE * sms_seconds))
+    sms_pool = sms_requests(app_server.port, sms_count, first_sms)
+    equal_sms_pool = sms_requests(equal_server.port, sms_count, first_sms)
     bare_pool = voice_requests(bare_server.port, "/twilio/voice", 1000)
+    equal_voice_pool = voice_requests(equal_server.port, "/twilio/voice", 1000)
     voice_pool = voice_requests(app_server.port, "/twilio/voice", 1000)
     step_pool = voice_requests(app_server.port, STEP_PATH, 1000, Digits="1")
+    pools = [bare_pool, equal_voice_pool, equal_sms_pool, voice_pool, step_pool, sms_pool]
     if args.new_connections:
-        pools = (sms_pool, bare_pool, voice_pool, step_pool)
-        sms_pool, bare_pool, voice_pool, step_pool = (
+        pools = [
             [r.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1) for r in pool]
             for pool in pools
-        )
+        ]
+    bare_pool, equal_voice_pool, equal_sms_pool, voice_pool, step_pool, sms_pool = pools
 
-    for server in (bare_server, app_server):
+    for server in set_up.servers:
         wait_until_ready(server)
     check_answer(bare_server.port, bare_pool[0], b"<Response>", "bare app")
+    check_answer(equal_server.port, equal_voice_pool[0], b"<Say", "equal-work voice")
+    check_answer(equal_server.port, equal_sms_pool[0], b"<Message>", "equal-work sms")
     check_answer(app_server.port, voice_pool[0], b"<Gather", "/twilio/voice")
     check_answer(app_server.port, step_pool[0], b"<Gather", "/twilio/voice/step")
     probe = dict(sms_form(0), MessageSid=f"SM{first_sms:x}" + "f" * 24, Body="menu")
@@ -787,13 +836,43 @@ def prepare_endpoints(
     def app_pids() -> list[int]:
         return app_server.worker_pids() + redis_pids()
 
+    def equal_pids() -> list[int]:
+        return equal_server.worker_pids() + redis_pids()
+
+    bare = Endpoint("bare Flask, fixed TwiML", bare_server.port, bare_pool, bare_server.worker_pids)
+    equal_voice = Endpoint(
+        "equal-work voice: signature", equal_server.port, equal_voice_pool, equal_pids, redis_pids
+    )
+    equal_sms = Endpoint(
+        "equal-work sms: signature, read, SET",
+        equal_server.port,
+        equal_sms_pool,
+        equal_pids,
+        redis_pids,
+    )
     set_up.endpoints = [
-        Endpoint("bare Flask, fixed TwiML", bare_server.port, bare_pool, bare_server.worker_pids),
-        Endpoint("POST /twilio/voice", app_server.port, voice_pool, app_pids, redis_pids),
+        bare,
+        equal_voice,
+        equal_sms,
         Endpoint(
-            "POST /twilio/voice/step Digits=1", app_server.port, step_pool, app_pids, redis_pids
+            "POST /twilio/voice", app_server.port, voice_pool, app_pids, redis_pids, equal_voice
         ),
-        Endpoint("POST /twilio/sms SAFE/1/menu", app_server.port, sms_pool, app_pids, redis_pids),
+        Endpoint(
+            "POST /twilio/voice/step Digits=1",
+            app_server.port,
+            step_pool,
+            app_pids,
+            redis_pids,
+            equal_voice,
+        ),
+        Endpoint(
+            "POST /twilio/sms SAFE/1/menu",
+            app_server.port,
+            sms_pool,
+            app_pids,
+            redis_pids,
+            equal_sms,
+        ),
     ]
 
 
@@ -838,7 +917,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         set_ups = []
         for number, config in enumerate(configs):
             set_up = start_set_up(config, env, tmp, f"-{number}" if number else "")
-            servers += [set_up.bare_server, set_up.app_server]
+            servers += set_up.servers
             set_ups.append(set_up)
         redis_pid: int | None = None
 

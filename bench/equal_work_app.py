@@ -1,0 +1,72 @@
+"""The equal-work baseline for the bench: a minimal correct webhook app doing the same work.
+
+What the helpline must do per webhook, and nothing else: check Twilio's signature with
+twilio's own RequestValidator, and for a text make the same Redis calls the SMS webhook
+makes (helpline/application/messaging.py): one Lua read of the sender's opt-out and
+conversation, then one SET with an expiry of the conversation and the replies kept for
+a retried message. The voice webhooks touch no Redis, so for them the equal work is the
+signature check. Every answer is fixed TwiML.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+
+import redis
+from flask import Flask, Response, abort, request
+from twilio.request_validator import RequestValidator
+
+from helpline.infrastructure.store import connect
+
+VOICE_TWIML = (
+    '<?xml version="1.0" encoding="UTF-8"?><Response>'
+    '<Say language="en-GB">Thank you for calling.</Say><Hangup /></Response>'
+)
+SMS_TWIML = (
+    '<?xml version="1.0" encoding="UTF-8"?><Response>'
+    "<Message>Thank you for your message.</Message></Response>"
+)
+PREFIX = "bench:equal"
+STATE_TTL = 60 * 60
+REPLIES_KEPT = 3
+# The helpline's read, word for word (the reply window key is WhatsApp's only).
+READ = """
+if KEYS[3] then redis.call('SET', KEYS[3], '1', 'EX', ARGV[2]) end
+return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2])}
+"""
+
+
+def create_app() -> Flask:
+    """Build the app: signed POSTs only; texts read and write their conversation in Redis."""
+    app = Flask(__name__)
+    validator = RequestValidator(os.environ["TWILIO_AUTH_TOKEN"])
+    phone_key = os.environ["SECRET_KEY"].encode()
+    client: redis.Redis = connect(os.environ["REDIS_URL"])
+    read = client.register_script(READ)
+
+    def check_signature() -> None:
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not validator.validate(request.url, request.form.to_dict(), signature):
+            abort(403)
+
+    @app.post("/twilio/sms")
+    def sms() -> Response:
+        check_signature()
+        who = hmac.new(phone_key, request.form.get("From", "").encode(), hashlib.sha256)
+        key = f"{PREFIX}:conv:{who.hexdigest()}"
+        _opted, raw = read(keys=[f"{PREFIX}:optout", key], args=[who.hexdigest(), 0])
+        stored = json.loads(raw) if raw else {"node": "start", "lang": "en", "replies": []}
+        replies = [[request.form.get("MessageSid", ""), SMS_TWIML], *stored["replies"]]
+        stored["replies"] = replies[:REPLIES_KEPT]
+        client.set(key, json.dumps(stored, separators=(",", ":")), ex=STATE_TTL)
+        return Response(SMS_TWIML, status=200, mimetype="text/xml")
+
+    @app.post("/twilio/<path:_rest>")
+    def voice(_rest: str) -> Response:
+        check_signature()
+        return Response(VOICE_TWIML, status=200, mimetype="text/xml")
+
+    return app
