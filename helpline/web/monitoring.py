@@ -6,9 +6,11 @@ configured it does not exist (404), so nothing about the service is public by de
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import time
+from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, request
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -45,17 +47,27 @@ def _count(response: Response) -> Response:
     started = request.environ.get(_STARTED)
     seconds = time.perf_counter() - started if started is not None else 0.0
     name = route()
-    WEBHOOK_REQUESTS.labels(name, str(response.status_code)).inc()
-    WEBHOOK_SECONDS.labels(name).observe(seconds)
-    log.debug(
-        "webhook answered",
-        extra={
-            "route": name,
-            "status": response.status_code,
-            "duration_ms": round(seconds * 1000, 2),
-        },
-    )
+    _counter(name, response.status_code).inc()
+    _timer(name).observe(seconds)
+    if log.isEnabledFor(logging.DEBUG):
+        duration_ms = round(seconds * 1000, 2)
+        log.debug(
+            "webhook answered",
+            extra={"route": name, "status": response.status_code, "duration_ms": duration_ms},
+        )
     return response
+
+
+# A metric's labelled child is looked up under a lock each time; routes and statuses are
+# few, so each one's is found once.
+@functools.cache
+def _counter(name: str, status: int) -> Any:
+    return WEBHOOK_REQUESTS.labels(name, str(status))
+
+
+@functools.cache
+def _timer(name: str) -> Any:
+    return WEBHOOK_SECONDS.labels(name)
 
 
 @bp.get("/metrics")
