@@ -10,7 +10,7 @@ from helpline.application.intake import Caller
 from helpline.conversation.actions import CALLBACK, Action
 from helpline.conversation.channels import SMS
 from helpline.conversation.engine import Act, Say, State
-from helpline.conversation.explore import QUEUED_FACTS
+from helpline.conversation.explore import outcomes_of
 from helpline.conversation.lint import load_flows
 from helpline.conversation.model import Medium
 
@@ -71,7 +71,10 @@ def test_a_handler_returning_what_its_action_does_not_declare_is_refused(returne
         registry.settle(ENGINE, CALLER, at_the_request(), {})
 
 
-def test_the_explorer_plays_only_outcomes_and_facts_the_callback_action_declares():
-    played = [*QUEUED_FACTS, ("failed", {})]
+def test_the_explorer_plays_every_outcome_the_callback_action_declares_and_only_its_facts():
+    played = outcomes_of("callback", store_up=True)
     assert {result for result, _ in played} == set(CALLBACK.outcomes)
     assert all(facts.keys() <= CALLBACK.provides(result) for result, facts in played)
+    # Both ways of telling someone where they stand are played: a wait, and closed hours.
+    assert {"wait", "hours"} <= {fact for _, facts in played for fact in facts}
+    assert outcomes_of("callback", store_up=False) == [("failed", {})]

@@ -149,7 +149,7 @@ def test_5_being_told_queued_with_the_store_down_is_found(flows):
     # The store check turned around, and a failure that claims success.
     turned = "    branch: {fact: store, down: callback_triage, otherwise: callback_failed}"
     edit(flows / "voice.yaml", VOICE_STORE_CHECK, turned)
-    edit(flows / "voice.yaml", "failed: callback_failed}", "failed: callback_queued}")
+    edit(flows / "voice.yaml", "      failed: callback_failed\n", "      failed: callback_queued\n")
 
     found = _found(_explore(flows), 5)
 

@@ -464,3 +464,47 @@ def test_requests_without_a_known_sender_are_each_their_own(client) -> None:
         contact = Contact(callback_number(60 + n), voicemail_ok=False, texts_ok=False)
         queue.enqueue(contact, channel="voice", lang="en", urgent=False, sender="")
     assert len(queue.active()) == 2
+
+
+def _block(client: FlaskClient, number: str) -> None:
+    with client.application.app_context():
+        helpline().blocks.add(number, reason="Abusive texts", days=30, by="sam")
+
+
+def test_a_blocked_texter_still_gets_safety_but_cannot_queue_a_call_back(
+    client, redis, channel
+) -> None:
+    _block(client, CALLER)
+    me = channel.address(CALLER)
+    for body in ("TALK", "2", "2", "1", "1"):
+        text(client, body, sender=me)
+    reply = text(client, "1", sender=me)
+
+    assert "We can't take a call back request from this number" in reply
+    assert "116 123" in reply and "999" in reply  # another line, and the emergency number
+    assert _queue(client).active() == []
+    assert job_queue(redis).count == 0
+    assert text(client, "he's not breathing", sender=me).startswith("If someone has overdosed")
+    assert text(client, "SAFE", sender=me).startswith("After any break")
+
+
+def test_a_blocked_texter_cannot_queue_a_call_back_for_someone_else_either(client) -> None:
+    _block(client, CALLER)
+    for body in ("TALK", "2", "2", "no", "+1 202 555 0188", "1"):
+        text(client, body)
+    assert "We can't take a call back request" in text(client, "1")
+    assert _queue(client).active() == []
+
+
+def test_a_blocked_caller_hears_why_and_where_else_to_turn(client) -> None:
+    _block(client, CALLER)
+    call = Call(client, sender=CALLER)
+    call.press("4")
+    call.press("2")
+    call.press("2")
+    call.press("1")
+    call.press("1")
+    step = call.press("1")
+    assert "We can't take a call back request from this number" in step.text
+    assert "9 9 9" in step.text and step.action  # and they can go back to the menu
+    assert _queue(client).active() == []

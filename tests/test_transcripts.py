@@ -76,10 +76,11 @@ def test_transcript_matches_golden(client, request, channel, lang, node_id):
 
 # Resting nodes a walk through working webhooks never reaches, and where they are tested.
 ELSEWHERE = {
-    # Redis down while queueing: tests/test_intake.py and tests/test_safety.py.
-    Medium.VOICE: {"callback_failed"},
+    # Redis down while queueing: tests/test_intake.py and tests/test_safety.py; a blocked
+    # caller: tests/test_intake.py.
+    Medium.VOICE: {"callback_failed", "callback_blocked"},
     # Also a caller ID that cannot be called back: tests/test_safety.py.
-    Medium.SMS: {"callback_failed", "callback_key_number"},
+    Medium.SMS: {"callback_failed", "callback_blocked", "callback_key_number"},
 }
 
 

@@ -188,6 +188,7 @@ class Components:
             self.library.content,
             notify,
             time.time,
+            self.blocks,
             self.settings.region.code,
         )
 

@@ -14,6 +14,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import redis
+
+from helpline.callbacks.blocks import Blocks
 from helpline.callbacks.queue import Added, CallbackQueue, Contact, Placement
 from helpline.conversation.channels import SMS, Channel
 from helpline.conversation.engine import State
@@ -92,9 +95,11 @@ class CallbackDesk:
         content: Content,
         notify: Callable[[Placement, bool], None],
         clock: Callable[[], float],
+        blocks: Blocks,
         region: str = "GB",
     ):
         self.region = region
+        self.blocks = blocks
         self.queue = queue
         self.store = store
         self.hours = hours
@@ -128,6 +133,11 @@ class CallbackDesk:
             CALLBACKS_NOT_QUEUED.labels(reason).inc()
             log.error("callback not queued", extra={"reason": reason})
             return "failed", {}
+        sender = caller.callable_number(self.region)
+        if self._blocked(phone, sender):
+            CALLBACKS_NOT_QUEUED.labels("blocked").inc()
+            log.info("callback refused: the caller is blocked")
+            return "blocked", {}
         # Texts go where the texter wrote from (WhatsApp stays WhatsApp); to a number
         # given by voice or typed in, by SMS.
         texts_by = caller.channel if caller.channel.texting and own else SMS
@@ -149,7 +159,7 @@ class CallbackDesk:
                 webhook_sid=caller.webhook_sid,
                 confirm=confirm,
                 # Withheld caller IDs are not one person: no sender to hold to one request.
-                sender=caller.callable_number(self.region) or "",
+                sender=sender or "",
             )
         except NotKept:
             # Redis answers, but its replicas lag or are away: no reason to stop serving.
@@ -178,6 +188,13 @@ class CallbackDesk:
         return ("queued" if placement.added is Added.NEW else "already"), self.where(
             placement, state.lang
         )
+
+    def _blocked(self, phone: str, sender: str | None) -> bool:
+        """Whether the number to call, or the one asking, is blocked from call backs."""
+        try:
+            return any(self.blocks.blocked(number) for number in {phone, sender} if number)
+        except redis.RedisError:
+            return False  # the request itself will say whether the store is up
 
     def escalate(self, caller: Caller) -> None:
         """Make a crisis caller's open request urgent, in the line now; alert on the raise."""

@@ -34,7 +34,12 @@ class Action:
 CALLBACK = Action(
     name="callback",
     needs=frozenset({"phone", "voicemail", "texts", "urgent"}),
-    outcomes={"queued": WHERE_FACTS, "already": WHERE_FACTS, "failed": frozenset()},
+    outcomes={
+        "queued": WHERE_FACTS,
+        "already": WHERE_FACTS,
+        "failed": frozenset(),
+        "blocked": frozenset(),  # the caller may not queue call backs (an admin's block)
+    },
 )
 # Every action a flow may name, by name.
 DECLARED: Mapping[str, Action] = {action.name: action for action in (CALLBACK,)}

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from helpline.conversation.actions import DECLARED, WHERE_FACTS
 from helpline.conversation.channels import WHATSAPP
 from helpline.conversation.danger import Danger
 from helpline.conversation.engine import Act, Ask, Engine, Event, Hangup, Reply, Say, State
@@ -48,12 +49,31 @@ from helpline.infrastructure.constants import MAX_REPROMPTS, SMS_MAX_SEGMENTS
 # (region, channel, events, gsm) -> XML text.
 Render = Callable[[Region, Medium, list[Event], bool], str]
 
-# Replies the explorer gives its Act events, with what the web layer would know then.
-QUEUED_FACTS: tuple[tuple[str, dict[str, str]], ...] = (
-    ("queued", {"place": "known", "position": "3", "wait": "known", "minutes": "15"}),
-    ("queued", {"place": "known", "position": "12", "hours": "closed", "resume": "at 9:00"}),
-    ("already", {}),
+# What the web layer can tell a caller of where they stand after an action: each outcome
+# that provides these facts is played with each of these (a wait, or closed hours).
+WHERE_SAMPLES: tuple[dict[str, str], ...] = (
+    {"place": "known", "position": "3", "wait": "known", "minutes": "15"},
+    {"place": "known", "position": "12", "hours": "closed", "resume": "at 9:00"},
+    {},
 )
+
+
+def outcomes_of(action: str, store_up: bool) -> list[tuple[str, dict[str, str]]]:
+    """Every (outcome, facts) the web layer can answer an action with: each declared
+    outcome and what it provides; with the store down, only "failed" (nothing is kept)."""
+    declared = DECLARED[action]
+    if not store_up:
+        return [("failed", {})] if "failed" in declared.outcomes else []
+    played = []
+    for outcome, provides in declared.outcomes.items():
+        where = provides & WHERE_FACTS
+        others = {fact: "1" for fact in provides - WHERE_FACTS}
+        samples = WHERE_SAMPLES if where else ({},)
+        for sample in samples:
+            played.append((outcome, {**{k: v for k, v in sample.items() if k in where}, **others}))
+    return played
+
+
 # Most replies a run of inputs not understood may take before it rests (invariant 4).
 MISS_RUN = MAX_REPROMPTS + 1
 # States one walk may visit: the shipped flows need about a thousand. A flow whose
@@ -334,9 +354,8 @@ class _Walk:
     ) -> list[tuple[State, list[Event]]]:
         if not events or not isinstance(events[-1], Act):
             return [(state, events)]
-        outcomes = QUEUED_FACTS if store is Store.NORMAL else (("failed", {}),)
         settled = []
-        for result, more in outcomes:
+        for result, more in outcomes_of(events[-1].action, store is Store.NORMAL):
             after, said = self.engine.outcome(state, result, {**facts, **more})
             settled.append((after, [*events[:-1], *said]))
         return settled
