@@ -7,14 +7,16 @@ import pytest
 from helpline.application.actions import ActionRegistry
 from helpline.application.config import Settings
 from helpline.application.intake import Caller
-from helpline.conversation.actions import CALLBACK, Action
+from helpline.conversation.actions import CALLBACK, CHECKIN, Action
 from helpline.conversation.engine import Act, Say, State
-from helpline.conversation.explore import QUEUED_FACTS
+from helpline.conversation.explore import ACTION_FACTS
 from helpline.conversation.lint import load_flows
 from helpline.conversation.model import Channel
 
 ENGINE = load_flows(Settings().flows_dir).engine(Channel.SMS, "GB")
 CALLER = Caller(number="+447700900123", channel="sms", webhook_sid="")
+# The other actions' handlers, for a registry that tests the callback's.
+OTHERS = {"checkin": lambda s, c: ("failed", {})}
 
 
 def at_the_request() -> tuple[State, list]:
@@ -34,7 +36,7 @@ def test_the_flow_continues_with_what_the_handler_returns():
         asked.append(state)
         return "already", {"place": "known", "position": "4"}
 
-    state, events = ActionRegistry({"callback": handler}).settle(
+    state, events = ActionRegistry({"callback": handler, **OTHERS}).settle(
         ENGINE, CALLER, at_the_request(), {}
     )
     assert [s.answers for s in asked] == [{"phone": "caller"}]
@@ -45,7 +47,9 @@ def test_the_flow_continues_with_what_the_handler_returns():
 def test_a_step_without_an_action_is_left_alone():
     step = ENGINE.enter("callback_failed", "en")
     assert (
-        ActionRegistry({"callback": lambda s, c: ("failed", {})}).settle(ENGINE, CALLER, step, {})
+        ActionRegistry({"callback": lambda s, c: ("failed", {}), **OTHERS}).settle(
+            ENGINE, CALLER, step, {}
+        )
         == step
     )
 
@@ -65,12 +69,13 @@ def test_every_declared_action_needs_a_handler_and_every_handler_a_declaration()
     "returned", [("lost", {}), ("failed", {"position": "4"})], ids=["outcome", "fact"]
 )
 def test_a_handler_returning_what_its_action_does_not_declare_is_refused(returned):
-    registry = ActionRegistry({"callback": lambda s, c: returned})
+    registry = ActionRegistry({"callback": lambda s, c: returned, **OTHERS})
     with pytest.raises(ValueError, match="does not declare"):
         registry.settle(ENGINE, CALLER, at_the_request(), {})
 
 
-def test_the_explorer_plays_only_outcomes_and_facts_the_callback_action_declares():
-    played = [*QUEUED_FACTS, ("failed", {})]
-    assert {result for result, _ in played} == set(CALLBACK.outcomes)
-    assert all(facts.keys() <= CALLBACK.provides(result) for result, facts in played)
+@pytest.mark.parametrize("action", [CALLBACK, CHECKIN], ids=lambda a: a.name)
+def test_the_explorer_plays_every_outcome_of_each_action_and_only_facts_it_declares(action):
+    played = [*ACTION_FACTS[action.name], ("failed", {})]
+    assert {result for result, _ in played} == set(action.outcomes)
+    assert all(facts.keys() <= action.provides(result) for result, facts in played)

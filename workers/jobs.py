@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from helpline.application.composition import Components
 from helpline.application.config import load_settings
@@ -23,6 +23,7 @@ from helpline.conversation.gsm import as_sent
 from helpline.infrastructure import embedded
 from helpline.infrastructure.errors import Failure, OutboundError
 from helpline.infrastructure.outbound import find_sent, make_client, send_text
+from helpline.infrastructure.records import SendRecord
 from workers.connection import connect
 
 log = logging.getLogger(__name__)
@@ -66,15 +67,35 @@ def context() -> Context:
 # -- sending exactly once ------------------------------------------------------------------
 
 
-def send_once(ctx: Context, request_id: str, kind: str, to: str, body: str, who: str) -> str | None:
+class SendRecords(Protocol):
+    """Where the texts about a record are kept: a call back request, a check-in session."""
+
+    def send_record(self, rid: str, kind: str) -> SendRecord: ...
+
+    def sending(self, rid: str, kind: str, text: str, at: float) -> bool: ...
+
+    def settle_send(self, rid: str, kind: str, result: str) -> bool: ...
+
+
+def send_once(
+    ctx: Context,
+    request_id: str,
+    kind: str,
+    to: str,
+    body: str,
+    who: str,
+    records: SendRecords | None = None,
+) -> str | None:
     """Text `to` once per (request, kind); return the SID, or None if it cannot be sent.
 
     Before sending, a marker records the attempt and its text. If a marker is found
     without a SID, an earlier attempt died mid-send: Twilio's message log says whether
     it went. The text of the first attempt is the one looked for and sent: a queue
     position may have changed since, and a new text would not match the one that went.
+    records: where the marker is kept (default: the call back request's).
     """
-    record = ctx.queue.send_record(request_id, kind)
+    kept: SendRecords = records if records is not None else ctx.queue
+    record = kept.send_record(request_id, kind)
     if record.result:
         return record.result
     sender = ctx.settings.phone_number
@@ -82,26 +103,26 @@ def send_once(ctx: Context, request_id: str, kind: str, to: str, body: str, who:
         body = record.text or body
         sid = find_sent(ctx.twilio, sender=sender, to=to, body=body, since=record.started)
         if sid:
-            ctx.queue.settle_send(request_id, kind, sid)
+            kept.settle_send(request_id, kind, sid)
             return sid
-    ctx.queue.sending(request_id, kind, body, time.time())
+    kept.sending(request_id, kind, body, time.time())
     try:
         sid = send_text(ctx.twilio, sender=sender, to=to, body=body)
     except OutboundError as exc:
         if exc.kind is Failure.OPTED_OUT:
             ctx.client.sadd(OPT_OUT_KEY, who)
-            ctx.queue.settle_send(request_id, kind, "opted-out")
+            kept.settle_send(request_id, kind, "opted-out")
             log.info("not texted: the recipient has opted out", extra={"request": request_id})
             return None
         if exc.kind is Failure.PERMANENT:
-            ctx.queue.settle_send(request_id, kind, f"failed:{exc.code or exc.status}")
+            kept.settle_send(request_id, kind, f"failed:{exc.code or exc.status}")
             log.error(
                 "text refused by Twilio",
                 extra={"request": request_id, "kind": kind, "code": exc.code},
             )
             return None
         raise  # worth retrying: RQ does, with backoff
-    ctx.queue.settle_send(request_id, kind, sid)
+    kept.settle_send(request_id, kind, sid)
     log.info("text sent", extra={"request": request_id, "kind": kind})
     return sid
 
@@ -191,6 +212,7 @@ def housekeeping() -> dict[str, int]:
     # A confirmation still queued, retrying or running keeps its job: only lost ones rejoin.
     caught_up = sum(ctx.jobs.confirm(_str(raw)) for raw in due)
     purged = retention.purge(ctx.queue, ctx.audit, settings.retention_days)
+    purged += ctx.checkin_sessions.purge(settings.checkin_retention_hours * 3600)
     ctx.queue.sample_history(time.time())
     return {"expired": len(expired), "confirmations": caught_up, "purged": purged}
 

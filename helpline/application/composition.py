@@ -15,12 +15,14 @@ import time
 import redis
 
 from helpline.application.actions import ActionRegistry
+from helpline.application.checkin import CheckinDesk, Timing
 from helpline.application.config import Settings
 from helpline.application.intake import CallbackDesk
 from helpline.application.jobs import Jobs
 from helpline.application.sms import SmsConversations
 from helpline.callbacks.notes import Notes
 from helpline.callbacks.queue import CallbackQueue, Placement
+from helpline.checkins.sessions import CheckinSessions
 from helpline.conversation import twiml
 from helpline.conversation.engine import Engine
 from helpline.conversation.gsm import as_sent
@@ -66,6 +68,10 @@ class Components:
     @functools.cached_property
     def queue(self) -> CallbackQueue:
         return CallbackQueue(self.client, self.sealer, self.phone_key)
+
+    @functools.cached_property
+    def checkin_sessions(self) -> CheckinSessions:
+        return CheckinSessions(self.client, self.sealer, self.phone_key)
 
     @functools.cached_property
     def counsellors(self) -> Counsellors:
@@ -135,9 +141,29 @@ class Components:
         )
 
     @functools.cached_property
+    def checkins(self) -> CheckinDesk:
+        """Books check-in calls from both channels and follows each to its end."""
+        settings = self.settings
+        return CheckinDesk(
+            self.checkin_sessions,
+            self.store,
+            self.counsellors,
+            self.hours,
+            self.library.content,
+            settings.region.variables,
+            self.jobs,
+            time.time,
+            region=settings.region.code,
+            zone=settings.zone,
+            timing=Timing(settings.checkin_minute_seconds),
+        )
+
+    @functools.cached_property
     def actions(self) -> ActionRegistry:
         """The handler of every action a flow can ask for."""
-        return ActionRegistry({"callback": self.desk.request_callback})
+        return ActionRegistry(
+            {"callback": self.desk.request_callback, "checkin": self.checkins.book}
+        )
 
     @functools.cached_property
     def gsm(self) -> dict[str, bool]:
@@ -154,6 +180,7 @@ class Components:
             self.desk,
             self.actions,
             self.sealer,
+            self.checkins,
         )
 
     @functools.cached_property

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from helpline.application.actions import ActionRegistry
+from helpline.application.checkin import CheckinDesk
 from helpline.application.intake import CallbackDesk, Caller, open_answers, seal_answers
 from helpline.conversation import twiml
 from helpline.conversation.engine import Engine, Event, Reply, State
@@ -55,6 +57,7 @@ class SmsConversations:
         desk: CallbackDesk,
         actions: ActionRegistry,
         sealer: Sealer,
+        checkins: CheckinDesk | None = None,
     ):
         self.engine = engine
         self.store = store
@@ -63,6 +66,7 @@ class SmsConversations:
         self.desk = desk
         self.actions = actions
         self.sealer = sealer
+        self.checkins = checkins
         self._read_script = store.client.register_script(_READ)
 
     def answer(self, text: Incoming) -> str:
@@ -75,13 +79,20 @@ class SmsConversations:
         if cached is not None:
             return cached  # Twilio retried this very message: say the same again
 
+        # OK (or a cancel word) closes an open check-in, whatever the conversation is at.
+        closed = self.checkins.texted(text.sender, text.body) if self.checkins else None
+        if closed:
+            return twiml.sms(closed, self.gsm[closed[0].lang])
+
         state = self._restore(stored, who)
         caller = Caller(number=text.sender, channel="sms", webhook_sid=sid)
         danger = self.engine.danger(text.body)
         if danger is not None:
             self.desk.escalate(caller)
         # Without a sender, or with the store down, nothing said now is remembered.
-        facts = self.desk.facts(caller, spoken=False, kept=read)
+        facts: Mapping[str, str] = self.desk.facts(caller, spoken=False, kept=read)
+        if self.checkins:
+            facts = self.checkins.facts(facts)
         step = answer_text(
             self.engine, state, opted_out, Reply(text=text.body), context=facts, danger=danger
         )

@@ -62,6 +62,7 @@ from helpline.infrastructure.constants import (
 from helpline.infrastructure.crypto import Sealer
 from helpline.infrastructure.errors import NotYours, QueueError, QueueUnavailable
 from helpline.infrastructure.privacy import mask_phone, phone_digest
+from helpline.infrastructure.records import HashRecords, SendRecord
 
 PREFIX = f"{KEY_PREFIX}:cb:"
 REQ = PREFIX + "req:"
@@ -189,15 +190,6 @@ class Placement:
     raised: bool = False  # this very call made it urgent: the counsellors' alert is owed
 
 
-@dataclass(frozen=True)
-class SendRecord:
-    """How far one text about a request got (see the key map for the kinds)."""
-
-    result: str | None  # Twilio's SID, "opted-out" or "failed:<code>": it is settled
-    started: float | None  # an attempt began then and has not been settled
-    text: str | None  # what that attempt sent
-
-
 # -- Lua -----------------------------------------------------------------------------------
 
 # Moves expired leases and due retries back into the queue. Shared by the scripts below
@@ -256,14 +248,6 @@ local function revive(prefix, id, now, urgent, band)
   if parked or raised == 1 then redis.call('INCR', prefix .. 'version') end
   return raised
 end
-"""
-
-# Sets fields only on a request that still exists: a purge between a read and this write
-# must not leave a half-request behind.  KEYS: request key.  ARGV: field, value, ...
-_SET_IF_EXISTS = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
-return 1
 """
 
 # KEYS: new request key.  ARGV: prefix, now, caller digest, id, score, urgent, seen key
@@ -459,7 +443,7 @@ class CallbackQueue:
         self._settle = client.register_script(_SETTLE)
         self._expire = client.register_script(_EXPIRE)
         self._refresh = client.register_script(_REFRESH)
-        self._set_if_exists = client.register_script(_SET_IF_EXISTS)
+        self._records = HashRecords(client, REQ, _guard)
 
     # -- callers ---------------------------------------------------------------------------
 
@@ -614,8 +598,7 @@ class CallbackQueue:
 
     def annotate(self, rid: str, **fields: str | float) -> bool:
         """Set fields on a request if it still exists; return whether it did."""
-        flat = [str(part) for pair in fields.items() for part in pair]
-        return bool(_guard(lambda: self._set_if_exists(keys=[REQ + rid], args=flat)))
+        return self._records.set(rid, **fields)
 
     def annotation(self, rid: str, name: str) -> str | None:
         """Return one field of a request as text, or None if it is not set."""
@@ -635,22 +618,15 @@ class CallbackQueue:
 
     def send_record(self, rid: str, kind: str) -> SendRecord:
         """Return how far the text of this kind about the request got."""
-        names = [f"sent:{kind}", f"sending:{kind}", f"text:{kind}"]
-        result, started, text = _guard(lambda: self.client.hmget(REQ + rid, names))
-        return SendRecord(
-            result=None if result is None else _text(result),
-            started=None if started is None else float(started),
-            text=None if text is None else _text(text),
-        )
+        return self._records.send_record(rid, kind)
 
     def sending(self, rid: str, kind: str, text: str, at: float) -> bool:
         """Record that a text of this kind is about to go (so a retry can look for it)."""
-        fields: dict[str, str | float] = {f"sending:{kind}": at, f"text:{kind}": text}
-        return self.annotate(rid, **fields)
+        return self._records.sending(rid, kind, text, at)
 
     def settle_send(self, rid: str, kind: str, result: str) -> bool:
         """Record how a text ended: Twilio's SID, "opted-out" or "failed:<code>"."""
-        return self.annotate(rid, **{f"sent:{kind}": result})
+        return self._records.settle_send(rid, kind, result)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from helpline.web.readlimit import BodyDeadline
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app: Twilio's webhooks and the counsellor console."""
-    from helpline.web import bridge, console, headers, services, webhooks
+    from helpline.web import bridge, checkin, console, headers, services, webhooks
 
     settings = settings or load_settings()
     configure_logging(settings.log_level)
@@ -33,10 +33,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     services.init_app(app, settings)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(bridge.bp)
+    app.register_blueprint(checkin.bp)
     console.init_app(app)
     # Twilio's requests carry a signature instead of a CSRF token (checked in each bp).
     console.csrf.exempt(webhooks.bp)
     console.csrf.exempt(bridge.bp)
+    console.csrf.exempt(checkin.bp)
 
     @app.get("/healthz")
     def healthz() -> Response:
