@@ -25,7 +25,14 @@ from helpline import create_app
 from helpline.application.config import Settings
 from helpline.checkins.sessions import CheckinSessions, Status
 from helpline.conversation.regions import load_region
-from tests.console_helpers import ADMIN_PHONE, COUNSELLOR_PHONE, add_counsellor
+from tests.console_helpers import (
+    ADMIN_PHONE,
+    COUNSELLOR_PHONE,
+    add_counsellor,
+    https_client,
+    login,
+    post,
+)
 from tests.factories import (
     HELPLINE_NUMBER,
     PROCESS_WAIT_SECONDS,
@@ -362,3 +369,61 @@ def test_in_the_us_the_refusal_gives_never_use_alone(
     reply = text(app.test_client(), "CHECKIN", sender=TEXTER)
     assert "800-484-3731" in reply
     assert "Call 911" in reply
+
+
+# -- the console ----------------------------------------------------------------------------
+
+
+def escalate(line: Line, place: str = "12 Elm Street, flat 3") -> str:
+    """Book a check-in and miss every call of it; return the session id once escalated."""
+    book(line.client, place=place)
+    for attempt in (1, 2, 3):
+        post_call_status(line.client, line.wait_for_call(TEXTER, attempt), "no-answer")
+    line.wait_for_text(COUNSELLOR_PHONE, "check-in call was not answered")
+    session = line.sessions.open_for(TEXTER)
+    assert session is not None and session.status is Status.ESCALATED
+    return session.id
+
+
+def test_the_console_puts_the_escalation_first_and_audits_the_reveal(line: Line) -> None:
+    sid = escalate(line)
+    console = https_client(line.app)
+    login(console)
+    queue = console.get("/console/").get_data(as_text=True)
+    assert queue.index("Missed check-ins") < queue.index("Waiting, in the order")
+    assert f'data-checkin="{sid}"' in queue
+    assert TEXTER not in queue  # masked until opened
+    page = console.get(f"/console/checkins/{sid}").get_data(as_text=True)
+    assert TEXTER in page
+    assert "12 Elm Street, flat 3" in page
+    assert page.count("Call missed") == 3
+    assert "Escalated to counsellors" in page
+    entries = line.app.extensions["helpline"].audit.recent(action="reveal")
+    assert [(e.actor, e.request) for e in entries] == [("alex", sid)]
+
+
+def test_acknowledging_stops_the_re_alerts(line: Line) -> None:
+    sid = escalate(line)
+    console = https_client(line.app)
+    login(console)
+    post(console, f"/console/checkins/{sid}/acknowledge")
+    page = console.get(f"/console/checkins/{sid}").get_data(as_text=True)
+    assert "Acknowledged by alex" in page
+    line.nothing_more_for(TEXTER, calls=3)  # past the time a re-alert would have gone
+    assert not any("still not taken" in body for body in line.texts_to(ADMIN_PHONE))
+
+
+def test_call_now_bridges_the_counsellor_to_the_caller_and_the_outcome_closes_it(
+    line: Line,
+) -> None:
+    sid = escalate(line)
+    console = https_client(line.app)
+    login(console)
+    post(console, f"/console/checkins/{sid}/call")
+    ring = line.wait_for_call(COUNSELLOR_PHONE)
+    dial = ET.fromstring(answer_call(line.client, ring)).find("Dial")
+    assert dial is not None and dial.attrib["callerId"] == HELPLINE_NUMBER
+    assert [n.text for n in dial.iter("Number")] == [TEXTER]
+    post(console, f"/console/checkins/{sid}/outcome", {"outcome": "reached_safe"})
+    assert line.sessions.open_for(TEXTER) is None
+    assert f'data-checkin="{sid}"' not in console.get("/console/").get_data(as_text=True)

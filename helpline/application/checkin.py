@@ -282,6 +282,13 @@ class CheckinDesk:
         self.sessions.acknowledge(sid, counsellor)
         return self.sessions.close(sid, outcome)
 
+    def bridge_phone(self, sid: str, counsellor: str) -> str | None:
+        """The caller's number, for the counsellor handling their escalation; else None."""
+        session = self.sessions.get(sid)
+        if session is None or session.status is not Status.ESCALATED:
+            return None
+        return self.sessions.phone(sid) if session.acknowledged_by == counsellor else None
+
     def escalations(self) -> list[Session]:
         return [s for s in self.sessions.escalations() if s.status is Status.ESCALATED]
 

@@ -114,9 +114,11 @@ class Jobs:
         """Queue the text saying we tried to call and will try again."""
         return self.once(Job.MISSED_CALL, f"missed-{request_id}-{attempt}", request_id, attempt)
 
-    def call_counsellor(self, request_id: str, username: str) -> None:
-        """Queue the call to a counsellor's phone that starts a bridged call back (urgent)."""
-        self.queue(URGENT_QUEUE).enqueue(Job.CALL_COUNSELLOR.value, request_id, username)
+    def call_counsellor(self, request_id: str, username: str, kind: str = "request") -> None:
+        """Queue the call to a counsellor's phone that starts a bridged call (urgent); kind
+        "checkin" bridges to an escalated check-in's caller instead of a request's."""
+        args = (request_id, username) if kind == "request" else (request_id, username, kind)
+        self.queue(URGENT_QUEUE).enqueue(Job.CALL_COUNSELLOR.value, *args)
 
     def checkin(self, claimed: Claimed) -> bool:
         """Queue the work a check-in claim stands for, once per (session, attempt)."""

@@ -438,11 +438,11 @@ class CheckinSessions:
 
     def placing(self, sid: str, attempt: int) -> None:
         """Record that this attempt's call is about to be placed."""
-        self._set(sid, **{f"calling:{attempt}": self.clock()})
+        self.annotate(sid, **{f"calling:{attempt}": self.clock()})
 
     def placed(self, sid: str, attempt: int, call_sid: str, silent_after: float) -> bool:
         """Record the Call SID; the attempt counts as missed if nothing is heard by then."""
-        self._set(sid, **{f"call:{attempt}": call_sid})
+        self.annotate(sid, **{f"call:{attempt}": call_sid})
         self.log(sid, "placed", str(attempt))
         now = self.clock()
         args: list[Any] = [PREFIX, now, sid, attempt, now + silent_after]
@@ -519,8 +519,13 @@ class CheckinSessions:
     def settle_send(self, sid: str, kind: str, result: str) -> bool:
         return self._records.settle_send(sid, kind, result)
 
-    def _set(self, sid: str, **fields: str | float) -> bool:
-        return self._records.set(sid, **fields)
+    def annotate(self, rid: str, **fields: str | float) -> bool:
+        """Set fields on a session if it still exists (a bridged call's status)."""
+        return self._records.set(rid, **fields)
+
+    def annotation(self, sid: str, name: str) -> str | None:
+        raw = _guard(lambda: self.client.hget(SESSION + sid, name))
+        return None if raw is None else _text(raw)
 
     # -- reading ---------------------------------------------------------------------------
 
