@@ -7,7 +7,7 @@ import pytest
 from helpline.application.actions import ActionRegistry
 from helpline.application.config import Settings
 from helpline.application.intake import Caller
-from helpline.conversation.actions import CALLBACK, Action
+from helpline.conversation.actions import CALLBACK, CHECKIN, Action
 from helpline.conversation.channels import SMS
 from helpline.conversation.engine import Act, Say, State
 from helpline.conversation.explore import outcomes_of
@@ -16,6 +16,8 @@ from helpline.conversation.model import Medium
 
 ENGINE = load_flows(Settings().flows_dir).engine(Medium.SMS, "GB")
 CALLER = Caller(number="+447700900123", channel=SMS, webhook_sid="")
+# The other actions' handlers, for a registry that tests the callback's.
+OTHERS = {"checkin": lambda s, c: ("failed", {})}
 
 
 def at_the_request() -> tuple[State, list]:
@@ -35,7 +37,7 @@ def test_the_flow_continues_with_what_the_handler_returns():
         asked.append(state)
         return "already", {"place": "known", "position": "4"}
 
-    state, events = ActionRegistry({"callback": handler}).settle(
+    state, events = ActionRegistry({"callback": handler, **OTHERS}).settle(
         ENGINE, CALLER, at_the_request(), {}
     )
     assert [s.answers for s in asked] == [{"phone": "caller"}]
@@ -46,7 +48,9 @@ def test_the_flow_continues_with_what_the_handler_returns():
 def test_a_step_without_an_action_is_left_alone():
     step = ENGINE.enter("callback_failed", "en")
     assert (
-        ActionRegistry({"callback": lambda s, c: ("failed", {})}).settle(ENGINE, CALLER, step, {})
+        ActionRegistry({"callback": lambda s, c: ("failed", {}), **OTHERS}).settle(
+            ENGINE, CALLER, step, {}
+        )
         == step
     )
 
@@ -66,15 +70,20 @@ def test_every_declared_action_needs_a_handler_and_every_handler_a_declaration()
     "returned", [("lost", {}), ("failed", {"position": "4"})], ids=["outcome", "fact"]
 )
 def test_a_handler_returning_what_its_action_does_not_declare_is_refused(returned):
-    registry = ActionRegistry({"callback": lambda s, c: returned})
+    registry = ActionRegistry({"callback": lambda s, c: returned, **OTHERS})
     with pytest.raises(ValueError, match="does not declare"):
         registry.settle(ENGINE, CALLER, at_the_request(), {})
 
 
-def test_the_explorer_plays_every_outcome_the_callback_action_declares_and_only_its_facts():
+@pytest.mark.parametrize("action", [CALLBACK, CHECKIN], ids=lambda a: a.name)
+def test_the_explorer_plays_every_outcome_of_each_action_and_only_facts_it_declares(action):
+    played = outcomes_of(action.name, store_up=True)
+    assert {result for result, _ in played} == set(action.outcomes)
+    assert all(facts.keys() <= action.provides(result) for result, facts in played)
+    assert outcomes_of(action.name, store_up=False) == [("failed", {})]
+
+
+def test_the_explorer_tells_callers_where_they_stand_both_ways():
+    # A wait, and closed hours.
     played = outcomes_of("callback", store_up=True)
-    assert {result for result, _ in played} == set(CALLBACK.outcomes)
-    assert all(facts.keys() <= CALLBACK.provides(result) for result, facts in played)
-    # Both ways of telling someone where they stand are played: a wait, and closed hours.
     assert {"wait", "hours"} <= {fact for _, facts in played for fact in facts}
-    assert outcomes_of("callback", store_up=False) == [("failed", {})]

@@ -207,6 +207,14 @@ def test_first_text_from_a_new_number_gets_the_menu_while_redis_is_down(down, te
     assert "Call 999 now" in reply
 
 
+def test_a_check_in_is_said_to_be_unavailable_while_redis_is_down(down):
+    reply = sms_reply(down, "CHECKIN")
+    assert "check-in calls aren't available right now" in reply
+    assert "don't use alone" in reply
+    assert "Call 999" in reply
+    assert segments(reply) <= SMS_MAX_SEGMENTS
+
+
 def test_incoming_call_gets_the_normal_greeting_while_redis_is_down(down):
     step = parse_voice(answer(down, "/twilio/voice", call_params()))
     assert step.says[0].startswith("Hello, and thank you for calling the Helpline")

@@ -217,8 +217,8 @@ def test_spanish_accents_fold_to_gsm7_but_keep_letters_gsm7_has():
 def test_an_unknown_action_is_reported_with_the_actions_there_are(flows):
     edit(flows / "voice.yaml", "    action: callback\n", "    action: check_in\n")
     assert (
-        "voice.yaml: node 'callback_queue': unknown action 'check_in' (the actions are: callback)"
-        in check_flows(flows)
+        "voice.yaml: node 'callback_queue': unknown action 'check_in'"
+        " (the actions are: callback, checkin)" in check_flows(flows)
     )
 
 

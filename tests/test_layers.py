@@ -195,6 +195,23 @@ def test_only_the_queue_reads_or_writes_a_requests_record():
     assert reaching_in == []
 
 
+def test_only_the_sessions_module_reads_or_writes_a_check_in():
+    """Every check-in record goes through helpline.checkins.sessions."""
+    owner = "helpline.checkins.sessions"
+    reaching_in = []
+    for name, path in modules().items():
+        if name == owner:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module == owner:
+                keys = {"PREFIX", "SESSION", "LOG", "OPEN", "DUE", "PENDING", "ESCALATED"}
+                reaching_in += [f"{name} imports {a.name}" for a in node.names if a.name in keys]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if ":ci:" in node.value:
+                    reaching_in.append(f"{name} spells the key")
+    assert reaching_in == []
+
+
 # Services and what they stand on: built in helpline/application/composition.py and nowhere else.
 COMPOSED = frozenset(
     {
@@ -203,6 +220,8 @@ COMPOSED = frozenset(
         "Blocks",
         "CallbackDesk",
         "CallbackQueue",
+        "CheckinDesk",
+        "CheckinSessions",
         "Counsellors",
         "Doctor",
         "Jobs",
@@ -241,6 +260,7 @@ LAYERS = {
     "helpline.infrastructure": 0,
     "helpline.conversation": 1,
     "helpline.callbacks": 1,
+    "helpline.checkins": 1,
     "helpline.counsellors": 1,
     "helpline.application": 2,
     "helpline.web": 3,
@@ -274,6 +294,7 @@ def test_helpline_itself_holds_only_its_layers():
         "__main__.py",
         "application",
         "callbacks",
+        "checkins",
         "cli",
         "conversation",
         "counsellors",

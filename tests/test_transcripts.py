@@ -19,6 +19,8 @@ from tests.factories import HELPLINE_NUMBER, callback_number, sign
 
 GOLDEN = Path(__file__).parent / "golden"
 LIBRARY = load_flows(Settings().flows_dir)
+# 2027-01-15 08:00 UTC: a check-in asked for then is booked for the same time in every run.
+FROZEN_CLOCK = 1_800_000_000.0
 
 
 def _engine(channel: Medium) -> Engine:
@@ -64,7 +66,12 @@ def _transcript(client, channel: Medium, lang: str, node_id: str) -> str:  # typ
     CASES,
     ids=[f"{channel.value}-{lang}-{node}" for channel, lang, node in CASES],
 )
-def test_transcript_matches_golden(client, request, channel, lang, node_id):
+def test_transcript_matches_golden(client, alex, request, channel, lang, node_id):
+    # A counsellor on duty (a check-in can be offered), and a clock that says the same
+    # time in every run (the time a check-in call is booked for).
+    services = client.application.extensions["helpline"]
+    services.counsellors.set_on_duty(alex.username, True)
+    services.checkins.clock = lambda: FROZEN_CLOCK
     path = GOLDEN / channel.value / lang / f"{node_id}.txt"
     actual = _transcript(client, channel, lang, node_id)
     if request.config.getoption("--update-transcripts"):
@@ -79,8 +86,15 @@ ELSEWHERE = {
     # Redis down while queueing: tests/test_intake.py and tests/test_safety.py; a blocked
     # caller: tests/test_intake.py.
     Medium.VOICE: {"callback_failed", "callback_blocked"},
-    # Also a caller ID that cannot be called back: tests/test_safety.py.
-    Medium.SMS: {"callback_failed", "callback_blocked", "callback_key_number"},
+    # Also a caller ID that cannot be called back: tests/test_safety.py; and check-ins
+    # with nobody on duty, or Redis down: tests/test_checkins.py, tests/test_failsafe.py.
+    Medium.SMS: {
+        "callback_failed",
+        "callback_blocked",
+        "callback_key_number",
+        "checkin_unavailable",
+        "checkin_failed",
+    },
 }
 
 

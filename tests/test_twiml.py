@@ -57,6 +57,8 @@ def test_a_message_is_personal_when_it_fills_in_a_fact_about_the_call_not_a_regi
         and "{number_end}" not in text
         and "{position}" not in text
         and "{minutes}" not in text
+        and "{time}" not in text
+        and "{place}" not in text
     ]
     assert by_number and by_region_only
     assert all(content.personal(key, "en") for key in by_number)

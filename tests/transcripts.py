@@ -20,10 +20,16 @@ from helpline.conversation.engine import Act, Engine, Reply, State, Step
 from helpline.conversation.model import Flow, Medium
 from helpline.infrastructure.constants import MAX_REPROMPTS
 
-# What the web layer knows when a walk is played: the caller's number is known, and a
-# callback request joins an empty queue, open all hours, with no history to estimate from.
-FACTS = {"caller_id": "known", "number_end": "1 0 0"}
-QUEUED = {"place": "known", "position": "1"}
+# What the web layer knows when a walk is played: the caller's number is known, a
+# counsellor is on duty, a callback request joins an empty queue, open all hours, with no
+# history to estimate from, and a check-in is booked.
+FACTS = {"caller_id": "known", "number_end": "1 0 0", "duty": "open"}
+OUTCOMES = {
+    "callback": ("queued", {"place": "known", "position": "1"}),
+    "checkin": ("started", {"time": "9:00"}),
+}
+# What a collecting node is given, by slot: numbers international, from the fictional range.
+COLLECTED = {"minutes": "10", "place": "12 Elm Street"}
 
 
 @dataclass(frozen=True)
@@ -57,9 +63,10 @@ def exits(engine: Engine, state: State) -> list[tuple[str, Input]]:
             phrase = content.phrases(case.words, state.lang)[0]
             ways.append((f"words {case.words}", Input("say" if voice else "text", phrase)))
     if node.collect:
-        # A callback number keyed in or texted: international, from the fictional range.
         number = "0012025550188" if voice else "+1 202 555 0188"
-        ways.append(("a number", Input("keys" if voice else "text", number)))
+        value = COLLECTED.get(node.collect.slot, number)
+        kind = "say" if voice and node.collect.slot == "place" else "keys" if voice else "text"
+        ways.append((f"a {node.collect.slot}", Input(kind, value)))
     if node.offer_languages:
         for lang in content.languages.values():
             if lang.code != state.lang:
@@ -91,7 +98,8 @@ def advance(engine: Engine, state: State, reply: Reply) -> Step:
     """One step as the webhooks take it, with a callback request queued successfully."""
     state, events = engine.resume(state, reply, context=FACTS)
     if events and isinstance(events[-1], Act):
-        state, after = engine.outcome(state, "queued", {**FACTS, **QUEUED})
+        result, facts = OUTCOMES[events[-1].action]
+        state, after = engine.outcome(state, result, {**FACTS, **facts})
         events = [*events[:-1], *after]
     return state, events
 

@@ -1,4 +1,8 @@
-"""A loopback stand-in for Twilio's REST API: texts and calls recorded, failures on demand."""
+"""A loopback stand-in for Twilio's REST API: texts and calls recorded, failures on demand.
+
+Calls are recorded with every parameter we send (Url, StatusCallback, MachineDetection);
+answer_call, gather_input and post_call_status play what Twilio then posts back to us.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
+from flask.testing import FlaskClient
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.factories import WAIT_SECONDS
+from tests.factories import ACCOUNT_SID, WAIT_SECONDS, twilio_post
 
 API_VERSION = "2010-04-01"
 _ROUTE = re.compile(
@@ -237,9 +243,9 @@ class TwilioApi:
             status, body = 401, _error(401, 20003, MESSAGES[20003])
         elif account:
             status, body = self._account(request, account, form)
-        elif match and request.method == "GET" and kind == "message":
-            # Reading the message log: what a sender checks after an uncertain send.
-            return self._list_messages(match["account"], request.args.get("To", ""))
+        elif match and request.method == "GET":
+            # Reading the message or call log: what a sender checks after an uncertain send.
+            return self._list(match["account"], kind, request.args.get("To", ""))
         elif match is None or request.method != "POST" or match["account"] != auth.username:
             status, body = 404, _error(404, 20404, MESSAGES[20404])
         else:
@@ -297,12 +303,14 @@ class TwilioApi:
                 number["date_updated"] = _now()
             return 200, dict(number)
 
-    def _list_messages(self, account: str, to: str) -> Response:
+    def _list(self, account: str, kind: str, to: str) -> Response:
+        """Answer a read of the message or call log: newest first, to `to` if given."""
         with self._changed:
-            sent = [r.response for r in self._received if r.kind == "message" and r.accepted]
-        found = [m for m in reversed(sent) if not to or m["to"] == to]
-        uri = f"/{API_VERSION}/Accounts/{account}/Messages.json"
-        body = _page("messages", found, uri)
+            made = [r.response for r in self._received if r.kind == kind and r.accepted]
+        found = [m for m in reversed(made) if not to or m["to"] == to]
+        resource = "Messages" if kind == "message" else "Calls"
+        uri = f"/{API_VERSION}/Accounts/{account}/{resource}.json"
+        body = _page(resource.lower(), found, uri)
         return Response(json.dumps(body), status=200, mimetype="application/json")
 
     def _create(self, kind: str, account: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -498,3 +506,46 @@ def _call(account: str, form: dict[str, str]) -> dict[str, Any]:
         "trunk_sid": None,
         "uri": f"{uri}.json",
     }
+
+
+# What Twilio posts back to us about a call it placed, for tests to play.
+
+
+def _path(url: str) -> str:
+    """Return the path and query of an absolute URL we gave Twilio."""
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _call_params(call: Received, **extra: str) -> dict[str, str]:
+    return {
+        "CallSid": call.sid or "",
+        "AccountSid": ACCOUNT_SID,
+        "From": call.form.get("From", ""),
+        "To": call.form.get("To", ""),
+        "Direction": "outbound-api",
+        **extra,
+    }
+
+
+def answer_call(client: FlaskClient, call: Received, answered_by: str = "human") -> str:
+    """Fetch the call's TwiML as Twilio does when it is picked up (AnsweredBy: AMD's verdict)."""
+    params = _call_params(call, CallStatus="in-progress", AnsweredBy=answered_by)
+    response = twilio_post(client, _path(call.form["Url"]), params)
+    assert response.status_code == 200
+    return str(response.get_data(as_text=True))
+
+
+def gather_input(client: FlaskClient, call: Received, action: str, **said: str) -> str:
+    """Post what the callee keyed (Digits) or said (SpeechResult) to a Gather's action."""
+    response = twilio_post(
+        client, _path(action), _call_params(call, CallStatus="in-progress", **said)
+    )
+    assert response.status_code == 200
+    return str(response.get_data(as_text=True))
+
+
+def post_call_status(client: FlaskClient, call: Received, status: str) -> int:
+    """Post the status callback Twilio sends when the call ends (no-answer, busy, ...)."""
+    params = _call_params(call, CallStatus=status, CallDuration="0")
+    return int(twilio_post(client, _path(call.form["StatusCallback"]), params).status_code)

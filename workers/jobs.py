@@ -13,7 +13,7 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from helpline.application.composition import Components
 from helpline.application.config import load_settings
@@ -25,6 +25,7 @@ from helpline.conversation.gsm import as_sent
 from helpline.infrastructure.errors import Failure, OutboundError
 from helpline.infrastructure.metrics import TEXTS
 from helpline.infrastructure.outbound import find_sent, make_client, send_template, send_text
+from helpline.infrastructure.records import SendRecord
 from workers.connection import connect
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,16 @@ def context() -> Context:
 # -- sending exactly once ------------------------------------------------------------------
 
 
+class SendRecords(Protocol):
+    """Where the texts about a record are kept: a call back request, a check-in session."""
+
+    def send_record(self, rid: str, kind: str) -> SendRecord: ...
+
+    def sending(self, rid: str, kind: str, text: str, at: float) -> bool: ...
+
+    def settle_send(self, rid: str, kind: str, result: str) -> bool: ...
+
+
 def send_once(
     ctx: Context,
     request_id: str,
@@ -80,6 +91,7 @@ def send_once(
     body: str,
     who: str,
     channel: Channel = SMS,
+    records: SendRecords | None = None,
 ) -> str | None:
     """Text the number `to` on a channel once per (request, kind); return the SID, or
     None if it cannot be sent.
@@ -88,8 +100,10 @@ def send_once(
     without a SID, an earlier attempt died mid-send: Twilio's message log says whether
     it went. The text of the first attempt is the one looked for and sent: a queue
     position may have changed since, and a new text would not match the one that went.
+    records: where the marker is kept (default: the call back request's).
     """
-    record = ctx.queue.send_record(request_id, kind)
+    kept: SendRecords = records if records is not None else ctx.queue
+    record = kept.send_record(request_id, kind)
     if record.result:
         return record.result
     sender, address = ctx.settings.sender(channel), channel.address(to)
@@ -97,7 +111,7 @@ def send_once(
         body = record.text or body
         sid = find_sent(ctx.twilio, sender=sender, to=address, body=body, since=record.started)
         if sid:
-            ctx.queue.settle_send(request_id, kind, sid)
+            kept.settle_send(request_id, kind, sid)
             return sid
     template = None
     if channel.window_seconds and not ctx.client.exists(window_key(channel, who)):
@@ -105,13 +119,13 @@ def send_once(
         template = ctx.settings.whatsapp_template_sid
         if template is None:
             _counted(kind, channel, "unsent", "outside-whatsapp-window")
-            ctx.queue.settle_send(request_id, kind, OUTSIDE_WINDOW)
+            kept.settle_send(request_id, kind, OUTSIDE_WINDOW)
             log.warning(
                 "not sent: outside WhatsApp's 24-hour window and no template is configured",
                 extra={"request": request_id, "kind": kind},
             )
             return None
-    ctx.queue.sending(request_id, kind, body, time.time())
+    kept.sending(request_id, kind, body, time.time())
     try:
         if template:
             sid = send_template(
@@ -123,18 +137,18 @@ def send_once(
         _counted(kind, channel, exc.kind.value, str(exc.code or exc.status or "network"))
         if exc.kind is Failure.OPTED_OUT:
             ctx.client.sadd(optout_key(channel), who)
-            ctx.queue.settle_send(request_id, kind, "opted-out")
+            kept.settle_send(request_id, kind, "opted-out")
             log.info("not texted: the recipient has opted out", extra={"request": request_id})
             return None
         if exc.kind is Failure.PERMANENT:
-            ctx.queue.settle_send(request_id, kind, f"failed:{exc.code or exc.status}")
+            kept.settle_send(request_id, kind, f"failed:{exc.code or exc.status}")
             log.error(
                 "text refused by Twilio",
                 extra={"request": request_id, "kind": kind, "code": exc.code},
             )
             return None
         raise  # worth retrying: RQ does, with backoff
-    ctx.queue.settle_send(request_id, kind, sid)
+    kept.settle_send(request_id, kind, sid)
     _counted(kind, channel, "sent")
     log.info("text sent", extra={"request": request_id, "kind": kind, "channel": channel.name})
     return sid
@@ -235,6 +249,7 @@ def housekeeping() -> dict[str, int]:
     # A confirmation still queued, retrying or running keeps its job: only lost ones rejoin.
     caught_up = sum(ctx.jobs.confirm(_str(raw)) for raw in due)
     purged = retention.purge(ctx.queue, ctx.audit, settings.retention_days)
+    purged += ctx.checkin_sessions.purge(settings.checkin_retention_hours * 3600)
     ctx.queue.sample_history(time.time())
     return {"expired": len(expired), "confirmations": caught_up, "purged": purged}
 

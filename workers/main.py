@@ -85,6 +85,8 @@ HEARTBEAT_GRACE = 30
 # Seconds within which a worker does not renew its own registration again: RQ renews it
 # three times a job, three writes each, every one waiting on Redis's fsync.
 WORKER_HEARTBEAT_GAP = 1.0
+# Seconds between one worker's polls of the check-ins due.
+CHECKIN_POLL_SECONDS = 1.0
 # Held for one maintenance interval by the worker that queued the housekeeping job.
 HOUSEKEEPING_LOCK = f"{KEY_PREFIX}:housekeeping"
 
@@ -120,6 +122,7 @@ class HelplineQueue(Queue):
         queues = list(queues)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            poll_checkins()
             for source in queues:
                 job_id = connection.lmove(source.key, source.intermediate_queue_key)
                 if job_id is not None:
@@ -298,6 +301,27 @@ def _job_name(job: Job) -> str:
     """A job's short name for metrics: one of ours, or "other" (never an id)."""
     name = job.func_name
     return name.rpartition(".")[2] if name in _KNOWN_JOBS else "other"
+
+
+_last_poll = 0.0
+
+
+def poll_checkins() -> int:
+    """Hand on the check-in work due now, at most once a second per worker process.
+
+    Called between jobs and while idle (at least every IDLE_POLL_SECONDS), so a call is
+    claimed within about a second of its due time by whichever worker looks first; the
+    claim is atomic, so any number of workers may look.
+    """
+    global _last_poll
+    if time.monotonic() - _last_poll < CHECKIN_POLL_SECONDS:
+        return 0
+    _last_poll = time.monotonic()
+    try:
+        return len(context().checkins.tick())
+    except Exception as exc:  # noqa: BLE001 - the worker keeps serving; the next poll retries
+        log.error("check-ins not polled", extra={"error": type(exc).__name__})
+        return 0
 
 
 def tick_housekeeping(jobs: Jobs, interval: float) -> bool:

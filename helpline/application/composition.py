@@ -17,6 +17,7 @@ import redis
 from redis.retry import Retry
 
 from helpline.application.actions import ActionRegistry
+from helpline.application.checkin import CheckinDesk, Timing
 from helpline.application.config import Settings
 from helpline.application.intake import CallbackDesk
 from helpline.application.jobs import Jobs
@@ -27,6 +28,7 @@ from helpline.application.readiness import Readiness
 from helpline.callbacks.blocks import Blocks
 from helpline.callbacks.notes import Notes
 from helpline.callbacks.queue import CallbackQueue, Placement
+from helpline.checkins.sessions import CheckinSessions
 from helpline.conversation import twiml
 from helpline.conversation.engine import Engine
 from helpline.conversation.gsm import as_sent
@@ -105,6 +107,10 @@ class Components:
         return CallbackQueue(
             self.client, self.sealer, self.phone_key, min_replicas=self.settings.redis_min_replicas
         )
+
+    @functools.cached_property
+    def checkin_sessions(self) -> CheckinSessions:
+        return CheckinSessions(self.client, self.sealer, self.phone_key)
 
     @functools.cached_property
     def counsellors(self) -> Counsellors:
@@ -193,9 +199,29 @@ class Components:
         )
 
     @functools.cached_property
+    def checkins(self) -> CheckinDesk:
+        """Books check-in calls from both channels and follows each to its end."""
+        settings = self.settings
+        return CheckinDesk(
+            self.checkin_sessions,
+            self.store,
+            self.counsellors,
+            self.hours,
+            self.library.content,
+            settings.region.variables,
+            self.jobs,
+            time.time,
+            region=settings.region.code,
+            zone=settings.zone,
+            timing=Timing(settings.checkin_minute_seconds),
+        )
+
+    @functools.cached_property
     def actions(self) -> ActionRegistry:
         """The handler of every action a flow can ask for."""
-        return ActionRegistry({"callback": self.desk.request_callback})
+        return ActionRegistry(
+            {"callback": self.desk.request_callback, "checkin": self.checkins.book}
+        )
 
     @functools.cached_property
     def gsm(self) -> dict[str, bool]:
@@ -226,6 +252,7 @@ class Components:
             self.sealer,
             self.limits,
             self.sms_failsafe,
+            self.checkins,
         )
 
     @functools.cached_property

@@ -83,6 +83,11 @@ class Settings:
     timezone: str | None = None  # None: the region's
     callback_expiry_hours: float = 72.0  # an unanswered request closes after this long
     retention_days: float = 30.0  # a closed request is deleted after this long
+    checkin_retention_hours: float = 24.0  # a closed check-in session is deleted after this
+    # Seconds in a check-in "minute" (the wait asked for, the retry gap, the re-alert):
+    # 60, except where a demo or a test shortens it (HELPLINE_CHECKIN_MINUTE_SECONDS,
+    # refused in production).
+    checkin_minute_seconds: float = 60.0
     log_level: str = "INFO"
     # Where outbound texts and calls go: "twilio", or "local" (kept in the local outbox,
     # helpline.infrastructure.outbox: development without an account; never production).
@@ -219,6 +224,10 @@ def load_settings(
 
     expiry_hours = _positive(env, "HELPLINE_CALLBACK_EXPIRY_HOURS", 72.0)
     retention_days = _positive(env, "HELPLINE_RETENTION_DAYS", 30.0)
+    checkin_retention = _positive(env, "HELPLINE_CHECKIN_RETENTION_HOURS", 24.0)
+    checkin_minute = _positive(env, "HELPLINE_CHECKIN_MINUTE_SECONDS", 60.0)
+    if mode == "production" and checkin_minute != 60.0:
+        raise ConfigError("HELPLINE_CHECKIN_MINUTE_SECONDS is for demos and tests only")
     data_dir = Path(env.get("HELPLINE_DATA_DIR") or "var")
     sentinels = _sentinels(env.get("REDIS_SENTINELS", ""))
     master = env.get("REDIS_SENTINEL_MASTER", "").strip() or None
@@ -255,6 +264,8 @@ def load_settings(
         timezone=env.get("HELPLINE_TIMEZONE") or None,
         callback_expiry_hours=expiry_hours,
         retention_days=retention_days,
+        checkin_retention_hours=checkin_retention,
+        checkin_minute_seconds=checkin_minute,
         log_level=log_level,
         trusted_proxies=parse_networks(env.get("HELPLINE_TRUSTED_PROXIES", "")),
         metrics_token=env.get("HELPLINE_METRICS_TOKEN") or None,

@@ -19,6 +19,7 @@ from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 
 from helpline.callbacks.queue import Request
+from helpline.checkins.sessions import Claimed, Work
 
 # Counsellor alerts (and, later, check-in calls): every worker serves this queue first.
 URGENT_QUEUE = "urgent"
@@ -49,11 +50,31 @@ class Job(StrEnum):
     # a failure and the counsellor presses "Call now" again).
     CALL_COUNSELLOR = "workers.bridge.call_counsellor"
     LOGIN_NOTICE = "workers.notices.login_attempts_notice"
+    # Check-in calls and what follows when one is missed (workers.checkins).
+    CHECKIN_CALL = "workers.checkins.place_checkin_call"
+    CHECKIN_REMIND = "workers.checkins.remind"
+    CHECKIN_ESCALATE = "workers.checkins.escalate"
+    CHECKIN_REALERT = "workers.checkins.realert"
 
 
 # Jobs that must never wait behind routine texts: workers take them first. A counsellor
 # who pressed "Call now" is waiting for their phone to ring.
-URGENT_JOBS = frozenset({Job.ALERT, Job.CALL_COUNSELLOR})
+URGENT_JOBS = frozenset(
+    {
+        Job.ALERT,
+        Job.CALL_COUNSELLOR,
+        Job.CHECKIN_CALL,
+        Job.CHECKIN_REMIND,
+        Job.CHECKIN_ESCALATE,
+        Job.CHECKIN_REALERT,
+    }
+)
+# The job that does each kind of claimed check-in work.
+_CHECKIN_JOBS = {
+    Work.CALL: Job.CHECKIN_CALL,
+    Work.ESCALATE: Job.CHECKIN_ESCALATE,
+    Work.REALERT: Job.CHECKIN_REALERT,
+}
 
 
 def job_queue(connection: redis.Redis, name: str = ROUTINE_QUEUE) -> Queue:
@@ -93,9 +114,21 @@ class Jobs:
         """Queue the text saying we tried to call and will try again."""
         return self.once(Job.MISSED_CALL, f"missed-{request_id}-{attempt}", request_id, attempt)
 
-    def call_counsellor(self, request_id: str, username: str) -> None:
-        """Queue the call to a counsellor's phone that starts a bridged call back (urgent)."""
-        self.queue(URGENT_QUEUE).enqueue(Job.CALL_COUNSELLOR.value, request_id, username)
+    def call_counsellor(self, request_id: str, username: str, kind: str = "request") -> None:
+        """Queue the call to a counsellor's phone that starts a bridged call (urgent); kind
+        "checkin" bridges to an escalated check-in's caller instead of a request's."""
+        args = (request_id, username) if kind == "request" else (request_id, username, kind)
+        self.queue(URGENT_QUEUE).enqueue(Job.CALL_COUNSELLOR.value, *args)
+
+    def checkin(self, claimed: Claimed) -> bool:
+        """Queue the work a check-in claim stands for, once per (session, attempt)."""
+        job = _CHECKIN_JOBS[claimed.work]
+        job_id = f"checkin-{claimed.work.value}-{claimed.session}-{claimed.attempt}"
+        return self.once(job, job_id, claimed.session, claimed.attempt)
+
+    def checkin_reminder(self, session: str, round_: int) -> bool:
+        """Queue the "reply OK if you're OK" text, once per round of calls."""
+        return self.once(Job.CHECKIN_REMIND, f"checkin-remind-{session}-{round_}", session, round_)
 
     def login_notice(self, username: str) -> None:
         """Queue the text telling a counsellor about wrong passwords on their account."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from helpline.application.actions import ActionRegistry
+from helpline.application.checkin import CheckinDesk
 from helpline.application.intake import CallbackDesk, Caller, open_answers, seal_answers
 from helpline.application.limits import RateLimits
 from helpline.conversation import twiml
@@ -92,6 +93,7 @@ class TextConversations:
         sealer: Sealer,
         limits: RateLimits,
         failsafe: Mapping[str, str],
+        checkins: CheckinDesk | None = None,
     ):
         self.engine = engine
         self.store = store
@@ -102,6 +104,7 @@ class TextConversations:
         self.sealer = sealer
         self.limits = limits
         self.failsafe = failsafe  # language -> the stateless safety answer, as TwiML
+        self.checkins = checkins
         self._read_script = store.client.register_script(_READ)
 
     def answer(self, text: Incoming) -> str:
@@ -121,10 +124,17 @@ class TextConversations:
         danger = self.engine.danger(text.body)
         if self.limits.too_many_texts(channel, count):
             return self._over_limit(state, opted_out, text.body, caller, danger)
+        # OK (or a cancel word) closes an open check-in, whatever the conversation is at.
+        closed = self.checkins.texted(sender, text.body) if self.checkins else None
+        if closed:
+            gsm = channel.gsm(self.gsm[closed[0].lang])
+            return twiml.sms(closed, gsm, channel.max_chars)
         if danger is not None:
             self.desk.escalate(caller)
         # Without a sender, or with the store down, nothing said now is remembered.
-        facts = self.desk.facts(caller, spoken=False, kept=read)
+        facts: Mapping[str, str] = self.desk.facts(caller, spoken=False, kept=read)
+        if self.checkins:
+            facts = self.checkins.facts(facts)
         step = answer_text(
             self.engine, state, opted_out, Reply(text=text.body), context=facts, danger=danger
         )

@@ -77,6 +77,7 @@ from helpline.infrastructure.errors import (
     QueueUnavailable,
 )
 from helpline.infrastructure.privacy import mask_phone, phone_digest
+from helpline.infrastructure.records import HashRecords, SendRecord
 from helpline.infrastructure.store import durable
 
 PREFIX = f"{KEY_PREFIX}:cb:"
@@ -211,15 +212,6 @@ class Placement:
     raised: bool = False  # this very call made it urgent: the counsellors' alert is owed
 
 
-@dataclass(frozen=True)
-class SendRecord:
-    """How far one text about a request got (see the key map for the kinds)."""
-
-    result: str | None  # Twilio's SID, "opted-out" or "failed:<code>": it is settled
-    started: float | None  # an attempt began then and has not been settled
-    text: str | None  # what that attempt sent
-
-
 # -- Lua -----------------------------------------------------------------------------------
 
 # Moves expired leases and due retries back into the queue. Shared by the scripts below
@@ -278,14 +270,6 @@ local function revive(prefix, id, now, urgent, band)
   if parked or raised == 1 then redis.call('INCR', prefix .. 'version') end
   return raised
 end
-"""
-
-# Sets fields only on a request that still exists: a purge between a read and this write
-# must not leave a half-request behind.  KEYS: request key.  ARGV: field, value, ...
-_SET_IF_EXISTS = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
-return 1
 """
 
 # KEYS: new request key.  ARGV: prefix, now, caller digest, id, score, urgent, seen key
@@ -533,7 +517,7 @@ class CallbackQueue:
         self._settle = client.register_script(_SETTLE)
         self._expire = client.register_script(_EXPIRE)
         self._refresh = client.register_script(_REFRESH)
-        self._set_if_exists = client.register_script(_SET_IF_EXISTS)
+        self._records = HashRecords(client, REQ, _guard, min_replicas)
 
     # -- callers ---------------------------------------------------------------------------
 
@@ -687,16 +671,7 @@ class CallbackQueue:
 
     def annotate(self, rid: str, **fields: str | float) -> bool:
         """Set fields on a request if it still exists; return whether it did."""
-        return self._annotate(rid, fields, replicas=0)
-
-    def _annotate(self, rid: str, fields: dict[str, str | float], *, replicas: int) -> bool:
-        flat = [str(part) for pair in fields.items() for part in pair]
-
-        def write(pipe: Pipeline) -> object:
-            return self._set_if_exists(keys=[REQ + rid], args=flat, client=pipe)
-
-        (done,) = _guard(lambda: durable(self.client, write, replicas))
-        return bool(done)
+        return self._records.set(rid, **fields)
 
     def annotation(self, rid: str, name: str) -> str | None:
         """Return one field of a request as text, or None if it is not set."""
@@ -716,13 +691,7 @@ class CallbackQueue:
 
     def send_record(self, rid: str, kind: str) -> SendRecord:
         """Return how far the text of this kind about the request got."""
-        names = [f"sent:{kind}", f"sending:{kind}", f"text:{kind}"]
-        result, started, text = _guard(lambda: self.client.hmget(REQ + rid, names))
-        return SendRecord(
-            result=None if result is None else _text(result),
-            started=None if started is None else float(started),
-            text=None if text is None else _text(text),
-        )
+        return self._records.send_record(rid, kind)
 
     def send_results(self, rid: str) -> dict[str, str]:
         """Return how each settled text about the request ended, by kind."""
@@ -737,12 +706,11 @@ class CallbackQueue:
         Raises NotKept if too few replicas took the record: after a failover, a retry
         would not know to look, and could send the text twice.
         """
-        fields: dict[str, str | float] = {f"sending:{kind}": at, f"text:{kind}": text}
-        return self._annotate(rid, fields, replicas=self.min_replicas)
+        return self._records.sending(rid, kind, text, at)
 
     def settle_send(self, rid: str, kind: str, result: str) -> bool:
         """Record how a text ended: Twilio's SID, "opted-out" or "failed:<code>"."""
-        return self.annotate(rid, **{f"sent:{kind}": result})
+        return self._records.settle_send(rid, kind, result)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -13,8 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 # Facts known of every caller at every step, before any action: whether their number
-# can be offered back to them (and its last digits), and whether the store is up.
-CALLER_FACTS = frozenset({"caller_id", "number_end", "store"})
+# can be offered back to them (and its last digits), whether the store is up, and
+# whether a counsellor is on duty within hours now ("duty": "open"), so a check-in can
+# be offered.
+CALLER_FACTS = frozenset({"caller_id", "number_end", "store", "duty"})
 # Where a request stands once it is on the list: the place, the wait or the hours.
 WHERE_FACTS = frozenset({"place", "position", "wait", "minutes", "hours", "resume"})
 
@@ -26,6 +28,9 @@ class Action:
     name: str
     needs: frozenset[str]  # answers it reads, recorded earlier in the conversation
     outcomes: Mapping[str, frozenset[str]]  # each outcome -> the facts it provides
+    # Outcomes that tell the caller it is done (on the list, a call booked): never
+    # reached with the store down.
+    promises: frozenset[str] = frozenset()
 
     def provides(self, outcome: str) -> frozenset[str]:
         return self.outcomes.get(outcome, frozenset())
@@ -40,6 +45,20 @@ CALLBACK = Action(
         "failed": frozenset(),
         "blocked": frozenset(),  # the caller may not queue call backs (an admin's block)
     },
+    promises=frozenset({"queued", "already"}),
+)
+# A check-in call: booked (or moved, for a caller with one open already) for about {time};
+# "unavailable" when no counsellor is on duty any more; "failed" when it cannot be kept.
+CHECKIN = Action(
+    name="checkin",
+    needs=frozenset({"minutes", "place", "contact"}),
+    outcomes={
+        "started": frozenset({"time"}),
+        "updated": frozenset({"time"}),
+        "unavailable": frozenset(),
+        "failed": frozenset(),
+    },
+    promises=frozenset({"started", "updated"}),
 )
 # Every action a flow may name, by name.
-DECLARED: Mapping[str, Action] = {action.name: action for action in (CALLBACK,)}
+DECLARED: Mapping[str, Action] = {action.name: action for action in (CALLBACK, CHECKIN)}

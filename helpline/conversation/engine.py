@@ -10,6 +10,7 @@ The web layer turns events into TwiML and keeps the state; the simulator prints 
 from __future__ import annotations
 
 import functools
+import re
 from collections import ChainMap
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
@@ -24,9 +25,29 @@ from helpline.conversation.matching import (
     first_phrase,
     tokens,
 )
-from helpline.conversation.model import STORE_DOWN, STORE_FACT, Case, Flow, Medium, Node
-from helpline.infrastructure.constants import CRISIS_TYPO_FROM, MAX_ANSWER_CHARS, MAX_REPROMPTS
+from helpline.conversation.model import (
+    COLLECT_MINUTES,
+    COLLECT_PHONE,
+    COLLECT_PLACE,
+    STORE_DOWN,
+    STORE_FACT,
+    Case,
+    Flow,
+    Medium,
+    Node,
+)
+from helpline.infrastructure.constants import (
+    CHECKIN_MAX_MINUTES,
+    CHECKIN_MIN_MINUTES,
+    CRISIS_TYPO_FROM,
+    MAX_ANSWER_CHARS,
+    MAX_PLACE_CHARS,
+    MAX_REPROMPTS,
+)
 from helpline.infrastructure.phones import to_e164
+
+# A number of minutes as keyed, texted or heard: "10", "10 min", "10 minutes", "10 minutos".
+_MINUTES = re.compile(r"(\d{1,2})(?:\s*(?:m|mins?|minutes?|minutos?))?\.?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -221,8 +242,8 @@ class Engine:
                 if choice in case.digits:
                     return go(case.goto, case.set)
 
-        if node.collect:
-            value = to_e164(reply.digits or reply.text, self.phone_region)
+        if node.collect and node.collect.slot != COLLECT_PLACE:
+            value = self._collected(node.collect.slot, reply)
             if value:
                 return go(node.collect.goto, ((node.collect.slot, value),))
 
@@ -233,7 +254,15 @@ class Engine:
         if words:
             matched = self._match_words(node, words)
             if matched:
+                if matched not in node.cases:
+                    answers = {}  # a keyword starts afresh: nothing asked before carries on
                 return go(matched.goto, matched.set)
+
+        # A place in the caller's own words: whatever no case or keyword took.
+        if node.collect and node.collect.slot == COLLECT_PLACE:
+            value = self._collected(COLLECT_PLACE, reply)
+            if value:
+                return go(node.collect.goto, ((COLLECT_PLACE, value),))
 
         # Not understood. Every route below counts a miss, so that no question, not even
         # one whose 'other' loops back to itself, can be asked for ever.
@@ -310,6 +339,8 @@ class Engine:
                 node = self.flow.nodes[node.next]
             else:
                 break
+        if node.id == self.home:
+            answers = {}  # the main menu starts afresh: answers never carry past it
         state = State(flow=self.flow.id, node=node.id, lang=lang, reprompts=misses, answers=answers)
         if node.end:
             events.append(Hangup())
@@ -389,6 +420,19 @@ class Engine:
             )
         )
         return events
+
+    def _collected(self, slot: str, reply: Reply) -> str | None:
+        """Return the value free input gives a collecting node's slot, or None."""
+        if slot in COLLECT_PHONE:
+            return to_e164(reply.digits or reply.text, self.phone_region)
+        if slot == COLLECT_MINUTES:
+            found = _MINUTES.fullmatch((reply.digits or reply.text).strip())
+            if found and CHECKIN_MIN_MINUTES <= int(found[1]) <= CHECKIN_MAX_MINUTES:
+                return str(int(found[1]))
+            return None
+        # Words, not a stray key: a place has letters in it.
+        place = " ".join(reply.text.split())[:MAX_PLACE_CHARS]
+        return place if any(ch.isalpha() for ch in place) and not reply.digits else None
 
     def _chosen_language(self, node: Node, choice: str | None, words: tuple[str, ...]) -> str:
         if self.flow.channel is Medium.SMS:

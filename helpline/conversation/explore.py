@@ -40,7 +40,15 @@ from helpline.conversation.danger import Danger
 from helpline.conversation.engine import Act, Ask, Engine, Event, Hangup, Reply, Say, State
 from helpline.conversation.gsm import segments
 from helpline.conversation.lint import Library, sms_text
-from helpline.conversation.model import AT_RISK, STORE_DOWN, STORE_FACT, Flow, Medium
+from helpline.conversation.model import (
+    AT_RISK,
+    COLLECT_MINUTES,
+    COLLECT_PLACE,
+    STORE_DOWN,
+    STORE_FACT,
+    Flow,
+    Medium,
+)
 from helpline.conversation.regions import Region
 from helpline.conversation.texting import answer_text
 from helpline.infrastructure.constants import MAX_REPROMPTS, SMS_MAX_SEGMENTS
@@ -58,6 +66,10 @@ WHERE_SAMPLES: tuple[dict[str, str], ...] = (
 )
 
 
+# A value for each other fact an outcome provides ("time": when a check-in call comes).
+SAMPLE_FACTS = {"time": "21:45"}
+
+
 def outcomes_of(action: str, store_up: bool) -> list[tuple[str, dict[str, str]]]:
     """Every (outcome, facts) the web layer can answer an action with: each declared
     outcome and what it provides; with the store down, only "failed" (nothing is kept)."""
@@ -67,7 +79,7 @@ def outcomes_of(action: str, store_up: bool) -> list[tuple[str, dict[str, str]]]
     played = []
     for outcome, provides in declared.outcomes.items():
         where = provides & WHERE_FACTS
-        others = {fact: "1" for fact in provides - WHERE_FACTS}
+        others = {fact: SAMPLE_FACTS.get(fact, "1") for fact in provides - WHERE_FACTS}
         samples = WHERE_SAMPLES if where else ({},)
         for sample in samples:
             played.append((outcome, {**{k: v for k, v in sample.items() if k in where}, **others}))
@@ -103,6 +115,7 @@ class Point:
     state: State | None  # None: a text conversation not (or no longer) kept
     opted_out: bool = False
     caller_known: bool = True
+    on_duty: bool = True  # a counsellor is on duty within hours (a check-in is offered)
 
     def key(self, routed: frozenset[str]) -> tuple[object, ...]:
         """Identify the point up to what the engine can tell apart.
@@ -112,10 +125,11 @@ class Point:
         keyed in and the caller's own make one state, not one each.
         """
         s = self.state
+        who = (self.opted_out, self.caller_known, self.on_duty)
         if s is None:
-            return (None, self.opted_out, self.caller_known)
+            return (None, *who)
         answers = tuple(sorted((k, v if k in routed else "") for k, v in s.answers.items()))
-        return (s.node, s.lang, s.reprompts, s.ended, answers, self.opted_out, self.caller_known)
+        return (s.node, s.lang, s.reprompts, s.ended, answers, *who)
 
 
 @dataclass(frozen=True)
@@ -237,6 +251,7 @@ class _Walk:
         self.voice = self.flow.channel is Medium.VOICE
         self.home = engine.home
         self.intake = _intake_nodes(self.flow, self.home)
+        self.callback_intake = _intake_nodes(self.flow, self.home, {"callback"})
         self.told_queued = _told_queued(self.flow)
         self._rendered: dict[tuple[Event, ...], str | None] = {}
         self._alphabets: dict[tuple[str, str], list[Input]] = {}
@@ -295,17 +310,20 @@ class _Walk:
         self.report.states += len(points)
 
     def _roots(self) -> Iterator[tuple[Point, list[Event]]]:
-        for known in (True, False):
+        # Off duty only changes what a check-in request is told: one caller is enough.
+        for known, on_duty in ((True, True), (False, True), (True, False)):
             if self.voice:
                 state, events = self.engine.start()
-                yield Point(state, caller_known=known), events
+                yield Point(state, caller_known=known, on_duty=on_duty), events
             else:
-                yield Point(None, caller_known=known), []
+                yield Point(None, caller_known=known, on_duty=on_duty), []
 
     def _facts(self, point: Point, store: Store | None = None) -> dict[str, str]:
         facts: dict[str, str] = {}
         if point.caller_known:
             facts.update(caller_id="known", number_end="1 2 3" if self.voice else "123")
+        if point.on_duty:
+            facts["duty"] = "open"
         if (store or self.store) is Store.DEGRADED:
             facts[STORE_FACT] = STORE_DOWN
         return facts
@@ -336,7 +354,7 @@ class _Walk:
             )
             if not step.events:
                 kept = None if step.opted_out else point.state
-                after = Point(kept, step.opted_out, point.caller_known)
+                after = Point(kept, step.opted_out, point.caller_known, point.on_duty)
                 return [Turn([], step.state, after if store is Store.NORMAL else _fresh(point))]
             assert step.state is not None
             state, events, opted_out = step.state, step.events, step.opted_out
@@ -345,7 +363,7 @@ class _Walk:
             if store is Store.DEGRADED and not self.voice:
                 after = _fresh(point)  # nothing is read or kept
             else:
-                after = Point(engine_state, opted_out, point.caller_known)
+                after = Point(engine_state, opted_out, point.caller_known, point.on_duty)
             turns.append(Turn(said, engine_state, after))
         return turns
 
@@ -419,10 +437,14 @@ class _Walk:
         yield keys("02079460123")
         yield keys("2025550188")
         yield words("+1 202 555 0188")
-        unused = next(d for d in "7569318240#" if d not in used)
+        # A key no case takes (where minutes are asked, a number of them out of range).
+        minutes = node.collect is not None and node.collect.slot == COLLECT_MINUTES
+        unused = "99" if minutes else next(d for d in "7569318240#" if d not in used)
         yield keys(unused, "miss")
         yield keys("12345", "miss")
-        yield words("zzq wibble", "miss")
+        # Free words are a place, where a node asks for one; elsewhere, not understood.
+        takes_words = node.collect is not None and node.collect.slot == COLLECT_PLACE
+        yield words("zzq wibble", "answer" if takes_words else "miss")
         yield Input("(silence)" if voice else "texts ''", Reply(), "miss")
         yield keys("*" if voice else "0", "menu")
         if not voice:
@@ -576,7 +598,10 @@ class _Walk:
             )
         normal = self._step(point, way, Store.NORMAL)
         asked = [t for t in normal if t.engine_state and t.engine_state.node in self.intake]
-        if asked and events:
+        called = [
+            t for t in asked if t.engine_state and t.engine_state.node in self.callback_intake
+        ]
+        if called and events:
             if not self._names(events, "emergency") or not self._names(events, "crisis_line"):
                 self._problem(
                     5,
@@ -642,7 +667,7 @@ def _at(point: Point) -> str:
 
 
 def _fresh(point: Point) -> Point:
-    return Point(None, False, point.caller_known)
+    return Point(None, False, point.caller_known, point.on_duty)
 
 
 def _path(
@@ -659,10 +684,11 @@ def _path(
     return tuple(reversed(labels))
 
 
-def _intake_nodes(flow: Flow, home: str) -> frozenset[str]:
-    """Waiting nodes from which an action can be reached without passing the main menu
-    or a check of the store: the questions of a request. A menu that offers a call back
-    reaches it only through that check, which answers plainly when the store is down."""
+def _intake_nodes(flow: Flow, home: str, actions: Iterable[str] | None = None) -> frozenset[str]:
+    """Waiting nodes from which an action (of `actions`, or any) can be reached without
+    passing the main menu or a check of the store: the questions of a request. A menu
+    that offers a call back reaches it only through that check, which answers plainly
+    when the store is down."""
     checks = {n for n, node in flow.nodes.items() if node.branch and node.branch.on == STORE_FACT}
     found: set[str] = set()
     for node_id, node in flow.nodes.items():
@@ -671,7 +697,7 @@ def _intake_nodes(flow: Flow, home: str) -> frozenset[str]:
         seen, pending = {home, *checks}, [node_id]
         while pending:
             current = flow.nodes[pending.pop()]
-            if current.action:
+            if current.action and (actions is None or current.action in actions):
                 found.add(node_id)
                 break
             for target in current.exits():
@@ -686,7 +712,9 @@ def _told_queued(flow: Flow) -> frozenset[str]:
     action's "queued" and "already" outcomes lead to say first."""
     told: set[str] = set()
     for node in flow.nodes.values():
+        declared = DECLARED.get(node.action) if node.action else None
+        promises = declared.promises if declared else frozenset()
         for result, target in node.outcomes:
-            if result in ("queued", "already"):
+            if result in promises:
                 told.update(flow.nodes[target].say)
     return frozenset(told)

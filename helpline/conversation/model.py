@@ -24,15 +24,21 @@ T = TypeVar("T")
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 # What the web layer knows at the moment a message is said; every other placeholder
 # is a region value (flows/regions/*.yaml), checked by the linter.
-RUNTIME_PLACEHOLDERS = frozenset({"number_end", "position", "minutes", "resume", "day", "time"})
+RUNTIME_PLACEHOLDERS = frozenset(
+    {"number_end", "position", "minutes", "resume", "day", "time", "place", "console"}
+)
 # The fact that says the store is down, so nothing said now can be remembered: branches
 # route on it, and an SMS flow's replies then ask only what a fresh conversation knows.
 STORE_FACT, STORE_DOWN = "store", "down"
 # The answer that says a caller is at risk right now: their request is urgent, and the
 # reply that records it must give the emergency number.
 AT_RISK = ("urgent", "yes")
-# What a node can collect from free input.
-COLLECTABLE = frozenset({"phone"})
+# What a node can collect from free input, by slot: a phone number (the caller's own for a
+# call back, or a trusted contact's), a number of minutes, or a place in the caller's words.
+COLLECT_PHONE = frozenset({"phone", "contact"})
+COLLECT_MINUTES = "minutes"
+COLLECT_PLACE = "place"
+COLLECTABLE = COLLECT_PHONE | {COLLECT_MINUTES, COLLECT_PLACE}
 DIGIT_KEYS = re.compile(r"^[0-9*#]{1,2}$")
 # The keys every language names in words ("two", "dos"), so a reply of one picks it.
 NUMBER_KEYS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*")
@@ -71,7 +77,7 @@ class Branch:
 
 @dataclass(frozen=True)
 class Collect:
-    """Take free input as a value (a phone number) into an answer slot."""
+    """Take free input as a value into an answer slot (see COLLECTABLE for the kinds)."""
 
     slot: str
     goto: str

@@ -69,7 +69,13 @@ CALLBACK_URGENT_RETRY_SECONDS = 5 * 60
 WAIT_SAMPLE = 20
 
 # Longest value one flow answer (e.g. a keyed-in number) may hold.
-MAX_ANSWER_CHARS = 32
+MAX_ANSWER_CHARS = 200
+# Characters of a place described in words (a check-in's "where") that are kept.
+MAX_PLACE_CHARS = 160
+# Minutes a check-in call may be set for: at least, at most, and offered by default.
+CHECKIN_MIN_MINUTES = 1
+CHECKIN_MAX_MINUTES = 30
+CHECKIN_DEFAULT_MINUTES = 10
 
 # Shortest password a counsellor account accepts.
 MIN_PASSWORD_CHARS = 12

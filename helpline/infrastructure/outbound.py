@@ -99,12 +99,43 @@ def send_template(
 
 
 def place_call(
-    client: Client, *, sender: str, to: str, url: str, status_callback: str | None = None
+    client: Client,
+    *,
+    sender: str,
+    to: str,
+    url: str,
+    status_callback: str | None = None,
+    machine_detection: bool = False,
+    timeout: int | None = None,
 ) -> str:
-    """Start an outbound call that fetches TwiML from `url` when answered; return its Call SID."""
-    extra = {"status_callback": status_callback} if status_callback else {}
+    """Start an outbound call that fetches TwiML from `url` when answered; return its Call SID.
+
+    machine_detection: Twilio tells `url` whether a person or a machine answered
+    (AnsweredBy). timeout: seconds to let it ring.
+    """
+    extra: dict[str, Any] = {"status_callback": status_callback} if status_callback else {}
+    if status_callback:
+        extra["status_callback_event"] = ["completed"]
+    if machine_detection:
+        extra["machine_detection"] = "Enable"
+    if timeout is not None:
+        extra["timeout"] = timeout
     call = _request(lambda: client.calls.create(to=to, from_=sender, url=url, **extra))
     return str(call.sid)
+
+
+def find_call(client: Client, *, sender: str, to: str, since: float) -> str | None:
+    """Return the SID of a call placed from sender to to since `since`, if Twilio has one.
+
+    Used after an attempt that may or may not have reached Twilio (a killed worker).
+    """
+    after = datetime.fromtimestamp(since - SEND_CLOCK_SKEW, UTC)
+    calls = _request(lambda: client.calls.list(to=to, from_=sender, limit=20))
+    for call in calls:
+        created = call.date_created
+        if created is None or created >= after:
+            return str(call.sid)
+    return None
 
 
 def find_sent(client: Client, *, sender: str, to: str, body: str, since: float) -> str | None:

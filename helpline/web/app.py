@@ -14,7 +14,7 @@ from helpline.web.readlimit import BodyDeadline
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app: Twilio's webhooks and the counsellor console."""
-    from helpline.web import bridge, console, headers, monitoring, services, webhooks
+    from helpline.web import bridge, checkin, console, headers, monitoring, services, webhooks
 
     settings = settings or load_settings()
     configure_logging(settings.log_level)
@@ -35,10 +35,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(bridge.bp)
     monitoring.init_app(app)
+    app.register_blueprint(checkin.bp)
     console.init_app(app)
     # Twilio's requests carry a signature instead of a CSRF token (checked in each bp).
     console.csrf.exempt(webhooks.bp)
     console.csrf.exempt(bridge.bp)
+    console.csrf.exempt(checkin.bp)
 
     @app.get("/")
     def home() -> BaseResponse:

@@ -3,8 +3,8 @@
 The counsellor answers a call from the helpline's number and is asked to press 1: only
 a person who presses it is connected, never a voicemail that picked up. Then the caller
 is dialled with the helpline's number as caller ID, so neither side sees the other's
-number. The URL Twilio is given carries a short-lived
-sealed token naming the request and the counsellor, never a phone number.
+number. The URL Twilio is given carries a short-lived sealed token naming the request
+(or the escalated check-in) and the counsellor, never a phone number.
 """
 
 from __future__ import annotations
@@ -45,23 +45,28 @@ CALLER_FIELD = "bridge_caller"
 # Seconds the counsellor has to press 1 before the call ends unconnected.
 ACCEPT_SECONDS = 10
 _TOKEN_RECORD = "bridge"
+# What a bridge connects a counsellor to: a call back request, or an escalated check-in.
+REQUEST, CHECKIN = "request", "checkin"
 
 
-def make_token(sealer: Sealer, rid: str, counsellor: str, now: float | None = None) -> str:
-    """Return a sealed, expiring token for one request and counsellor."""
+def make_token(
+    sealer: Sealer, rid: str, counsellor: str, now: float | None = None, kind: str = REQUEST
+) -> str:
+    """Return a sealed, expiring token for one request (or check-in) and counsellor."""
     expires = (now if now is not None else time.time()) + BRIDGE_TOKEN_SECONDS
-    return sealer.seal(json.dumps({"r": rid, "c": counsellor, "x": expires}), _TOKEN_RECORD)
+    values = {"r": rid, "c": counsellor, "x": expires, **({"k": kind} if kind != REQUEST else {})}
+    return sealer.seal(json.dumps(values), _TOKEN_RECORD)
 
 
-def read_token(sealer: Sealer, token: str, now: float | None = None) -> tuple[str, str] | None:
-    """Return (request id, counsellor) from a token, or None if altered or expired."""
+def read_token(sealer: Sealer, token: str, now: float | None = None) -> tuple[str, str, str] | None:
+    """Return (id, counsellor, kind) from a token, or None if altered or expired."""
     try:
         values = json.loads(sealer.open(token, _TOKEN_RECORD))
     except (SealError, ValueError):
         return None
     if float(values["x"]) < (now if now is not None else time.time()):
         return None
-    return str(values["r"]), str(values["c"])
+    return str(values["r"]), str(values["c"]), str(values.get("k", REQUEST))
 
 
 def public_base(settings: Settings) -> str:
@@ -123,9 +128,9 @@ def accept(token: str) -> Response:
     found = _claim(token)
     if found is None:
         return _goodbye(NOT_YOURS)
-    rid, counsellor = found
+    rid, counsellor, kind, phone = found
     if request.form.get("Digits", "") != "1":
-        services.queue.annotate(rid, **{STATUS_FIELD: "not accepted: the caller was not called"})
+        annotate(kind, rid, **{STATUS_FIELD: "not accepted: the caller was not called"})
         log.info("bridge not accepted", extra={"request": rid})
         return _goodbye(NOT_ACCEPTED)
     settings = services.settings
@@ -135,25 +140,32 @@ def accept(token: str) -> Response:
         timeout=BRIDGE_DIAL_TIMEOUT,
         action=f"{public_base(settings)}{bp.url_prefix}/{token}/dialled",
     )
-    dial.number(services.queue.phone(rid))
-    services.queue.annotate(rid, **{STATUS_FIELD: "connecting", CALLER_FIELD: "being dialled"})
+    dial.number(phone)
+    annotate(kind, rid, **{STATUS_FIELD: "connecting", CALLER_FIELD: "being dialled"})
     log.info("bridging a callback", extra={"request": rid, "counsellor": counsellor})
     return _twiml(response)
 
 
-def _claim(token: str) -> tuple[str, str] | None:
-    """The request and counsellor a live token names, while they still hold the claim."""
+def _claim(token: str) -> tuple[str, str, str, str] | None:
+    """The request (or check-in), counsellor, kind and number to dial a live token names,
+    while the counsellor still holds it."""
     services = helpline()
     found = read_token(services.sealer, token)
     if found is None:
         log.info("bridge link stale or altered")
         return None
-    rid, counsellor = found
-    claim = services.queue.get(rid)
-    if claim is None or claim.status is not Status.CLAIMED or claim.claimed_by != counsellor:
-        log.info("bridge for a request no longer claimed", extra={"request": rid})
+    rid, counsellor, kind = found
+    if kind == CHECKIN:
+        phone = services.checkins.bridge_phone(rid, counsellor)
+    else:
+        claim = services.queue.get(rid)
+        mine = claim is not None and claim.status is Status.CLAIMED
+        mine = mine and claim is not None and claim.claimed_by == counsellor
+        phone = services.queue.phone(rid) if mine else None
+    if phone is None:
+        log.info("bridge for a request no longer theirs", extra={"request": rid})
         return None
-    return found
+    return rid, counsellor, kind, phone
 
 
 @bp.post("/<token>/dialled")
@@ -162,7 +174,7 @@ def dialled(token: str) -> Response:
     found = read_token(helpline().sealer, token, now=0.0)  # the call may outlast the link
     if found is not None:
         status = request.form.get("DialCallStatus", "")
-        helpline().queue.annotate(found[0], **{CALLER_FIELD: _known(status)})
+        annotate(found[2], found[0], **{CALLER_FIELD: _known(status)})
     return _goodbye(ENDED)
 
 
@@ -172,11 +184,20 @@ def status(token: str) -> Response:
     services = helpline()
     found = read_token(services.sealer, token, now=0.0)
     if found is not None:
-        rid, counsellor = found
+        rid, counsellor, kind = found
         state = _known(request.form.get("CallStatus", ""))
-        services.queue.annotate(rid, **{STATUS_FIELD: f"your phone {state}"})
+        annotate(kind, rid, **{STATUS_FIELD: f"your phone {state}"})
         services.live_calls.changed(counsellor, rid, state)
     return Response("", 204)
+
+
+def annotate(kind: str, rid: str, **fields: str) -> None:
+    """Note how a bridged call goes on the request, or the check-in, it is for."""
+    services = helpline()
+    if kind == CHECKIN:
+        services.checkin_sessions.annotate(rid, **fields)
+    else:
+        services.queue.annotate(rid, **fields)
 
 
 def _known(status: str) -> str:

@@ -179,7 +179,7 @@ def voice_step() -> Response:
         danger = engine.danger(reply.text)
         if danger is not None:
             services.desk.escalate(caller)
-        facts = services.desk.facts(caller, spoken=True)
+        facts = services.checkins.facts(services.desk.facts(caller, spoken=True))
         step = engine.resume(state, reply, context=facts, danger=danger)
         state, events = services.actions.settle(engine, caller, step, facts)
     log.debug("call step", extra={"node": state.node, "lang": state.lang})

@@ -39,7 +39,7 @@ class Console:
 
 def init_app(app: Flask) -> Console:
     """Set up sessions in Redis, CSRF protection on every form, and the console's routes."""
-    from helpline.web.console import admin, auth, views  # noqa: F401  (routes register on bp)
+    from helpline.web.console import admin, auth, checkins, views  # noqa: F401  (routes on bp)
 
     core = app.extensions[HELPLINE]
     client = core.store.client

@@ -124,6 +124,7 @@ def _queue_context() -> dict[str, object]:
         "charts": history_charts(services.queue, now),
         "wait_text": wait_text,
         "local_time": local_time,
+        "escalations": services.checkins.escalations(),
     }
 
 
@@ -174,7 +175,10 @@ def my_duty() -> BaseResponse:
 def live() -> BaseResponse | str:
     """Return the queue fragment when the queue changed since ?v=, else 204."""
     seen = request.args.get("v", "")
-    if seen.isdigit() and int(seen) == helpline().queue.version():
+    services = helpline()
+    # Escalated check-ins change apart from the queue: while any is open, always send.
+    quiet = not services.checkins.escalations()
+    if quiet and seen.isdigit() and int(seen) == services.queue.version():
         return BaseResponse(status=204)
     return render_template("console/_queue.html", **_queue_context())
 
