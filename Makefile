@@ -11,7 +11,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET  := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run test lint bench bench-slow bench-queue bench-jobs flows browser clean
+.PHONY: run test lint bench bench-slow bench-queue bench-jobs bench-checkins flows browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ bench-queue: $(STAMP)
 
 bench-jobs: $(STAMP)
 	$(BIN)/python bench/jobs.py
+
+bench-checkins: $(STAMP)
+	$(BIN)/python bench/checkins.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis test-output

@@ -7,7 +7,7 @@ import pytest
 from helpline.application.actions import ActionRegistry
 from helpline.application.config import Settings
 from helpline.application.intake import Caller
-from helpline.conversation.actions import CALLBACK, CHECKIN, Action
+from helpline.conversation.actions import CALLBACK, CHECKIN, CHECKIN_WHERE, Action
 from helpline.conversation.engine import Act, Say, State
 from helpline.conversation.explore import ACTION_FACTS
 from helpline.conversation.lint import load_flows
@@ -16,7 +16,7 @@ from helpline.conversation.model import Channel
 ENGINE = load_flows(Settings().flows_dir).engine(Channel.SMS, "GB")
 CALLER = Caller(number="+447700900123", channel="sms", webhook_sid="")
 # The other actions' handlers, for a registry that tests the callback's.
-OTHERS = {"checkin": lambda s, c: ("failed", {})}
+OTHERS = {"checkin": lambda s, c: ("failed", {}), "checkin_where": lambda s, c: ("failed", {})}
 
 
 def at_the_request() -> tuple[State, list]:
@@ -74,7 +74,7 @@ def test_a_handler_returning_what_its_action_does_not_declare_is_refused(returne
         registry.settle(ENGINE, CALLER, at_the_request(), {})
 
 
-@pytest.mark.parametrize("action", [CALLBACK, CHECKIN], ids=lambda a: a.name)
+@pytest.mark.parametrize("action", [CALLBACK, CHECKIN, CHECKIN_WHERE], ids=lambda a: a.name)
 def test_the_explorer_plays_every_outcome_of_each_action_and_only_facts_it_declares(action):
     played = [*ACTION_FACTS[action.name], ("failed", {})]
     assert {result for result, _ in played} == set(action.outcomes)

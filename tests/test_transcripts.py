@@ -83,8 +83,14 @@ def test_transcript_matches_golden(client, alex, request, channel, lang, node_id
 
 # Resting nodes a walk through working webhooks never reaches, and where they are tested.
 ELSEWHERE = {
-    # Redis down while queueing: tests/test_intake.py and tests/test_safety.py.
-    Channel.VOICE: {"callback_failed"},
+    # Redis down while queueing: tests/test_intake.py and tests/test_safety.py; check-ins
+    # with nobody on duty, a hidden number, or Redis down: tests/test_checkins.py.
+    Channel.VOICE: {
+        "callback_failed",
+        "checkin_failed",
+        "checkin_no_number",
+        "checkin_unavailable",
+    },
     # Also a caller ID that cannot be called back: tests/test_safety.py; and check-ins
     # with nobody on duty, or Redis down: tests/test_checkins.py, tests/test_failsafe.py.
     Channel.SMS: {
@@ -92,6 +98,9 @@ ELSEWHERE = {
         "callback_key_number",
         "checkin_unavailable",
         "checkin_failed",
+        "checkin_no_number",
+        "checkin_where_none",
+        "checkin_where_failed",
     },
 }
 

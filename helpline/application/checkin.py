@@ -171,7 +171,7 @@ class CheckinDesk:
                 due=due,
                 lang=state.lang,
                 channel=caller.channel,
-                place=answers.get("place", ""),
+                place=answers.get("where", ""),
                 contact=answers.get("contact", ""),
             )
         except QueueError as exc:
@@ -181,6 +181,23 @@ class CheckinDesk:
         log.info("check-in booked", extra={"session": sid, "result": result, "minutes": minutes})
         at = datetime.fromtimestamp(due, self.zone)
         return result, {"time": f"{at.hour}:{at.minute:02d}"}
+
+    def add_place(self, state: State, caller: Caller) -> tuple[str, dict[str, str]]:
+        """Keep the place sent for the caller's open check-in (booked by phone)."""
+        where = state.answers.get("where", "")
+        if not where or not self.store.available:
+            return "failed", {}
+        try:
+            session = self.sessions.open_for(caller.number)
+            if session is None:
+                return "none", {}
+            self.sessions.set_place(session.id, where)
+        except QueueError as exc:
+            self.store.trip()
+            log.error("check-in place not kept", extra={"reason": type(exc).__name__})
+            return "failed", {}
+        log.info("check-in place added", extra={"session": session.id})
+        return "saved", {}
 
     # -- texts -----------------------------------------------------------------------------
 

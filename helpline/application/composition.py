@@ -162,7 +162,11 @@ class Components:
     def actions(self) -> ActionRegistry:
         """The handler of every action a flow can ask for."""
         return ActionRegistry(
-            {"callback": self.desk.request_callback, "checkin": self.checkins.book}
+            {
+                "callback": self.desk.request_callback,
+                "checkin": self.checkins.book,
+                "checkin_where": self.checkins.add_place,
+            }
         )
 
     @functools.cached_property

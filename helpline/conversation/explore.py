@@ -65,8 +65,9 @@ CHECKIN_FACTS: tuple[tuple[str, dict[str, str]], ...] = (
     ("updated", {"time": "21:45"}),
     ("unavailable", {}),
 )
+WHERE_FACTS: tuple[tuple[str, dict[str, str]], ...] = (("saved", {}), ("none", {}))
 # By action; with the store down every action fails.
-ACTION_FACTS = {"callback": QUEUED_FACTS, "checkin": CHECKIN_FACTS}
+ACTION_FACTS = {"callback": QUEUED_FACTS, "checkin": CHECKIN_FACTS, "checkin_where": WHERE_FACTS}
 # Most replies a run of inputs not understood may take before it rests (invariant 4).
 MISS_RUN = MAX_REPROMPTS + 1
 # States one walk may visit: the shipped flows need about a thousand. A flow whose
