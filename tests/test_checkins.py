@@ -547,3 +547,16 @@ def test_a_check_in_pending_survives_a_redis_restart(
                 line.kill_workers()
     finally:
         embedded.stop(redis_dir)
+
+
+def test_a_check_in_is_put_off_three_times_at_most(staffed: Flask) -> None:
+    sessions = staffed.extensions["helpline"].checkin_sessions
+    clock = FakeClock(1_800_000_000.0)
+    sessions.clock = clock
+    _, sid = sessions.book(TEXTER, minutes=1, due=clock() + 60, lang="en", channel="sms")
+    results = []
+    for _ in range(4):
+        clock.advance(300)
+        (claimed,) = sessions.claim_due(max_tries=3, realert_seconds=120)
+        results.append(sessions.extend(sid, claimed.attempt, seconds=300, most=3))
+    assert results == ["extended", "extended", "extended", "spent"]

@@ -37,6 +37,8 @@ DUTY_FACT, DUTY_OPEN = "duty", "open"
 MAX_TRIES = 3
 # Times the caller may put the call off by pressing 2.
 MAX_EXTENSIONS = 3
+# Due calls one job places, when many fall due at once.
+CALL_BATCH = 10
 # Longest text that can still be an OK ("ok thanks, all good"), in words.
 OK_MAX_WORDS = 6
 # Outcomes a session closes with.
@@ -78,6 +80,8 @@ class CheckinJobs(Protocol):
     """The workers' side (helpline.application.jobs.Jobs)."""
 
     def checkin(self, claimed: Claimed) -> bool: ...
+
+    def checkin_calls(self, claims: list[Claimed]) -> bool: ...
 
     def checkin_reminder(self, session: str, round_: int) -> bool: ...
 
@@ -257,7 +261,8 @@ class CheckinDesk:
             )
             if result == "extended":
                 return "more"
-            if result == "spent":
+            if result == "spent":  # no more time to give: a missed call, and a retry soon
+                self.missed(sid, attempt, "no time left")
                 return "spent"
         self.missed(sid, attempt, "no key")
         return "missed"
@@ -315,8 +320,12 @@ class CheckinDesk:
         """Hand to the workers every call, escalation and re-alert due now, exactly once;
         hand on again what was claimed earlier and whose job was lost."""
         claimed = self.sessions.claim_due(max_tries=MAX_TRIES, realert_seconds=self.timing.realert)
+        calls = [c for c in claimed if c.work is Work.CALL]
+        # Calls in small batches: a job's own cost then counts once for several calls.
+        for start in range(0, len(calls), CALL_BATCH):
+            self.jobs.checkin_calls(calls[start : start + CALL_BATCH])
         lost = self.sessions.stale_pending(self.clock() - lost_after)
-        for item in [*claimed, *lost]:
+        for item in [*(c for c in claimed if c.work is not Work.CALL), *lost]:
             self.jobs.checkin(item)
         return claimed
 
