@@ -11,7 +11,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET  := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run test test-failover lint bench bench-slow bench-queue bench-jobs bench-burst flows browser clean
+.PHONY: run test test-failover lint bench bench-slow bench-queue bench-jobs bench-burst bench-checkins flows browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,9 @@ bench-jobs: $(STAMP)
 
 bench-burst: $(STAMP)
 	$(BIN)/python bench/burst.py
+
+bench-checkins: $(STAMP)
+	$(BIN)/python bench/checkins.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis test-output

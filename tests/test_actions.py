@@ -7,7 +7,7 @@ import pytest
 from helpline.application.actions import ActionRegistry
 from helpline.application.config import Settings
 from helpline.application.intake import Caller
-from helpline.conversation.actions import CALLBACK, CHECKIN, Action
+from helpline.conversation.actions import CALLBACK, CHECKIN, CHECKIN_WHERE, Action
 from helpline.conversation.channels import SMS
 from helpline.conversation.engine import Act, Say, State
 from helpline.conversation.explore import outcomes_of
@@ -17,7 +17,7 @@ from helpline.conversation.model import Medium
 ENGINE = load_flows(Settings().flows_dir).engine(Medium.SMS, "GB")
 CALLER = Caller(number="+447700900123", channel=SMS, webhook_sid="")
 # The other actions' handlers, for a registry that tests the callback's.
-OTHERS = {"checkin": lambda s, c: ("failed", {})}
+OTHERS = {"checkin": lambda s, c: ("failed", {}), "checkin_where": lambda s, c: ("failed", {})}
 
 
 def at_the_request() -> tuple[State, list]:
@@ -75,7 +75,7 @@ def test_a_handler_returning_what_its_action_does_not_declare_is_refused(returne
         registry.settle(ENGINE, CALLER, at_the_request(), {})
 
 
-@pytest.mark.parametrize("action", [CALLBACK, CHECKIN], ids=lambda a: a.name)
+@pytest.mark.parametrize("action", [CALLBACK, CHECKIN, CHECKIN_WHERE], ids=lambda a: a.name)
 def test_the_explorer_plays_every_outcome_of_each_action_and_only_facts_it_declares(action):
     played = outcomes_of(action.name, store_up=True)
     assert {result for result, _ in played} == set(action.outcomes)

@@ -25,6 +25,8 @@ from helpline import create_app
 from helpline.application.config import Settings
 from helpline.checkins.sessions import CheckinSessions, Status
 from helpline.conversation.regions import load_region
+from helpline.infrastructure import embedded
+from helpline.web.services import helpline
 from tests.console_helpers import (
     ADMIN_PHONE,
     COUNSELLOR_PHONE,
@@ -36,9 +38,12 @@ from tests.console_helpers import (
 from tests.factories import (
     HELPLINE_NUMBER,
     PROCESS_WAIT_SECONDS,
+    Call,
+    FakeClock,
     callback_number,
     child_pids,
     make_settings,
+    scan_for_numbers,
     text,
     wait_until,
     worker_environment,
@@ -204,6 +209,23 @@ def test_booking_asks_minutes_place_and_contact_then_confirms_the_time(line: Lin
     assert session is not None and session.minutes == 10
     assert line.sessions.place(session.id) == "the blue van behind the Co-op"
     assert line.sessions.contact(session.id) == FRIEND
+    # Sealed at rest: neither number, nor the place, is anywhere in Redis in the clear.
+    assert scan_for_numbers(line.redis, [TEXTER, FRIEND]) == []
+    assert not any(b"blue van" in key for key in line.redis.scan_iter())
+
+
+def test_a_closed_check_in_is_deleted_after_the_retention_time(staffed: Flask) -> None:
+    sessions = staffed.extensions["helpline"].checkin_sessions
+    clock = FakeClock(1_800_000_000.0)
+    sessions.clock = clock
+    _, sid = sessions.book(TEXTER, minutes=5, due=clock() + 300, lang="en", channel="sms")
+    sessions.close(sid, "ok_text")
+    clock.advance(23 * 3600)
+    assert sessions.purge(24 * 3600) == 0
+    clock.advance(2 * 3600)
+    assert sessions.purge(24 * 3600) == 1
+    assert sessions.get(sid) is None
+    assert sessions.timeline(sid) == []
 
 
 def test_asking_again_moves_the_one_open_check_in(line: Line) -> None:
@@ -430,3 +452,127 @@ def test_call_now_bridges_the_counsellor_to_the_caller_and_the_outcome_closes_it
     post(console, f"/console/checkins/{sid}/outcome", {"outcome": "reached_safe"})
     assert line.sessions.open_for(TEXTER) is None
     assert f'data-checkin="{sid}"' not in console.get("/console/").get_data(as_text=True)
+
+
+# -- by phone -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def staffed(tmp_path: Path, redis_server: str, redis: redis_py.Redis) -> Flask:
+    """The app with a counsellor on duty (no worker: these tests stop at the booking)."""
+    app = create_app(make_settings(tmp_path / "var", redis_server))
+    add_counsellor(app, "alex")
+    app.extensions["console"].counsellors.set_on_duty("alex", True)
+    return app
+
+
+def test_a_caller_books_a_check_in_by_keys_and_speech_with_the_place_read_back(
+    staffed: Flask,
+) -> None:
+    call = Call(staffed.test_client(), sender=TEXTER)
+    assert "For a check-in call while you use, press 5" in call.step.text
+    assert "We are not an emergency service" in call.say("please check on me").text
+    assert "Key in a number from 1 to 30" in call.press("1").text
+    assert "Where will you be?" in call.press("20").text
+    assert (
+        "I heard: the blue van behind the Co-op." in call.say("the blue van behind the Co-op").text
+    )
+    assert "Key in their number" in call.press("1").text
+    booked = call.press("2")
+    assert "We'll call you at about" in booked.text
+    assert "naloxone within reach" in booked.text
+    sessions = staffed.extensions["helpline"].checkin_sessions
+    session = sessions.open_for(TEXTER)
+    assert session is not None and (session.minutes, session.channel) == (20, "voice")
+    assert sessions.place(session.id) == "the blue van behind the Co-op"
+
+
+def test_a_caller_can_text_the_place_after_the_call_instead(staffed: Flask) -> None:
+    client = staffed.test_client()
+    call = Call(client, sender=TEXTER)
+    call.press("5", "1", "10")
+    assert "text the word WHERE to this number" in call.press("3").text
+    assert "We'll call you at about" in call.press("2").text
+    assert "Where will you be for your check-in?" in text(client, "WHERE", sender=TEXTER)
+    assert "we have the place" in text(client, "Flat 2, 9 Mill Lane", sender=TEXTER)
+    sessions = staffed.extensions["helpline"].checkin_sessions
+    session = sessions.open_for(TEXTER)
+    assert session is not None and sessions.place(session.id) == "Flat 2, 9 Mill Lane"
+
+
+def test_a_place_sent_without_a_check_in_booked_says_so(staffed: Flask) -> None:
+    client = staffed.test_client()
+    text(client, "WHERE", sender=TEXTER)
+    assert "You have no check-in booked" in text(client, "12 Elm Street", sender=TEXTER)
+
+
+def test_a_hidden_number_is_told_a_check_in_needs_one(staffed: Flask) -> None:
+    call = Call(staffed.test_client(), sender="anonymous")
+    reply = call.press("5").text
+    assert "yours is hidden" in reply
+    assert "call 9 9 9" in reply
+
+
+def test_a_check_in_pending_survives_a_redis_restart(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, twilio_api: TwilioApi
+) -> None:
+    redis_dir = tmp_path / "r"
+    url, _ = embedded.ensure_running(redis_dir)
+    extra = {"PUBLIC_URL": PUBLIC, "HELPLINE_CHECKIN_MINUTE_SECONDS": str(MINUTE)}
+    try:
+        with worker_environment(
+            monkeypatch,
+            data_dir=tmp_path / "var",
+            redis_url=url,
+            twilio_api_url=twilio_api.url,
+            **extra,
+        ) as env:
+            settings = make_settings(
+                tmp_path / "var",
+                url,
+                twilio_api_url=twilio_api.url,
+                public_url=PUBLIC,
+                checkin_minute_seconds=MINUTE,
+            )
+            app = create_app(settings)
+            add_counsellor(app, "alex")
+            app.extensions["console"].counsellors.set_on_duty("alex", True)
+            line = Line(app, app.test_client(), twilio_api, app.extensions["redis"], env, [])
+            line.start_worker()
+            try:
+                book(line.client, minutes="3")
+                embedded.stop(redis_dir)  # everything it held comes back from its AOF
+                embedded.ensure_running(redis_dir)
+                call = line.wait_for_call(TEXTER)
+                action = gather(answer_call(line.client, call)).attrib["action"]
+                assert "glad you're OK" in said(gather_input(line.client, call, action, Digits="1"))
+                assert len(line.calls_to(TEXTER)) == 1
+            finally:
+                line.kill_workers()
+    finally:
+        embedded.stop(redis_dir)
+
+
+def test_a_check_in_is_put_off_three_times_at_most(staffed: Flask) -> None:
+    sessions = staffed.extensions["helpline"].checkin_sessions
+    clock = FakeClock(1_800_000_000.0)
+    sessions.clock = clock
+    _, sid = sessions.book(TEXTER, minutes=1, due=clock() + 60, lang="en", channel="sms")
+    results = []
+    for _ in range(4):
+        clock.advance(300)
+        (claimed,) = sessions.claim_due(max_tries=3, realert_seconds=120)
+        results.append(sessions.extend(sid, claimed.attempt, seconds=300, most=3))
+    assert results == ["extended", "extended", "extended", "spent"]
+
+
+def test_a_blocked_caller_cannot_book_a_check_in_but_hears_the_safety_basics(
+    staffed: Flask,
+) -> None:
+    with staffed.app_context():
+        helpline().blocks.add(TEXTER, reason="Abusive calls", days=30, by="sam")
+    reply = book(staffed.test_client())
+    assert "check-in calls aren't available right now" in reply
+    assert "don't use alone" in reply and "Call 999" in reply
+    with staffed.app_context():
+        assert helpline().checkin_sessions.open_for(TEXTER) is None

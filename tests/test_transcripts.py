@@ -84,8 +84,15 @@ def test_transcript_matches_golden(client, alex, request, channel, lang, node_id
 # Resting nodes a walk through working webhooks never reaches, and where they are tested.
 ELSEWHERE = {
     # Redis down while queueing: tests/test_intake.py and tests/test_safety.py; a blocked
-    # caller: tests/test_intake.py.
-    Medium.VOICE: {"callback_failed", "callback_blocked"},
+    # caller: tests/test_intake.py; check-ins with nobody on duty, a hidden number, or
+    # Redis down: tests/test_checkins.py.
+    Medium.VOICE: {
+        "callback_failed",
+        "callback_blocked",
+        "checkin_failed",
+        "checkin_no_number",
+        "checkin_unavailable",
+    },
     # Also a caller ID that cannot be called back: tests/test_safety.py; and check-ins
     # with nobody on duty, or Redis down: tests/test_checkins.py, tests/test_failsafe.py.
     Medium.SMS: {
@@ -94,6 +101,9 @@ ELSEWHERE = {
         "callback_key_number",
         "checkin_unavailable",
         "checkin_failed",
+        "checkin_no_number",
+        "checkin_where_none",
+        "checkin_where_failed",
     },
 }
 

@@ -27,9 +27,10 @@ FACTS = {"caller_id": "known", "number_end": "1 0 0", "duty": "open"}
 OUTCOMES = {
     "callback": ("queued", {"place": "known", "position": "1"}),
     "checkin": ("started", {"time": "9:00"}),
+    "checkin_where": ("saved", {}),
 }
 # What a collecting node is given, by slot: numbers international, from the fictional range.
-COLLECTED = {"minutes": "10", "place": "12 Elm Street"}
+COLLECTED = {"minutes": "10", "where": "12 Elm Street"}
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def exits(engine: Engine, state: State) -> list[tuple[str, Input]]:
     if node.collect:
         number = "0012025550188" if voice else "+1 202 555 0188"
         value = COLLECTED.get(node.collect.slot, number)
-        kind = "say" if voice and node.collect.slot == "place" else "keys" if voice else "text"
+        kind = "say" if voice and node.collect.slot == "where" else "keys" if voice else "text"
         ways.append((f"a {node.collect.slot}", Input(kind, value)))
     if node.offer_languages:
         for lang in content.languages.values():

@@ -8,6 +8,7 @@ the session before the job ends; a job that died mid-call looks in Twilio's call
 
 from __future__ import annotations
 
+import json
 import logging
 
 from helpline.application.messaging import OPT_OUT_KEY
@@ -72,6 +73,20 @@ def place_checkin_call(session_id: str, attempt: int) -> str | None:
     sessions.finished(claim)
     log.info("check-in call placed", extra={"session": session_id, "attempt": attempt})
     return call_sid
+
+
+def place_checkin_calls(items: str) -> int:
+    """Place several due calls ([[session, attempt], ...] as JSON); return how many went.
+
+    One that Twilio asks us to retry gets a job of its own, with the usual retries.
+    """
+    placed = 0
+    for session_id, attempt in json.loads(items):
+        try:
+            placed += place_checkin_call(str(session_id), int(attempt)) is not None
+        except OutboundError:
+            context().jobs.checkin(Claimed(Work.CALL, str(session_id), int(attempt)))
+    return placed
 
 
 def remind(session_id: str, round_: int) -> str | None:

@@ -50,7 +50,7 @@ from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker, Worker
-from rq.exceptions import DequeueTimeout, NoSuchJobError
+from rq.exceptions import DequeueTimeout, NoSuchJobError, StopRequested
 from rq.executions import Execution
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -319,6 +319,8 @@ def poll_checkins() -> int:
     _last_poll = time.monotonic()
     try:
         return len(context().checkins.tick())
+    except StopRequested:
+        raise  # SIGTERM arrived while polling: the worker stops as asked
     except Exception as exc:  # noqa: BLE001 - the worker keeps serving; the next poll retries
         log.error("check-ins not polled", extra={"error": type(exc).__name__})
         return 0

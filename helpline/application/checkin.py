@@ -18,6 +18,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from helpline.application.intake import Caller
+from helpline.callbacks.blocks import Blocks
 from helpline.checkins.sessions import CheckinSessions, Claimed, Session, Status, Work
 from helpline.conversation.engine import Say, State
 from helpline.conversation.matching import tokens
@@ -26,7 +27,6 @@ from helpline.conversation.texting import opt_word
 from helpline.counsellors.accounts import Counsellors
 from helpline.infrastructure.errors import QueueError
 from helpline.infrastructure.hours import OpeningHours
-from helpline.infrastructure.phones import callable_number
 from helpline.infrastructure.store import Store
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ DUTY_FACT, DUTY_OPEN = "duty", "open"
 MAX_TRIES = 3
 # Times the caller may put the call off by pressing 2.
 MAX_EXTENSIONS = 3
+# Due calls one job places, when many fall due at once.
+CALL_BATCH = 10
 # Longest text that can still be an OK ("ok thanks, all good"), in words.
 OK_MAX_WORDS = 6
 # Outcomes a session closes with.
@@ -79,6 +81,8 @@ class CheckinJobs(Protocol):
 
     def checkin(self, claimed: Claimed) -> bool: ...
 
+    def checkin_calls(self, claims: list[Claimed]) -> bool: ...
+
     def checkin_reminder(self, session: str, round_: int) -> bool: ...
 
 
@@ -120,7 +124,9 @@ class CheckinDesk:
         region: str = "GB",
         zone: str = "Europe/London",
         timing: Timing = Timing(),
+        blocks: Blocks | None = None,
     ):
+        self.blocks = blocks
         self.sessions = sessions
         self.store = store
         self.counsellors = counsellors
@@ -144,6 +150,12 @@ class CheckinDesk:
         """Add to the caller's facts whether a check-in can be offered now."""
         return DutyFacts(base, self.on_duty)
 
+    def _blocked(self, phone: str) -> bool:
+        blocks = self.blocks
+        if blocks is None:
+            return False
+        return bool(self.store.attempt("block check", lambda _: blocks.blocked(phone), False))
+
     def on_duty(self) -> bool:
         """True if a counsellor is on duty, within hours, to be alerted."""
         if not self.hours.is_open(datetime.now(self.zone)):
@@ -156,11 +168,16 @@ class CheckinDesk:
     def book(self, state: State, caller: Caller) -> tuple[str, dict[str, str]]:
         """Open (or move) the caller's check-in; return the flow outcome and its facts."""
         answers = state.answers
-        phone = callable_number(caller.number, self.region)
+        phone = caller.callable_number(self.region)
         if phone is None or not self.store.available or "minutes" not in answers:
             log.error("check-in not booked", extra={"reason": "no number or store"})
             return "failed", {}
         if not self.on_duty():
+            return "unavailable", {}
+        if self._blocked(phone):
+            # Blocked from call backs and check-ins: told, as when none can be offered,
+            # with the emergency number and the don't-use-alone advice.
+            log.info("check-in refused: the caller is blocked")
             return "unavailable", {}
         minutes = int(answers["minutes"])
         due = self.clock() + minutes * self.timing.minute
@@ -171,7 +188,7 @@ class CheckinDesk:
                 due=due,
                 lang=state.lang,
                 channel=caller.channel.name,
-                place=answers.get("place", ""),
+                place=answers.get("where", ""),
                 contact=answers.get("contact", ""),
             )
         except QueueError as exc:
@@ -181,6 +198,23 @@ class CheckinDesk:
         log.info("check-in booked", extra={"session": sid, "result": result, "minutes": minutes})
         at = datetime.fromtimestamp(due, self.zone)
         return result, {"time": f"{at.hour}:{at.minute:02d}"}
+
+    def add_place(self, state: State, caller: Caller) -> tuple[str, dict[str, str]]:
+        """Keep the place sent for the caller's open check-in (booked by phone)."""
+        where = state.answers.get("where", "")
+        if not where or not self.store.available:
+            return "failed", {}
+        try:
+            session = self.sessions.open_for(caller.number)
+            if session is None:
+                return "none", {}
+            self.sessions.set_place(session.id, where)
+        except QueueError as exc:
+            self.store.trip()
+            log.error("check-in place not kept", extra={"reason": type(exc).__name__})
+            return "failed", {}
+        log.info("check-in place added", extra={"session": session.id})
+        return "saved", {}
 
     # -- texts -----------------------------------------------------------------------------
 
@@ -240,7 +274,8 @@ class CheckinDesk:
             )
             if result == "extended":
                 return "more"
-            if result == "spent":
+            if result == "spent":  # no more time to give: a missed call, and a retry soon
+                self.missed(sid, attempt, "no time left")
                 return "spent"
         self.missed(sid, attempt, "no key")
         return "missed"
@@ -298,8 +333,12 @@ class CheckinDesk:
         """Hand to the workers every call, escalation and re-alert due now, exactly once;
         hand on again what was claimed earlier and whose job was lost."""
         claimed = self.sessions.claim_due(max_tries=MAX_TRIES, realert_seconds=self.timing.realert)
+        calls = [c for c in claimed if c.work is Work.CALL]
+        # Calls in small batches: a job's own cost then counts once for several calls.
+        for start in range(0, len(calls), CALL_BATCH):
+            self.jobs.checkin_calls(calls[start : start + CALL_BATCH])
         lost = self.sessions.stale_pending(self.clock() - lost_after)
-        for item in [*claimed, *lost]:
+        for item in [*(c for c in claimed if c.work is not Work.CALL), *lost]:
             self.jobs.checkin(item)
         return claimed
 

@@ -214,13 +214,18 @@ class Components:
             region=settings.region.code,
             zone=settings.zone,
             timing=Timing(settings.checkin_minute_seconds),
+            blocks=self.blocks,
         )
 
     @functools.cached_property
     def actions(self) -> ActionRegistry:
         """The handler of every action a flow can ask for."""
         return ActionRegistry(
-            {"callback": self.desk.request_callback, "checkin": self.checkins.book}
+            {
+                "callback": self.desk.request_callback,
+                "checkin": self.checkins.book,
+                "checkin_where": self.checkins.add_place,
+            }
         )
 
     @functools.cached_property

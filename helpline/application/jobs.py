@@ -11,6 +11,7 @@ arguments are stored in Redis and shown by RQ's tools.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 
 import redis
@@ -52,6 +53,7 @@ class Job(StrEnum):
     LOGIN_NOTICE = "workers.notices.login_attempts_notice"
     # Check-in calls and what follows when one is missed (workers.checkins).
     CHECKIN_CALL = "workers.checkins.place_checkin_call"
+    CHECKIN_CALLS = "workers.checkins.place_checkin_calls"
     CHECKIN_REMIND = "workers.checkins.remind"
     CHECKIN_ESCALATE = "workers.checkins.escalate"
     CHECKIN_REALERT = "workers.checkins.realert"
@@ -64,6 +66,7 @@ URGENT_JOBS = frozenset(
         Job.ALERT,
         Job.CALL_COUNSELLOR,
         Job.CHECKIN_CALL,
+        Job.CHECKIN_CALLS,
         Job.CHECKIN_REMIND,
         Job.CHECKIN_ESCALATE,
         Job.CHECKIN_REALERT,
@@ -125,6 +128,15 @@ class Jobs:
         job = _CHECKIN_JOBS[claimed.work]
         job_id = f"checkin-{claimed.work.value}-{claimed.session}-{claimed.attempt}"
         return self.once(job, job_id, claimed.session, claimed.attempt)
+
+    def checkin_calls(self, claims: list[Claimed]) -> bool:
+        """Queue several due check-in calls as one job (many fall due together)."""
+        if len(claims) == 1:
+            return self.checkin(claims[0])
+        first = claims[0]
+        items = json.dumps([[c.session, c.attempt] for c in claims], separators=(",", ":"))
+        job_id = f"checkin-calls-{first.session}-{first.attempt}"
+        return self.once(Job.CHECKIN_CALLS, job_id, items)
 
     def checkin_reminder(self, session: str, round_: int) -> bool:
         """Queue the "reply OK if you're OK" text, once per round of calls."""

@@ -397,6 +397,13 @@ class CheckinSessions:
                 return _text(result[0]), _text(result[1])
         raise QueueError("the caller's session kept changing")
 
+    def set_place(self, sid: str, place: str) -> bool:
+        """Keep the place for a session, sealed (sent after it was booked)."""
+        changed = self.annotate(sid, place=self.sealer.seal(place, sid))
+        if changed:
+            self.log(sid, "place", "added")
+        return changed
+
     def open_for(self, phone: str) -> Session | None:
         """Return the caller's open (or escalated) session, if any."""
         sid = _guard(lambda: self.client.hget(OPEN, phone_digest(self.phone_key, phone)))

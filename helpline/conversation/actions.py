@@ -51,7 +51,7 @@ CALLBACK = Action(
 # "unavailable" when no counsellor is on duty any more; "failed" when it cannot be kept.
 CHECKIN = Action(
     name="checkin",
-    needs=frozenset({"minutes", "place", "contact"}),
+    needs=frozenset({"minutes", "where", "contact"}),
     outcomes={
         "started": frozenset({"time"}),
         "updated": frozenset({"time"}),
@@ -60,5 +60,15 @@ CHECKIN = Action(
     },
     promises=frozenset({"started", "updated"}),
 )
+# The place for the caller's open check-in, sent later (booked by phone, "text it to us"):
+# "none" when they have no check-in open.
+CHECKIN_WHERE = Action(
+    name="checkin_where",
+    needs=frozenset({"where"}),
+    outcomes={"saved": frozenset(), "none": frozenset(), "failed": frozenset()},
+    promises=frozenset({"saved"}),
+)
 # Every action a flow may name, by name.
-DECLARED: Mapping[str, Action] = {action.name: action for action in (CALLBACK, CHECKIN)}
+DECLARED: Mapping[str, Action] = {
+    action.name: action for action in (CALLBACK, CHECKIN, CHECKIN_WHERE)
+}

@@ -26,6 +26,7 @@ from helpline.conversation.matching import (
     tokens,
 )
 from helpline.conversation.model import (
+    ANSWER_PLACEHOLDERS,
     COLLECT_MINUTES,
     COLLECT_PHONE,
     COLLECT_PLACE,
@@ -327,7 +328,7 @@ class Engine:
         acts or ends. misses carries the inputs not understood on the way here."""
         answers = dict(answers or {})
         context = context if context is not None else {}
-        variables = self._variables(context, lang)
+        variables = self._variables(context, lang, answers)
         events: list[Event] = []
         node = self.flow.nodes[node_id]
         while True:
@@ -365,7 +366,8 @@ class Engine:
         if state.reprompts >= MAX_REPROMPTS and self.flow.exhausted:
             return self.exhausted(state, context)
         node = self.flow.nodes[state.node]
-        variables = self._variables(context if context is not None else {}, state.lang)
+        context = context if context is not None else {}
+        variables = self._variables(context, state.lang, state.answers)
         events: list[Event] = [self._say(self.flow.reprompt, state.lang)]
         misses = min(state.reprompts + 1, MAX_REPROMPTS)
         return replace(state, reprompts=misses), events + self._prompt(node, state.lang, variables)
@@ -386,12 +388,16 @@ class Engine:
         """Return a region value (the emergency number...) as this channel gives it in lang."""
         return self.variables[lang][name]
 
-    def _variables(self, context: Mapping[str, str], lang: str) -> Mapping[str, str]:
+    def _variables(
+        self, context: Mapping[str, str], lang: str, answers: Mapping[str, str] | None = None
+    ) -> Mapping[str, str]:
         """Region values in lang, then the web layer's facts: looked up, never copied, so a
-        fact is worked out only if a message or a branch asks for it (intake.CallerFacts)."""
+        fact is worked out only if a message or a branch asks for it (intake.CallerFacts);
+        then the answers a message may say back (ANSWER_PLACEHOLDERS)."""
         # ChainMap only reads here; its type asks for mutable maps.
         region = cast("MutableMapping[str, str]", self.variables[lang])
-        return ChainMap(region, cast("MutableMapping[str, str]", context))
+        said = {k: answers[k] for k in ANSWER_PLACEHOLDERS if answers and k in answers}
+        return ChainMap(region, cast("MutableMapping[str, str]", context), said)
 
     def _say(self, key: str, lang: str, variables: Mapping[str, str] | None = None) -> Say:
         text = self.content.text(
@@ -416,7 +422,8 @@ class Engine:
                 lang=lang,
                 hints=tuple(dict.fromkeys(hints)),
                 max_digits=max(digits),
-                collect=node.collect is not None,
+                # Keyed numbers end with #; a place is said, so its keys are choices.
+                collect=node.collect is not None and node.collect.slot != COLLECT_PLACE,
             )
         )
         return events

@@ -708,8 +708,8 @@ def _intake_nodes(flow: Flow, home: str, actions: Iterable[str] | None = None) -
 
 
 def _told_queued(flow: Flow) -> frozenset[str]:
-    """Messages that tell a caller their request is on the list: what the nodes an
-    action's "queued" and "already" outcomes lead to say first."""
+    """Messages that tell a caller their request is on the list (or their check-in
+    booked): what the nodes an action's promising outcomes lead to say first."""
     told: set[str] = set()
     for node in flow.nodes.values():
         declared = DECLARED.get(node.action) if node.action else None

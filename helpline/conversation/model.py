@@ -25,7 +25,7 @@ PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 # What the web layer knows at the moment a message is said; every other placeholder
 # is a region value (flows/regions/*.yaml), checked by the linter.
 RUNTIME_PLACEHOLDERS = frozenset(
-    {"number_end", "position", "minutes", "resume", "day", "time", "place", "console"}
+    {"number_end", "position", "minutes", "resume", "day", "time", "place", "console", "where"}
 )
 # The fact that says the store is down, so nothing said now can be remembered: branches
 # route on it, and an SMS flow's replies then ask only what a fresh conversation knows.
@@ -37,8 +37,11 @@ AT_RISK = ("urgent", "yes")
 # call back, or a trusted contact's), a number of minutes, or a place in the caller's words.
 COLLECT_PHONE = frozenset({"phone", "contact"})
 COLLECT_MINUTES = "minutes"
-COLLECT_PLACE = "place"
+COLLECT_PLACE = "where"
 COLLECTABLE = COLLECT_PHONE | {COLLECT_MINUTES, COLLECT_PLACE}
+# Answers a message may say back to the caller ("I heard: {where}"), once a node has
+# collected them: never kept in a cached reply (each is a runtime placeholder too).
+ANSWER_PLACEHOLDERS = frozenset({COLLECT_PLACE})
 DIGIT_KEYS = re.compile(r"^[0-9*#]{1,2}$")
 # The keys every language names in words ("two", "dos"), so a reply of one picks it.
 NUMBER_KEYS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*")
@@ -799,7 +802,7 @@ def _check_actions(flow: Flow, name: str, problems: list[str]) -> None:
             fact
             for messages in flow.content.messages.values()
             for fact in PLACEHOLDER.findall(messages.get(key, ""))
-            if fact in RUNTIME_PLACEHOLDERS
+            if fact in RUNTIME_PLACEHOLDERS - ANSWER_PLACEHOLDERS  # said back once collected
         }
 
     # Where a step starts, and what it knows there.

@@ -31,7 +31,12 @@ TWIML = "text/xml"
 _TOKEN_RECORD = "checkin-call"
 # What the caller hears on the check-in call, and after each answer.
 CALL = "voice.checkin_call"
-SAID = {"ok": "voice.checkin_ok", "more": "voice.checkin_more", "missed": "voice.checkin_missed"}
+SAID = {
+    "ok": "voice.checkin_ok",
+    "more": "voice.checkin_more",
+    "spent": "voice.checkin_no_more",
+    "missed": "voice.checkin_missed",
+}
 
 
 def make_token(sealer: Sealer, session: str, attempt: int) -> str:
