@@ -576,3 +576,24 @@ def test_a_blocked_caller_cannot_book_a_check_in_but_hears_the_safety_basics(
     assert "don't use alone" in reply and "Call 999" in reply
     with staffed.app_context():
         assert helpline().checkin_sessions.open_for(TEXTER) is None
+
+
+def test_check_ins_started_and_ok_are_counted_in_the_metrics(
+    tmp_path: Path, redis_server: str, redis: redis_py.Redis
+) -> None:
+    token = "metrics-" + "c4" * 16
+    app = create_app(make_settings(tmp_path / "var", redis_server, metrics_token=token))
+    add_counsellor(app, "alex")
+    app.extensions["console"].counsellors.set_on_duty("alex", True)
+    client = app.test_client()
+
+    def count(event: str) -> float:
+        page = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        prefix = f'helpline_checkins_total{{event="{event}"}} '
+        lines = [x for x in page.get_data(as_text=True).splitlines() if x.startswith(prefix)]
+        return float(lines[0].split()[-1]) if lines else 0.0
+
+    started, ok = count("started"), count("ok")
+    book(client)
+    text(client, "OK", sender=TEXTER)
+    assert (count("started"), count("ok")) == (started + 1, ok + 1)

@@ -20,6 +20,7 @@ from helpline.application.config import Settings
 from helpline.application.jobs import QUEUE_NAMES, job_queue
 from helpline.callbacks.queue import HISTORY
 from helpline.infrastructure.constants import LOGIN_MAX_ACCOUNT_FAILURES
+from helpline.web.services import helpline
 from tests.browser import new_context, save_screenshot
 from tests.console_helpers import (
     COUNSELLOR_PHONE,
@@ -322,5 +323,31 @@ def test_a_new_urgent_request_is_announced_and_only_changes_are_read_out(
         page.wait_for_function("window.shown.length === 1")
         assert page.evaluate("window.shown") == ["New urgent request"]
         save_screenshot(page, "console-urgent-alert")
+    finally:
+        context.close()
+
+
+def test_a_missed_check_in_raises_the_alert_on_an_open_queue_page(
+    browser: Browser, app: Flask, live_server: str
+) -> None:
+    add_counsellor(app, "alex")
+    context = new_context(browser, base_url=live_server)
+    page = context.new_page()
+    try:
+        _log_in(page, "alex")
+        expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()
+        with app.app_context():
+            sessions = helpline().checkin_sessions
+            _, sid = sessions.book(CALLER, minutes=1, due=time.time() - 1, lang="en", channel="sms")
+            [claimed] = sessions.claim_due(max_tries=1, realert_seconds=120)
+            escalated = sessions.missed(
+                sid, claimed.attempt, retry_after=60, max_tries=1, realert_seconds=120, why="no key"
+            )
+        assert escalated == "escalated"
+
+        expect(page.locator("#urgent-alert")).to_have_text(
+            "Missed check-in: someone may need help now. Open it at the top of the queue."
+        )
+        expect(page.locator(f'tr[data-checkin="{sid}"]')).to_be_visible()
     finally:
         context.close()

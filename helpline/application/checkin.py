@@ -27,6 +27,7 @@ from helpline.conversation.texting import opt_word
 from helpline.counsellors.accounts import Counsellors
 from helpline.infrastructure.errors import QueueError
 from helpline.infrastructure.hours import OpeningHours
+from helpline.infrastructure.metrics import CHECKINS
 from helpline.infrastructure.store import Store
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,7 @@ class CheckinDesk:
             self.store.trip()
             log.error("check-in not booked", extra={"reason": type(exc).__name__})
             return "failed", {}
+        CHECKINS.labels(result).inc()  # started, or updated
         log.info("check-in booked", extra={"session": sid, "result": result, "minutes": minutes})
         at = datetime.fromtimestamp(due, self.zone)
         return result, {"time": f"{at.hour}:{at.minute:02d}"}
@@ -239,6 +241,7 @@ class CheckinDesk:
             self.store.trip()
             log.error("check-in not closed by text", extra={"error": type(exc).__name__})
             return None
+        CHECKINS.labels("cancelled" if stop else "ok").inc()
         log.info("check-in closed by text", extra={"session": session.id, "closed": closed})
         if stop:
             return None
@@ -266,6 +269,7 @@ class CheckinDesk:
         words = tokens(speech)
         if digits == "1" or (not digits and _starts(words, self._said_ok)):
             self.sessions.close(sid, OK_BY_KEY, attempt)
+            CHECKINS.labels("ok").inc()
             log.info("check-in answered OK", extra={"session": sid})
             return "ok"
         if digits == "2" or (not digits and _starts(words, self._more_time)):
@@ -273,6 +277,7 @@ class CheckinDesk:
                 sid, attempt, seconds=self.timing.extension, most=MAX_EXTENSIONS
             )
             if result == "extended":
+                CHECKINS.labels("extended").inc()
                 return "more"
             if result == "spent":  # no more time to give: a missed call, and a retry soon
                 self.missed(sid, attempt, "no time left")
@@ -302,6 +307,7 @@ class CheckinDesk:
             if session is not None:
                 self.jobs.checkin_reminder(sid, session.extensions)
         elif result == "escalated":
+            CHECKINS.labels("escalated").inc()
             log.warning("check-in escalated", extra={"session": sid})
             self.jobs.checkin(Claimed(Work.ESCALATE, sid, 0))
         return result

@@ -52,15 +52,24 @@
   function counts() {
     var queue = live.querySelector(".queue");
     var read = function (name) { return parseInt(queue && queue.getAttribute(name), 10) || 0; };
-    return { urgent: read("data-urgent"), waiting: read("data-waiting") };
+    return {
+      urgent: read("data-urgent"),
+      waiting: read("data-waiting"),
+      escalations: read("data-escalations")
+    };
   }
 
   // Say only what changed (a screen reader would otherwise reread the whole table), and
   // make a new urgent request impossible to miss.
   function tell(before, after) {
     var announce = document.getElementById("announce");
-    if (after.urgent > before.urgent) {
-      var alert = document.getElementById("urgent-alert");
+    var alert = document.getElementById("urgent-alert");
+    if (after.escalations > before.escalations) {
+      var missed = "Missed check-in: someone may need help now";
+      alert.textContent = missed + ". Open it at the top of the queue.";
+      alert.hidden = false;
+      ring(missed);
+    } else if (after.urgent > before.urgent) {
       var what = after.urgent - before.urgent === 1 ? "New urgent request" :
         (after.urgent - before.urgent) + " new urgent requests";
       alert.textContent = what + ": take it next.";
