@@ -3,9 +3,11 @@
 What the helpline must do per webhook, and nothing else: check Twilio's signature with
 twilio's own RequestValidator, and for a text make the same Redis calls the SMS webhook
 makes (helpline/application/messaging.py): one Lua read of the sender's opt-out and
-conversation, then one SET with an expiry of the conversation and the replies kept for
-a retried message. The voice webhooks touch no Redis, so for them the equal work is the
-signature check. Every answer is fixed TwiML.
+conversation (which also counts the sender's texts this minute, for the rate limit), then
+one SET with an expiry of the conversation and the replies kept for a retried message.
+A call's first webhook counts the caller's calls this hour (one pipelined INCR and
+EXPIRE, helpline/application/limits.py); its later steps touch no Redis, so for them the
+equal work is the signature check. Every answer is fixed TwiML.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ STATE_TTL = 60 * 60
 REPLIES_KEPT = 3
 # The helpline's read, word for word (the reply window key is WhatsApp's only).
 READ = """
-if KEYS[3] then redis.call('SET', KEYS[3], '1', 'EX', ARGV[2]) end
-return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2])}
+local count = redis.call('INCR', KEYS[3])
+if count == 1 then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
+if KEYS[4] then redis.call('SET', KEYS[4], '1', 'EX', ARGV[2]) end
+return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2]), count}
 """
 
 
@@ -57,12 +61,26 @@ def create_app() -> Flask:
         check_signature()
         who = hmac.new(phone_key, request.form.get("From", "").encode(), hashlib.sha256)
         key = f"{PREFIX}:conv:{who.hexdigest()}"
-        _opted, raw = read(keys=[f"{PREFIX}:optout", key], args=[who.hexdigest(), 0])
+        rate = f"{PREFIX}:rate:{who.hexdigest()}"
+        _opted, raw, _count = read(
+            keys=[f"{PREFIX}:optout", key, rate], args=[who.hexdigest(), 0, 120]
+        )
         stored = json.loads(raw) if raw else {"node": "start", "lang": "en", "replies": []}
         replies = [[request.form.get("MessageSid", ""), SMS_TWIML], *stored["replies"]]
         stored["replies"] = replies[:REPLIES_KEPT]
         client.set(key, json.dumps(stored, separators=(",", ":")), ex=STATE_TTL)
         return Response(SMS_TWIML, status=200, mimetype="text/xml")
+
+    @app.post("/twilio/voice")
+    def voice_incoming() -> Response:
+        check_signature()
+        who = hmac.new(phone_key, request.form.get("From", "").encode(), hashlib.sha256)
+        key = f"{PREFIX}:calls:{who.hexdigest()}"
+        pipe = client.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, 7200)
+        pipe.execute()
+        return Response(VOICE_TWIML, status=200, mimetype="text/xml")
 
     @app.post("/twilio/<path:_rest>")
     def voice(_rest: str) -> Response:

@@ -810,20 +810,38 @@ def prepare_endpoints(
     equal_sms_pool = sms_requests(equal_server.port, sms_count, first_sms)
     bare_pool = voice_requests(bare_server.port, "/twilio/voice", 1000)
     equal_voice_pool = voice_requests(equal_server.port, "/twilio/voice", 1000)
+    equal_step_pool = voice_requests(equal_server.port, STEP_PATH, 1000, Digits="1")
     voice_pool = voice_requests(app_server.port, "/twilio/voice", 1000)
     step_pool = voice_requests(app_server.port, STEP_PATH, 1000, Digits="1")
-    pools = [bare_pool, equal_voice_pool, equal_sms_pool, voice_pool, step_pool, sms_pool]
+    pools = [
+        bare_pool,
+        equal_voice_pool,
+        equal_step_pool,
+        equal_sms_pool,
+        voice_pool,
+        step_pool,
+        sms_pool,
+    ]
     if args.new_connections:
         pools = [
             [r.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1) for r in pool]
             for pool in pools
         ]
-    bare_pool, equal_voice_pool, equal_sms_pool, voice_pool, step_pool, sms_pool = pools
+    (
+        bare_pool,
+        equal_voice_pool,
+        equal_step_pool,
+        equal_sms_pool,
+        voice_pool,
+        step_pool,
+        sms_pool,
+    ) = pools
 
     for server in set_up.servers:
         wait_until_ready(server)
     check_answer(bare_server.port, bare_pool[0], b"<Response>", "bare app")
     check_answer(equal_server.port, equal_voice_pool[0], b"<Say", "equal-work voice")
+    check_answer(equal_server.port, equal_step_pool[0], b"<Say", "equal-work step")
     check_answer(equal_server.port, equal_sms_pool[0], b"<Message>", "equal-work sms")
     check_answer(app_server.port, voice_pool[0], b"<Gather", "/twilio/voice")
     check_answer(app_server.port, step_pool[0], b"<Gather", "/twilio/voice/step")
@@ -841,7 +859,14 @@ def prepare_endpoints(
 
     bare = Endpoint("bare Flask, fixed TwiML", bare_server.port, bare_pool, bare_server.worker_pids)
     equal_voice = Endpoint(
-        "equal-work voice: signature", equal_server.port, equal_voice_pool, equal_pids, redis_pids
+        "equal-work voice: signature, call count",
+        equal_server.port,
+        equal_voice_pool,
+        equal_pids,
+        redis_pids,
+    )
+    equal_step = Endpoint(
+        "equal-work step: signature", equal_server.port, equal_step_pool, equal_pids, redis_pids
     )
     equal_sms = Endpoint(
         "equal-work sms: signature, read, SET",
@@ -853,6 +878,7 @@ def prepare_endpoints(
     set_up.endpoints = [
         bare,
         equal_voice,
+        equal_step,
         equal_sms,
         Endpoint(
             "POST /twilio/voice", app_server.port, voice_pool, app_pids, redis_pids, equal_voice
@@ -863,7 +889,7 @@ def prepare_endpoints(
             step_pool,
             app_pids,
             redis_pids,
-            equal_voice,
+            equal_step,
         ),
         Endpoint(
             "POST /twilio/sms SAFE/1/menu",
