@@ -602,6 +602,13 @@ class CallbackQueue:
         request = self.get(rid.decode()) if rid else None
         return request if request and request.status in OPEN_STATUSES else None
 
+    def open_request_from(self, sender: str) -> Request | None:
+        """Return the open request this sender asked for, whichever number it names."""
+        asker = phone_digest(self.phone_key, sender)
+        rid = _guard(lambda: self.client.hget(OPEN, "sender:" + asker))
+        request = self.get(rid.decode()) if rid else None
+        return request if request and request.status in OPEN_STATUSES else None
+
     def position(self, rid: str) -> int | None:
         """Return 1 for the next caller to be called, or None if not in the waiting line."""
         rank = _guard(lambda: self.client.zrank(WAITING, rid))
