@@ -267,10 +267,47 @@ def test_log_masking_hides_a_phone_number_however_it_is_written(written):
         "CA1234567890abcdef1234567890abcdef",  # a CallSid
         "SM0123456789abcdef0123456789abcdef",  # a MessageSid
         "2026-11-22T10:30:00",
+        "confirm-123456789012",  # a confirmation job whose request id has no letter
+        "missed-123456789012-2",
     ],
 )
 def test_log_masking_leaves_job_request_and_twilio_ids_alone(identifier):
     assert mask_text(f"job {identifier} done") == f"job {identifier} done"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Job OK (6c2d6a7e-3c1b-4c9f-8d5e-123456789012)",
+        "helpline: Successfully completed job in 0:00:00.123494s",
+        "Job took 0:00:01.234567",
+        "answered in 12.5 s",
+        "answered in 0.123456 s",
+        "slow step: 1234567 ms",
+        "at 2026-12-01 09:18:24,123",
+        "at 2026-12-01T09:18:24.123456+00:00",
+        "listening on 127.0.0.1:8000",
+        "redis at 10.0.12.7:6379",
+        "Listening at: http://0.0.0.0:8000 (123)",
+    ],
+)
+def test_log_masking_leaves_durations_times_and_addresses_readable(line):
+    assert mask_text(line) == line
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "took 0:00:01.234567 for +447700900123",
+        "at 2026-12-01 09:18:24 from 07700 900123",
+        "127.0.0.1:8000 GET /console/search?q=07700-900-123",
+        "POST http://127.0.0.1:8000/twilio/sms?From=%2B447700900123",
+        "5 s after 07700900123",
+    ],
+)
+def test_log_masking_still_hides_a_number_beside_a_duration_or_address(line):
+    masked = mask_text(line)
+    assert "***123" in masked and "7700" not in masked and "900" not in masked
 
 
 @given(st.uuids(), st.binary(min_size=6, max_size=6), st.binary(min_size=16, max_size=16))
@@ -297,3 +334,16 @@ def test_log_lines_are_json_and_never_carry_a_number():
     line = json.loads(MaskingJsonFormatter().format(record))
     assert line["msg"] == "from ***123" and line["caller"] == "***123"
     assert "7700900123" not in json.dumps(line)
+
+
+def test_log_lines_show_a_request_id_whole_even_without_a_letter():
+    import logging
+
+    def logged(**fields: object) -> dict[str, object]:
+        record = logging.makeLogRecord({"msg": "bridging", "levelname": "INFO", **fields})
+        return json.loads(MaskingJsonFormatter().format(record))
+
+    assert logged(request="123456789012")["request"] == "123456789012"
+    # Only an id's shape is let through the request field; a number there is still hidden.
+    assert logged(request="+447700900123")["request"] == "***123"
+    assert logged(counsellor="123456789012")["counsellor"] == "***012"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import traceback
 from types import TracebackType
@@ -12,6 +13,9 @@ from typing import Any
 from helpline.infrastructure.privacy import mask_text
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# A request id (12 hex digits) in the field named for it is shown whole, even when by
+# chance it has no letter in it and would otherwise read as a number.
+_REQUEST_ID = re.compile(r"[0-9a-f]{12}")
 
 
 class MaskingJsonFormatter(logging.Formatter):
@@ -26,11 +30,20 @@ class MaskingJsonFormatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = mask_text(value) if isinstance(value, str) else value
+                entry[key] = _field(key, value)
         if record.exc_info and record.exc_info[0] is not None:
             # Exception messages can carry input; the type and traceback lines are enough.
             entry["exc"] = mask_text(_traceback_without_message(*record.exc_info))
         return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def _field(key: str, value: object) -> object:
+    """Return an extra field's value for the log line, numbers in it masked."""
+    if not isinstance(value, str):
+        return value
+    if key == "request" and _REQUEST_ID.fullmatch(value):
+        return value
+    return mask_text(value)
 
 
 def _traceback_without_message(
