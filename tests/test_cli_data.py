@@ -9,12 +9,14 @@ import os
 import re
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis as redis_py
 
-from helpline.callbacks.queue import CLOSED, CallbackQueue, Contact, Outcome
+from helpline.callbacks.queue import CLOSED, CallbackQueue, Contact, Outcome, Status
 from helpline.cli import EXAMPLE_NUMBER, main
 from helpline.counsellors.accounts import Counsellors
 from helpline.counsellors.audit import AuditLog
@@ -179,6 +181,120 @@ def test_queue_list_json_shows_waiting_and_claimed_with_masked_numbers(env, redi
     assert callback_number(1)[-7:] not in done.stdout
 
 
+def scheduled_claimed_and_waiting(q: CallbackQueue, due: float) -> tuple[str, str, str]:
+    """Three requests: one to be called back at due, one claimed by sam, one in line."""
+    ids = []
+    for n in (1, 2, 3):
+        placed = q.enqueue(
+            Contact(callback_number(n), True, True), channel="voice", lang="en", urgent=False
+        )
+        ids.append(placed.request.id)
+        time.sleep(0.01)
+    first = q.claim_next("sam")
+    assert first is not None and first.id == ids[0]
+    q.record(first.id, "sam", Outcome.CALL_BACK_LATER, call_back_at=due)
+    assert q.claim_next("sam") is not None
+    return ids[0], ids[1], ids[2]
+
+
+def test_queue_list_has_a_header_and_shows_a_retry_as_scheduled_in_local_time(env, redis) -> None:
+    due = time.time() + 3 * 3600
+    later, claimed, waiting = scheduled_claimed_and_waiting(queue(redis), due)
+    env["HELPLINE_TIMEZONE"] = "America/New_York"
+
+    done = helpline(env, "queue", "list")
+
+    assert done.returncode == 0, done.stderr
+    header, *lines = done.stdout.splitlines()
+    assert header.split() == [
+        "ID", "STATUS", "PRIORITY", "CHANNEL", "LANG", "ASKED", "DUE", "NUMBER", "WITH"
+    ]  # fmt: skip
+    rows = {line.split()[0]: line for line in lines}
+    assert rows[claimed].split()[1] == "claimed" and rows[claimed].endswith("sam")
+    assert rows[waiting].split()[1] == "waiting"
+    assert rows[later].split()[1] == "scheduled"
+    local_due = datetime.fromtimestamp(due, ZoneInfo("America/New_York"))
+    assert local_due.strftime("%Y-%m-%d %H:%M E") in rows[later]  # EST or EDT: the zone's
+    assert callback_number(1)[-7:] not in done.stdout
+
+
+def test_queue_list_json_says_which_requests_are_scheduled(env, redis) -> None:
+    due = time.time() + 3600
+    later, claimed, waiting = scheduled_claimed_and_waiting(queue(redis), due)
+
+    rows = json.loads(helpline(env, "queue", "list", "--json").stdout)
+
+    shown = {r["id"]: (r["status"], r["scheduled"], r["due_at"] is not None) for r in rows}
+    assert shown == {
+        claimed: ("claimed", False, False),
+        waiting: ("waiting", False, False),
+        later: (Status.WAITING.value, True, True),
+    }
+
+
+def test_counsellor_list_has_a_header_row(env, redis) -> None:
+    assert "no counsellors yet" in helpline(env, "counsellor", "list").stdout
+    accounts = Counsellors(redis, Sealer(SECRET_KEY))
+    accounts.add("sam", name="Sam Lee", phone=EXAMPLE_NUMBER, password="a long enough password")
+    accounts.set_on_duty("sam", True)
+
+    done = helpline(env, "counsellor", "list")
+
+    assert done.returncode == 0, done.stderr
+    header, row = done.stdout.splitlines()
+    assert header.split() == ["USERNAME", "NAME", "ROLE", "PHONE", "STATE"]
+    assert row.split() == ["sam", "Sam", "Lee", "counsellor", "***123", "on", "duty"]
+    # Each value starts under its heading.
+    column = {m.group(): m.start() for m in re.finditer(r"\S+", header)}
+    assert row.index("Sam Lee") == column["NAME"] and row.index("***") == column["PHONE"]
+
+
+def audited(redis: redis_py.Redis) -> list[tuple[str, str, str]]:
+    """The audit log, oldest first: (actor, action, detail)."""
+    return [(e.actor, e.action, e.detail) for e in reversed(AuditLog(redis).recent())]
+
+
+def test_every_command_that_changes_something_is_audited_as_cli(env, redis) -> None:
+    number = callback_number(62)
+    masked = "***" + number[-3:]
+    commands: list[tuple[list[str], tuple[str, str, str]]] = [
+        (
+            ["counsellor", "add", "sam", "--name", "Sam", "--phone", EXAMPLE_NUMBER],
+            ("cli", "counsellor_add", "sam"),
+        ),
+        (["counsellor", "duty", "sam", "on"], ("cli", "duty_on", "sam")),
+        (["counsellor", "duty", "sam", "off"], ("cli", "duty_off", "sam")),
+        (["counsellor", "unlock", "sam"], ("cli", "login_unlock", "sam")),
+        (["block", "add", number, "--reason", "Prank calls"], ("cli", "block", masked)),
+        (["block", "remove", number], ("cli", "unblock", masked)),
+        (["purge"], ("cli", "purge", "0")),
+    ]
+    for args, entry in commands:
+        done = helpline(env, *args, stdin="a long enough password\n")
+        assert done.returncode == 0, done.stderr
+        assert audited(redis)[-1] == entry, args
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["counsellor", "list"],
+        ["queue", "list"],
+        ["queue", "list", "--json"],
+        ["block", "list"],
+        ["outbox"],
+    ],
+)
+def test_commands_that_only_look_write_nothing_to_the_audit_log(env, redis, args) -> None:
+    assert helpline(env, *args).returncode == 0
+    assert audited(redis) == []
+
+
+def test_a_refused_change_is_not_audited(env, redis) -> None:
+    assert helpline(env, "counsellor", "duty", "nobody", "on").returncode == 1
+    assert audited(redis) == []
+
+
 def test_purge_deletes_closed_requests_past_retention_only(env, redis) -> None:
     q = queue(redis)
     q.enqueue(Contact(callback_number(1), True, True), channel="voice", lang="en", urgent=False)
@@ -239,7 +355,7 @@ def test_purge_also_trims_the_audit_log_past_retention(env, redis) -> None:
     redis.xadd("helpline:audit", {"actor": "sam", "action": "reveal"})
 
     assert helpline(env, "purge").returncode == 0
-    assert redis.xlen("helpline:audit") == 1
+    assert audited(redis) == [("sam", "reveal", ""), ("cli", "purge", "0")]
 
 
 def test_operators_block_list_and_unblock_callers_from_the_command_line(env) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from helpline.counsellors.audit import AuditLog
 from tests.factories import ACCOUNT_SID, AUTH_TOKEN, HELPLINE_NUMBER, SECRET_KEY, run_helpline
 from tests.twilio_api import TwilioApi
 
@@ -256,3 +257,29 @@ def test_production_refuses_a_public_url_that_is_not_https(env, twilio_api):
     assert done.returncode == 1
     assert "PUBLIC_URL must be the https:// address Twilio and counsellors use" in done.stderr
     assert updates(twilio_api) == []
+
+
+def test_a_configure_that_changes_something_is_audited_as_cli(env, twilio_api, redis_server, redis):
+    twilio_api.add_number(HELPLINE_NUMBER)
+    env = {**env, "REDIS_URL": redis_server}
+
+    def audited() -> list[tuple[str, str, str]]:
+        return [(e.actor, e.action, e.detail) for e in AuditLog(redis).recent()]
+
+    assert configure(env, "--check").returncode == 1
+    assert audited() == []  # a check changes nothing
+    assert configure(env).returncode == 0
+    assert audited() == [("cli", "twilio_configure", "5")]
+    assert configure(env).returncode == 0
+    assert audited() == [("cli", "twilio_configure", "5")]  # nothing to change: nothing new
+
+
+def test_a_change_made_on_twilio_is_reported_even_when_it_cannot_be_audited(env, twilio_api):
+    sid = twilio_api.add_number(HELPLINE_NUMBER)
+
+    done = configure(env, REDIS_URL="redis://127.0.0.1:1/0")
+
+    assert done.returncode == 0, done.stderr
+    assert "not written to the audit log: cannot reach Redis" in done.stderr
+    assert done.stdout.splitlines()[-1] == "5 setting(s) changed, 7 already right"
+    assert twilio_api.number(sid)["voice_url"] == f"{PUBLIC}/twilio/voice"

@@ -11,8 +11,10 @@ import signal
 import sys
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import redis
 
@@ -30,6 +32,7 @@ from helpline.infrastructure.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from helpline.application.composition import Components
+    from helpline.callbacks.queue import Request
 
 # Ofcom keeps 020 7946 0000-0999 for drama: a valid number that is never a subscriber's,
 # so the simulator's caller can queue a call back and examples can be copied as they are.
@@ -582,6 +585,7 @@ def _counsellor_add(args: argparse.Namespace) -> int:
         account = parts.counsellors.add(
             args.username, name=args.name, phone=phone, password=password, admin=args.admin
         )
+        parts.audit.record("cli", "counsellor_add", detail=account.username)
     print(f"added {account.role.value} {account.username} ({account.name}, {account.phone_masked})")
     return 0
 
@@ -590,9 +594,14 @@ def _counsellor_list(args: argparse.Namespace) -> int:
     settings = load_settings()
     with _components(settings) as parts:
         accounts = parts.counsellors.all()
+    if not accounts:
+        print("no counsellors yet: add one with `helpline counsellor add`")
+        return 0
+    rows = []
     for c in accounts:
         flags = ", ".join(f for f, on in (("on duty", c.on_duty), ("disabled", c.disabled)) if on)
-        print(f"{c.username}\t{c.name}\t{c.role.value}\t{c.phone_masked}\t{flags}")
+        rows.append([c.username, c.name, c.role.value, c.phone_masked, flags])
+    _print_table(["USERNAME", "NAME", "ROLE", "PHONE", "STATE"], rows)
     return 0
 
 
@@ -600,6 +609,7 @@ def _counsellor_duty(args: argparse.Namespace) -> int:
     settings = load_settings()
     with _components(settings) as parts:
         parts.counsellors.set_on_duty(args.username, args.state == "on")
+        parts.audit.record("cli", f"duty_{args.state}", detail=args.username)
     print(f"{args.username} is {args.state} duty")
     return 0
 
@@ -620,17 +630,54 @@ def _queue_list(args: argparse.Namespace) -> int:
     with _components(settings) as parts:
         requests = parts.queue.active()
     if args.json:
-        print(json.dumps([r.to_json() for r in requests], indent=2))
+        rows = [{**r.to_json(), "scheduled": _scheduled(r)} for r in requests]
+        print(json.dumps(rows, indent=2))
         return 0
     if not requests:
         print("no one is waiting")
-    for r in requests:
-        row = r.to_json()
-        print(
-            f"{r.id}  {r.status.value:<8} {r.priority.value:<7} {r.channel:<5} {r.lang}  "
-            f"{row['created_at']}  {r.phone_masked}"
-        )
+        return 0
+    zone = ZoneInfo(settings.zone)
+
+    def local(stamp: float | None) -> str:
+        return "" if stamp is None else datetime.fromtimestamp(stamp, zone).strftime(_WHEN)
+
+    _print_table(
+        ["ID", "STATUS", "PRIORITY", "CHANNEL", "LANG", "ASKED", "DUE", "NUMBER", "WITH"],
+        [
+            [
+                r.id,
+                "scheduled" if _scheduled(r) else r.status.value,
+                r.priority.value,
+                r.channel,
+                r.lang,
+                local(r.created_at),
+                local(r.due_at) if _scheduled(r) else "",
+                r.phone_masked,
+                r.claimed_by or "",
+            ]
+            for r in requests
+        ],
+    )
     return 0
+
+
+# Times the queue listing shows, in the helpline's own time zone, named.
+_WHEN = "%Y-%m-%d %H:%M %Z"
+
+
+def _scheduled(request: Request) -> bool:
+    """Whether a request waits for a later time (a retry, a "call back at"), not in line."""
+    from helpline.callbacks.queue import Status
+
+    return request.status is Status.WAITING and request.due_at is not None
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Print rows under a header row, each column as wide as its widest cell."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    for row in [header, *rows]:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
 
 
 def _e164(text: str) -> str:
@@ -702,6 +749,7 @@ def _purge(args: argparse.Namespace) -> int:
     settings = load_settings()
     with _components(settings) as parts:
         removed = retention.purge(parts.queue, parts.audit, settings.retention_days)
+        parts.audit.record("cli", "purge", detail=str(removed))
     print(f"purged {removed} closed request(s) older than {settings.retention_days:g} days")
     return 0
 
@@ -734,6 +782,8 @@ def _twilio_configure(args: argparse.Namespace) -> int:
         print(f"all {len(plan.settings)} settings point at {shown(settings.public_url or '')}")
         return 0
     done = setup.apply(plan)
+    if plan.changes:
+        _audit_twilio_change(settings, len(plan.changes) - len(done.changes))
     for setting in plan.changes:
         print(f"  changed  {setting.label}: {shown(setting.old)} \u2192 {shown(setting.new)}")
     if done.changes:
@@ -744,6 +794,17 @@ def _twilio_configure(args: argparse.Namespace) -> int:
     kept = len(plan.settings) - len(plan.changes)
     print(f"{len(plan.changes)} setting(s) changed, {kept} already right")
     return 0
+
+
+def _audit_twilio_change(settings: Settings, changed: int) -> None:
+    """Write a change made on Twilio to the audit log; say so if that cannot be done."""
+    from helpline.counsellors.audit import AuditLog
+
+    try:
+        with _redis(settings) as client:
+            AuditLog(client).record("cli", "twilio_configure", detail=str(changed))
+    except (HelplineError, redis.RedisError) as exc:
+        print(f"warning: not written to the audit log: {exc}", file=sys.stderr)
 
 
 def _doctor(args: argparse.Namespace) -> int:
