@@ -798,11 +798,9 @@ def _twilio_configure(args: argparse.Namespace) -> int:
 
 def _audit_twilio_change(settings: Settings, changed: int) -> None:
     """Write a change made on Twilio to the audit log; say so if that cannot be done."""
-    from helpline.counsellors.audit import AuditLog
-
     try:
-        with _redis(settings) as client:
-            AuditLog(client).record("cli", "twilio_configure", detail=str(changed))
+        with _components(settings) as parts:
+            parts.audit.record("cli", "twilio_configure", detail=str(changed))
     except (HelplineError, redis.RedisError) as exc:
         print(f"warning: not written to the audit log: {exc}", file=sys.stderr)
 
