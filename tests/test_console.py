@@ -643,6 +643,28 @@ def test_the_charts_plot_the_last_24_hours_of_samples_and_say_when_there_are_non
     assert "Longest wait (max 10 min)" in longest
 
 
+@pytest.mark.parametrize(
+    ("waiting", "longest", "depth_label", "wait_label"),
+    [
+        (0, 0, "Waiting (max 0 people)", "Longest wait (max 0 min)"),
+        (1, 30, "Waiting (max 1 person)", "Longest wait (max under 1 min)"),
+        (2, 60, "Waiting (max 2 people)", "Longest wait (max 1 min)"),
+    ],
+)
+def test_every_chart_label_counts_people_and_minutes_in_plain_english(
+    redis, waiting, longest, depth_label, wait_label
+):
+    now = 1_800_000_000.0
+    queue = CallbackQueue(redis, Sealer(SECRET_KEY), lookup_key(SECRET_KEY))
+    redis.zadd(HISTORY, {f"{now - 60:.0f}:0:{waiting}:{longest}": now - 60})
+
+    depth, wait = history_charts(queue, now)
+
+    assert depth_label in depth and wait_label in wait
+    summary = depth_label.replace("(max ", "highest ").rstrip(")").replace("Waiting ", "Waiting: ")
+    assert f'aria-label="{summary} in the last 24 hours"' in depth
+
+
 def test_a_bridge_webhook_that_fails_answers_a_plain_sentence_not_an_error(app, client, redis):
     request = enqueue(app, 5)
     with app.app_context():
