@@ -21,7 +21,7 @@ from helpline.application.jobs import QUEUE_NAMES, job_queue
 from helpline.callbacks.queue import HISTORY
 from helpline.infrastructure.constants import LOGIN_MAX_ACCOUNT_FAILURES
 from helpline.web.services import helpline
-from tests.browser import new_context, save_screenshot
+from tests.browser import DOCS_DIR, OUTPUT_DIR, new_context, save_screenshot
 from tests.console_helpers import (
     COUNSELLOR_PHONE,
     PASSWORD,
@@ -524,5 +524,45 @@ def test_the_24_hour_charts_stretch_the_plot_but_never_the_words(
                       c.getBoundingClientRect().width; }"""
         )
         assert span > 0.6
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_readme_screenshots_show_a_busy_queue_a_request_and_the_admin_page(
+    request: pytest.FixtureRequest,
+    browser: Browser,
+    app: Flask,
+    redis: redis_py.Redis,
+    live_server: str,
+    width: int,
+) -> None:
+    """`pytest --update-screenshots -k readme_screenshots` rewrites docs/console-*.png."""
+    directory = DOCS_DIR if request.config.getoption("--update-screenshots") else OUTPUT_DIR
+    add_counsellor(app, "sam", admin=True)
+    add_counsellor(app, "alex")
+    _busy_queue(app, redis)
+    context = new_context(browser, base_url=live_server, viewport={"width": width, "height": 800})
+    page = context.new_page()
+    try:
+        _log_in(page, "sam")
+        rows = page.locator("#waiting tbody tr")
+        expect(rows).to_have_count(4)
+        expect(rows.first).to_contain_text("urgent")
+        expect(page.locator("#waiting")).to_contain_text("WhatsApp")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        _text_is_undistorted(page)
+        save_screenshot(page, f"console-queue-{width}", directory)
+
+        page.goto("/console/admin")
+        expect(page.get_by_role("button", name="Disable alex")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        save_screenshot(page, f"console-admin-{width}", directory)
+
+        page.goto("/console/")
+        page.get_by_role("button", name="Take next").click()  # the urgent one comes first
+        expect(page.locator("#phone")).to_have_text(callback_number(40))
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        save_screenshot(page, f"console-request-{width}", directory)
     finally:
         context.close()
