@@ -880,6 +880,14 @@ def test_a_counsellor_opening_the_admin_page_is_told_it_is_for_admins(logged_in)
     _console_page(logged_in.get("/console/admin"), 403, "Not available to you")
 
 
+def test_a_form_the_console_cannot_read_is_refused_on_a_console_page(client):
+    response = client.post("/console/login", data={"note": "x" * 2_000_000})
+
+    html = _console_page(response, 413, "That did not go through")
+    assert "could not use what the browser sent" in html
+    _console_page(client.delete("/console/"), 405, "That did not go through")
+
+
 def test_a_console_failure_is_a_plain_apology_without_any_detail(logged_in, monkeypatch):
     def broken(*_args: object) -> None:
         raise ValueError("secret detail +447700900123")

@@ -566,3 +566,33 @@ def test_the_readme_screenshots_show_a_busy_queue_a_request_and_the_admin_page(
         save_screenshot(page, f"console-request-{width}", directory)
     finally:
         context.close()
+
+
+def test_a_wrong_address_and_a_redis_outage_show_console_pages_with_a_way_back(
+    page: Page, app: Flask, tmp_path: Path
+) -> None:
+    add_counsellor(app, "alex")
+    _log_in(page, "alex")
+    page.goto("/console/requests/gone")
+    expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    expect(page.get_by_role("navigation", name="Console")).to_contain_text("Log out")
+    page.get_by_role("link", name="Go to the queue").click()
+    expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()
+
+    pool = app.extensions["redis"].connection_pool
+    working = pool.connection_kwargs["path"]
+    pool.disconnect()
+    pool.connection_kwargs["path"] = str(tmp_path / "gone.sock")  # Redis stops answering
+    pool.reset()
+    try:
+        response = page.reload()
+        assert response is not None and response.status == 503
+        expect(
+            page.get_by_role("heading", name="The console cannot reach its data")
+        ).to_be_visible()
+        expect(page.get_by_text("Wait a minute, then reload this page.")).to_be_visible()
+    finally:
+        pool.connection_kwargs["path"] = working
+        pool.reset()
+    page.reload()  # back again: the counsellor is still logged in
+    expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()

@@ -28,11 +28,6 @@ PAGES: dict[int, tuple[str, str, str]] = {
         "There is no page at this address. The link may be old, or the request closed.",
         "Go back to the queue and carry on from there.",
     ),
-    405: (
-        "That did not go through",
-        "This page cannot be used that way.",
-        "Go back to the queue and try again from there.",
-    ),
     500: (
         "Something went wrong",
         "The console hit a problem and could not finish. Nothing you did caused it.",
@@ -47,6 +42,12 @@ PAGES: dict[int, tuple[str, str, str]] = {
     ),
 }
 DATA_UNAVAILABLE = 503
+# Any other refusal (a wrong method, a form too large to read, ...).
+REFUSED = (
+    "That did not go through",
+    "The console could not use what the browser sent.",
+    "Go back to the queue and try again from there.",
+)
 
 
 def _in_console() -> bool:
@@ -54,8 +55,8 @@ def _in_console() -> bool:
 
 
 def page(code: int) -> tuple[str, int]:
-    """Render the friendly page for code (a 4xx without its own text reads as 404's)."""
-    title, what, then = PAGES.get(code) or PAGES[404 if code < 500 else 500]
+    """Render the friendly page for code."""
+    title, what, then = PAGES.get(code) or (REFUSED if code < 500 else PAGES[500])
     html = render_template("console/error.html", title=title, message=what, then=then)
     return html, code
 
