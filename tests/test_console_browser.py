@@ -323,6 +323,14 @@ def test_a_new_urgent_request_is_announced_and_only_changes_are_read_out(
         page.wait_for_function("window.shown.length === 1")
         assert page.evaluate("window.shown") == ["New urgent request"]
         save_screenshot(page, "console-urgent-alert")
+
+        # Someone else takes the urgent one: the polite region says the new count, once.
+        expect(page.locator("#announce")).to_have_attribute("aria-live", "polite")
+        with app.app_context():
+            taken = helpline().queue.claim_next("sam")
+        assert taken is not None and taken.urgent
+        expect(page.locator("#announce")).to_have_text("1 waiting")
+        expect(page.locator("#count-urgent")).to_have_text("0")
     finally:
         context.close()
 
