@@ -21,6 +21,8 @@ from tests.factories import PROCESS_WAIT_SECONDS, WAIT_SECONDS
 DEBIAN_CHROMIUM = "/usr/bin/chromium"
 # Screenshots go here; git ignores it.
 OUTPUT_DIR = Path(__file__).resolve().parent.parent / "test-output"
+# The README's screenshots, rewritten by `pytest --update-screenshots`.
+DOCS_DIR = OUTPUT_DIR.parent / "docs"
 # Chromium runs as root, in a container, with no GPU and no network but loopback.
 CHROMIUM_ARGS = [
     "--no-sandbox",  # the sandbox refuses to start as root
@@ -84,10 +86,10 @@ def serve(app: Flask, host: str = "127.0.0.1") -> Iterator[str]:
         server.server_close()
 
 
-def save_screenshot(page: Page, name: str) -> Path:
-    """Save a full-page screenshot as test-output/<name>.png and return its path."""
+def save_screenshot(page: Page, name: str, directory: Path = OUTPUT_DIR) -> Path:
+    """Save a full-page screenshot as <directory>/<name>.png (test-output/ unless told)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
-    path = OUTPUT_DIR / f"{safe}.png"
+    path = directory / f"{safe}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=path, full_page=True)
     return path

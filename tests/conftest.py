@@ -145,3 +145,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="rewrite tests/golden/ from the current flows (review the diff!)",
     )
+    parser.addoption(
+        "--update-screenshots",
+        action="store_true",
+        help="rewrite the console screenshots in docs/ (shown in the README)",
+    )

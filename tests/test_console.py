@@ -643,6 +643,28 @@ def test_the_charts_plot_the_last_24_hours_of_samples_and_say_when_there_are_non
     assert "Longest wait (max 10 min)" in longest
 
 
+@pytest.mark.parametrize(
+    ("waiting", "longest", "depth_label", "wait_label"),
+    [
+        (0, 0, "Waiting (max 0 people)", "Longest wait (max 0 min)"),
+        (1, 30, "Waiting (max 1 person)", "Longest wait (max under 1 min)"),
+        (2, 60, "Waiting (max 2 people)", "Longest wait (max 1 min)"),
+    ],
+)
+def test_every_chart_label_counts_people_and_minutes_in_plain_english(
+    redis, waiting, longest, depth_label, wait_label
+):
+    now = 1_800_000_000.0
+    queue = CallbackQueue(redis, Sealer(SECRET_KEY), lookup_key(SECRET_KEY))
+    redis.zadd(HISTORY, {f"{now - 60:.0f}:0:{waiting}:{longest}": now - 60})
+
+    depth, wait = history_charts(queue, now)
+
+    assert depth_label in depth and wait_label in wait
+    summary = depth_label.replace("(max ", "highest ").rstrip(")").replace("Waiting ", "Waiting: ")
+    assert f'aria-label="{summary} in the last 24 hours"' in depth
+
+
 def test_a_bridge_webhook_that_fails_answers_a_plain_sentence_not_an_error(app, client, redis):
     request = enqueue(app, 5)
     with app.app_context():
@@ -830,3 +852,69 @@ def test_a_counsellor_goes_on_and_off_duty_and_sees_the_hours(tmp_path, redis_se
     assert not app.extensions["console"].counsellors.get("alex").on_duty
     actions = [(e.actor, e.action, e.detail) for e in audit(app)]
     assert ("alex", "duty_on", "alex") in actions and ("alex", "duty_off", "alex") in actions
+
+
+# -- what a counsellor sees when something goes wrong -----------------------------------
+
+WERKZEUG_PAGE = "<!doctype html>\n<html lang=en>\n<title>"
+
+
+def _console_page(response, status: int, heading: str) -> str:  # type: ignore[no-untyped-def]
+    """Assert response is the console's own error page with heading; return its text."""
+    html = response.get_data(as_text=True)
+    assert response.status_code == status
+    assert f"<h1>{heading}</h1>" in html
+    assert "console.css" in html and 'href="/console/"' in html  # styled, with a way back
+    assert not html.startswith(WERKZEUG_PAGE) and "Traceback" not in html
+    return html
+
+
+def test_an_unknown_console_address_is_a_friendly_page_not_found(client, logged_in):
+    response = logged_in.get("/console/requests/no-such-request/nowhere")
+
+    html = _console_page(response, 404, "Page not found")
+    assert "The link may be old" in html
+
+
+def test_a_counsellor_opening_the_admin_page_is_told_it_is_for_admins(logged_in):
+    _console_page(logged_in.get("/console/admin"), 403, "Not available to you")
+
+
+def test_a_form_the_console_cannot_read_is_refused_on_a_console_page(client):
+    response = client.post("/console/login", data={"note": "x" * 2_000_000})
+
+    html = _console_page(response, 413, "That did not go through")
+    assert "could not use what the browser sent" in html
+    _console_page(client.delete("/console/"), 405, "That did not go through")
+
+
+def test_a_console_failure_is_a_plain_apology_without_any_detail(logged_in, monkeypatch):
+    def broken(*_args: object) -> None:
+        raise ValueError("secret detail +447700900123")
+
+    monkeypatch.setattr("helpline.web.console.views.history_charts", broken)
+
+    html = _console_page(logged_in.get("/console/"), 500, "Something went wrong")
+    assert "secret detail" not in html and "ValueError" not in html
+
+
+def test_redis_going_away_mid_shift_says_so_plainly_and_webhooks_keep_their_failsafe(
+    app, logged_in, tmp_path
+):
+    assert logged_in.get("/console/").status_code == 200
+    pool = app.extensions["redis"].connection_pool
+    pool.disconnect()
+    pool.connection_kwargs["path"] = str(tmp_path / "gone.sock")  # Redis is gone
+    pool.reset()
+
+    html = _console_page(logged_in.get("/console/"), 503, "The console cannot reach its data")
+    assert "reload this page" in html
+    texted = twilio_post(app.test_client(), "/twilio/sms", sms_params("HELP"))
+    assert texted.status_code == 200 and "<Message>" in texted.get_data(as_text=True)
+    assert "console" not in texted.get_data(as_text=True)
+
+
+def test_outside_the_console_errors_keep_their_plain_answers(client):
+    assert client.get("/no-such-page").get_data(as_text=True).startswith(WERKZEUG_PAGE)
+    hook = client.post("/twilio/no-such-hook")
+    assert hook.status_code == 404 and "console.css" not in hook.get_data(as_text=True)

@@ -21,7 +21,7 @@ from helpline.application.jobs import QUEUE_NAMES, job_queue
 from helpline.callbacks.queue import HISTORY
 from helpline.infrastructure.constants import LOGIN_MAX_ACCOUNT_FAILURES
 from helpline.web.services import helpline
-from tests.browser import new_context, save_screenshot
+from tests.browser import DOCS_DIR, OUTPUT_DIR, new_context, save_screenshot
 from tests.console_helpers import (
     COUNSELLOR_PHONE,
     PASSWORD,
@@ -323,6 +323,14 @@ def test_a_new_urgent_request_is_announced_and_only_changes_are_read_out(
         page.wait_for_function("window.shown.length === 1")
         assert page.evaluate("window.shown") == ["New urgent request"]
         save_screenshot(page, "console-urgent-alert")
+
+        # Someone else takes the urgent one: the polite region says the new count, once.
+        expect(page.locator("#announce")).to_have_attribute("aria-live", "polite")
+        with app.app_context():
+            taken = helpline().queue.claim_next("sam")
+        assert taken is not None and taken.urgent
+        expect(page.locator("#announce")).to_have_text("1 waiting")
+        expect(page.locator("#count-urgent")).to_have_text("0")
     finally:
         context.close()
 
@@ -351,3 +359,248 @@ def test_a_missed_check_in_raises_the_alert_on_an_open_queue_page(
         expect(page.locator(f'tr[data-checkin="{sid}"]')).to_be_visible()
     finally:
         context.close()
+
+
+# -- what every counsellor can rely on: names, focus, charts, screenshots ------------------
+
+# Roles of the controls a counsellor fills in or presses.
+CONTROL_ROLES = {
+    "button",
+    "checkbox",
+    "combobox",
+    "listbox",
+    "radio",
+    "searchbox",
+    "slider",
+    "spinbutton",
+    "textbox",
+}
+WIDTHS = [375, 1280]
+
+
+def _unnamed_controls(page: Page) -> list[str]:
+    """Return the controls on the page that Chromium's accessibility tree leaves unnamed."""
+    cdp = page.context.new_cdp_session(page)
+    try:
+        tree = cdp.send("Accessibility.getFullAXTree")["nodes"]
+    finally:
+        cdp.detach()
+    unnamed = []
+    for node in tree:
+        role = node.get("role", {}).get("value", "")
+        if node.get("ignored") or role not in CONTROL_ROLES:
+            continue
+        if not str(node.get("name", {}).get("value", "")).strip():
+            unnamed.append(f"{role} (backend node {node.get('backendDOMNodeId')})")
+    return unnamed
+
+
+def _seed_history(redis: redis_py.Redis) -> None:
+    now = time.time()
+    for hours_ago, waiting, longest in [(22, 1, 240), (15, 4, 1500), (8, 2, 700), (2, 3, 1100)]:
+        at = now - hours_ago * 3600
+        redis.zadd(HISTORY, {f"{at:.0f}:1:{waiting - 1}:{longest}": at})
+
+
+def _busy_queue(app: Flask, redis: redis_py.Redis) -> None:
+    """A queue as a counsellor meets it: urgent first, a WhatsApp request, a call."""
+    enqueue(app, 40, urgent=True)
+    enqueue(app, 41, channel="whatsapp")
+    enqueue(app, 42, channel="voice")
+    enqueue(app, 43)
+    _seed_history(redis)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_control_on_every_console_page_has_a_name_a_screen_reader_can_say(
+    browser: Browser, app: Flask, redis: redis_py.Redis, live_server: str, width: int
+) -> None:
+    add_counsellor(app, "sam", admin=True)
+    _busy_queue(app, redis)
+    context = new_context(browser, base_url=live_server, viewport={"width": width, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto("/console/login")
+        assert _unnamed_controls(page) == []
+        _log_in(page, "sam")
+        expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()
+        assert _unnamed_controls(page) == []
+        page.goto("/console/admin")
+        assert _unnamed_controls(page) == []
+        page.goto("/console/")
+        page.get_by_role("button", name="Take next").click()
+        expect(page.locator("#phone")).to_be_visible()
+        assert _unnamed_controls(page) == []
+    finally:
+        context.close()
+
+
+def _focused(page: Page) -> dict[str, object]:
+    """Describe the focused element: its text, whether its focus ring shows, where it is."""
+    return page.evaluate(
+        """() => {
+          const el = document.activeElement;
+          const style = getComputedStyle(el);
+          const box = el.getBoundingClientRect();
+          return {
+            text: (el.innerText || el.value || el.getAttribute('aria-label') || '').trim(),
+            tag: el.tagName,
+            ring: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2,
+            onScreen: box.width > 0 && box.height > 0 && box.left >= 0,
+            inMain: !!el.closest('main'),
+          };
+        }"""
+    )
+
+
+def test_the_keyboard_skips_to_the_content_and_every_stop_shows_its_focus_in_page_order(
+    page: Page, app: Flask, redis: redis_py.Redis
+) -> None:
+    add_counsellor(app, "alex")
+    _busy_queue(app, redis)
+    _log_in(page, "alex")
+    expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()
+
+    page.keyboard.press("Tab")
+    first = _focused(page)
+    assert first["text"] == "Skip to content"
+    assert first["ring"] and first["onScreen"]  # hidden until focused, then seen
+
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    skipped_to = _focused(page)
+    assert skipped_to["inMain"] and skipped_to["text"] == "Go on duty"  # past the header
+
+    # From the top, every stop shows a ring and comes later in the page than the last.
+    page.goto("/console/")
+    page.evaluate("window.stops = []")
+    names = []
+    while True:
+        page.keyboard.press("Tab")
+        stop = _focused(page)
+        if stop["tag"] == "BODY" or (names and stop["text"] == names[0]):
+            break  # past the last stop
+        assert stop["ring"] and stop["onScreen"], stop
+        names.append(stop["text"])
+        page.evaluate("window.stops.push(document.activeElement)")
+    assert names[:5] == ["Skip to content", "Queue", "Log out", "Go on duty", "Take next"]
+    assert "Sound and notifications for urgent requests" in names[5:]
+    in_order = page.evaluate(
+        """() => window.stops.every((el, i) => i === 0 || (
+             window.stops[i - 1].compareDocumentPosition(el)
+             & Node.DOCUMENT_POSITION_FOLLOWING))"""
+    )
+    assert in_order
+
+
+def _text_is_undistorted(page: Page) -> None:
+    """Every label in the charts is drawn at the same scale across as down, and inside."""
+    charts = page.locator("svg.chart")
+    expect(charts).to_have_count(2)
+    scales = page.evaluate(
+        """() => [...document.querySelectorAll('svg.chart text')].map(t => {
+          const m = t.getScreenCTM();
+          const box = t.getBoundingClientRect();
+          const chart = t.closest('svg.chart').getBoundingClientRect();
+          return {text: t.textContent, a: m.a, d: m.d,
+                  inside: box.left >= chart.left - 1 && box.right <= chart.right + 1};
+        })"""
+    )
+    assert len(scales) == 6
+    for label in scales:
+        assert abs(label["a"] - label["d"]) < 0.01, label
+        assert label["inside"], label
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_24_hour_charts_stretch_the_plot_but_never_the_words(
+    browser: Browser, app: Flask, redis: redis_py.Redis, live_server: str, width: int
+) -> None:
+    add_counsellor(app, "alex")
+    _seed_history(redis)
+    context = new_context(browser, base_url=live_server, viewport={"width": width, "height": 900})
+    page = context.new_page()
+    try:
+        _log_in(page, "alex")
+        expect(page.get_by_text("Waiting (max 4 people)")).to_be_visible()
+        expect(page.get_by_text("Longest wait (max 25 min)")).to_be_visible()
+        _text_is_undistorted(page)
+        # The line still spans the chart's width: the plot is scaled to the box.
+        span = page.evaluate(
+            """() => { const c = document.querySelector('svg.chart');
+               return c.querySelector('polyline').getBoundingClientRect().width /
+                      c.getBoundingClientRect().width; }"""
+        )
+        assert span > 0.6
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_readme_screenshots_show_a_busy_queue_a_request_and_the_admin_page(
+    request: pytest.FixtureRequest,
+    browser: Browser,
+    app: Flask,
+    redis: redis_py.Redis,
+    live_server: str,
+    width: int,
+) -> None:
+    """`pytest --update-screenshots -k readme_screenshots` rewrites docs/console-*.png."""
+    directory = DOCS_DIR if request.config.getoption("--update-screenshots") else OUTPUT_DIR
+    add_counsellor(app, "sam", admin=True)
+    add_counsellor(app, "alex")
+    _busy_queue(app, redis)
+    context = new_context(browser, base_url=live_server, viewport={"width": width, "height": 800})
+    page = context.new_page()
+    try:
+        _log_in(page, "sam")
+        rows = page.locator("#waiting tbody tr")
+        expect(rows).to_have_count(4)
+        expect(rows.first).to_contain_text("urgent")
+        expect(page.locator("#waiting")).to_contain_text("WhatsApp")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        _text_is_undistorted(page)
+        save_screenshot(page, f"console-queue-{width}", directory)
+
+        page.goto("/console/admin")
+        expect(page.get_by_role("button", name="Disable alex")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        save_screenshot(page, f"console-admin-{width}", directory)
+
+        page.goto("/console/")
+        page.get_by_role("button", name="Take next").click()  # the urgent one comes first
+        expect(page.locator("#phone")).to_have_text(callback_number(40))
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        save_screenshot(page, f"console-request-{width}", directory)
+    finally:
+        context.close()
+
+
+def test_a_wrong_address_and_a_redis_outage_show_console_pages_with_a_way_back(
+    page: Page, app: Flask, tmp_path: Path
+) -> None:
+    add_counsellor(app, "alex")
+    _log_in(page, "alex")
+    page.goto("/console/requests/gone")
+    expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    expect(page.get_by_role("navigation", name="Console")).to_contain_text("Log out")
+    page.get_by_role("link", name="Go to the queue").click()
+    expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()
+
+    pool = app.extensions["redis"].connection_pool
+    working = pool.connection_kwargs["path"]
+    pool.disconnect()
+    pool.connection_kwargs["path"] = str(tmp_path / "gone.sock")  # Redis stops answering
+    pool.reset()
+    try:
+        response = page.reload()
+        assert response is not None and response.status == 503
+        expect(
+            page.get_by_role("heading", name="The console cannot reach its data")
+        ).to_be_visible()
+        expect(page.get_by_text("Wait a minute, then reload this page.")).to_be_visible()
+    finally:
+        pool.connection_kwargs["path"] = working
+        pool.reset()
+    page.reload()  # back again: the counsellor is still logged in
+    expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()

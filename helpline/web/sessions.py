@@ -126,7 +126,8 @@ class RedisSessionInterface(SessionInterface):
         return RedisSession(values)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        assert isinstance(session, RedisSession)
+        if not isinstance(session, RedisSession):
+            return  # never opened (Redis was unavailable): nothing to keep
         if session.previous:
             self.forget(session.previous, None)
             session.previous = None

@@ -39,7 +39,7 @@ class Console:
 
 def init_app(app: Flask) -> Console:
     """Set up sessions in Redis, CSRF protection on every form, and the console's routes."""
-    from helpline.web.console import admin, auth, checkins, views  # noqa: F401  (routes on bp)
+    from helpline.web.console import admin, auth, checkins, errors, views  # noqa: F401  (routes)
 
     core = app.extensions[HELPLINE]
     client = core.store.client
@@ -67,6 +67,7 @@ def init_app(app: Flask) -> Console:
     )
     app.extensions[EXTENSION] = console
     app.register_blueprint(bp)
+    errors.init_app(app)
     return console
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from markupsafe import Markup, escape
@@ -45,11 +46,34 @@ def _line(points: list[tuple[float, float]], now: float, top: float) -> str:
     return " ".join(coords)
 
 
-def chart(title: str, unit: str, points: list[tuple[float, float]], now: float) -> Markup:
+def people(count: float) -> str:
+    """Say a number of people: "1 person", "2 people", "0 people"."""
+    whole = round(count)
+    return f"{whole} {'person' if whole == 1 else 'people'}"
+
+
+def minutes(value: float) -> str:
+    """Say a wait in whole minutes ("min" reads the same for one or many)."""
+    if 0 < value < 1:
+        return "under 1 min"
+    return f"{round(value)} min"
+
+
+def _at(x: float, y: float) -> str:
+    """Place text where the plot's own (x, y) falls, in percent of the chart's box.
+
+    The plot stretches to fill the box; text placed in percent follows it there while
+    keeping its own shape, which text inside the stretched group could not.
+    """
+    return f'x="{100 * x / WIDTH:.2f}%" y="{100 * y / HEIGHT:.2f}%"'
+
+
+def chart(
+    title: str, say: Callable[[float], str], points: list[tuple[float, float]], now: float
+) -> Markup:
     """Return one labelled line chart as inline SVG (empty axes when no samples yet)."""
-    top = max((value for _, value in points), default=0.0)
-    top = max(top, 1.0)
-    peak = f"{top:.0f} {unit}"
+    highest = max((value for _, value in points), default=0.0)
+    peak = say(highest)
     label = f"{title} (max {peak})" if points else f"{title} (no samples yet)"
     summary = (
         f"{title}: highest {peak} in the last 24 hours"
@@ -57,21 +81,25 @@ def chart(title: str, unit: str, points: list[tuple[float, float]], now: float) 
         else f"{title}: no samples in the last 24 hours yet"
     )
     line = (
-        f'<polyline class="series" points="{_line(points, now, top)}" fill="none"/>'
+        f'<polyline class="series" points="{_line(points, now, max(highest, 1.0))}" fill="none"/>'
         if points
         else ""
     )
     bottom, right = HEIGHT - PAD, WIDTH - PAD
+    # The outer box has no viewBox, so its text is drawn at its true size; only the
+    # inner plot is stretched to the box's width and height.
     svg = (
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="{escape(summary)}" preserveAspectRatio="none">'
+        f'<svg class="chart" role="img" aria-label="{escape(summary)}">'
         f"<title>{escape(summary)}</title>"
+        f'<svg class="plot" viewBox="0 0 {WIDTH} {HEIGHT}" preserveAspectRatio="none" '
+        'width="100%" height="100%" aria-hidden="true">'
         f'<line class="axis" x1="{PAD}" y1="{bottom}" x2="{right}" y2="{bottom}"/>'
         f'<line class="axis" x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{bottom}"/>'
-        f'<text x="{PAD + 4}" y="{PAD - 8}">{escape(label)}</text>'
-        f'<text x="{PAD}" y="{HEIGHT - 8}">24 h ago</text>'
-        f'<text x="{right}" y="{HEIGHT - 8}" text-anchor="end">now</text>'
         f"{line}</svg>"
+        f"<text {_at(PAD + 4, PAD - 8)}>{escape(label)}</text>"
+        f"<text {_at(PAD, HEIGHT - 8)}>24 h ago</text>"
+        f'<text {_at(right, HEIGHT - 8)} text-anchor="end">now</text>'
+        "</svg>"
     )
     return Markup(svg)
 
@@ -80,6 +108,6 @@ def history_charts(queue: CallbackQueue, now: float) -> list[Markup]:
     """Return the depth chart and the longest-wait chart."""
     found = samples(queue, now)
     return [
-        chart("Waiting", "people", [(s.at, float(s.waiting)) for s in found], now),
-        chart("Longest wait", "min", [(s.at, s.longest / 60) for s in found], now),
+        chart("Waiting", people, [(s.at, float(s.waiting)) for s in found], now),
+        chart("Longest wait", minutes, [(s.at, s.longest / 60) for s in found], now),
     ]
