@@ -271,3 +271,8 @@ def test_an_answer_the_action_needs_but_no_node_records_is_reported(flows):
     assert "sms.yaml: action 'callback' needs answer 'texts'; no node records it" in check_flows(
         flows
     )
+
+
+def test_a_node_id_that_would_need_quoting_in_a_url_is_refused(flows):
+    edit(flows / "voice.yaml", "  goodbye:\n", "  good bye:\n")
+    assert any("node id 'good bye' must be lower-case letters" in p for p in check_flows(flows))

@@ -22,6 +22,8 @@ from helpline.conversation.matching import tokens
 
 T = TypeVar("T")
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+# Node ids and language codes: they travel unquoted in URLs.
+NAME = re.compile(r"[a-z][a-z0-9_]*")
 # What the web layer knows at the moment a message is said; every other placeholder
 # is a region value (flows/regions/*.yaml), checked by the linter.
 RUNTIME_PLACEHOLDERS = frozenset(
@@ -396,6 +398,11 @@ def parse_content(content_dir: Path, problems: list[str]) -> Content:
     default = None
     for path in sorted(content_dir.glob("*.yaml")):
         code = path.stem
+        if not NAME.fullmatch(code):
+            problems.append(
+                f"content/{path.name}: a language code is lower-case letters, such as es"
+            )
+            continue
         data = read_yaml(path, problems)
         where = f"content/{path.name}"
         meta = data.get("language") or {}
@@ -511,6 +518,10 @@ def parse_flow(path: Path, content: Content, problems: list[str]) -> Flow | None
         problems.append(f"{name}: 'nodes' must be a non-empty mapping")
         return None
     for node_id, raw in raw_nodes.items():
+        if not NAME.fullmatch(str(node_id)):
+            # Node ids travel unquoted in a call's step URL (helpline.web.webhooks).
+            problems.append(f"{name}: node id {node_id!r} must be lower-case letters, digits, _")
+            continue
         node = _parse_node(str(node_id), raw, f"{name}: node {node_id!r}", problems)
         if node:
             nodes[node.id] = node
