@@ -5,8 +5,9 @@ twilio's own RequestValidator, and for a text make the same Redis calls the SMS 
 makes (helpline/application/messaging.py): one Lua read of the sender's opt-out and
 conversation (which also counts the sender's texts this minute, for the rate limit), then
 one SET with an expiry of the conversation and the replies kept for a retried message.
-A call's first webhook counts the caller's calls this hour (one pipelined INCR and
-EXPIRE, helpline/application/limits.py); its later steps touch no Redis, so for them the
+A call's first webhook reads the caller ID and, if it is a number we could call back,
+counts the caller's calls this hour (one pipelined INCR and EXPIRE,
+helpline/application/limits.py); its later steps touch no Redis, so for them the
 equal work is the signature check. Every answer is fixed TwiML.
 """
 
@@ -21,6 +22,7 @@ import redis
 from flask import Flask, Response, abort, request
 from twilio.request_validator import RequestValidator
 
+from helpline.infrastructure.phones import callable_number
 from helpline.infrastructure.store import connect
 
 VOICE_TWIML = (
@@ -74,12 +76,15 @@ def create_app() -> Flask:
     @app.post("/twilio/voice")
     def voice_incoming() -> Response:
         check_signature()
-        who = hmac.new(phone_key, request.form.get("From", "").encode(), hashlib.sha256)
-        key = f"{PREFIX}:calls:{who.hexdigest()}"
-        pipe = client.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, 7200)
-        pipe.execute()
+        # As the helpline does: a caller ID we could call back is one person, counted.
+        number = callable_number(request.form.get("From", ""), "GB")
+        if number is not None:
+            who = hmac.new(phone_key, number.encode(), hashlib.sha256)
+            key = f"{PREFIX}:calls:{who.hexdigest()}"
+            pipe = client.pipeline(transaction=False)
+            pipe.incr(key)
+            pipe.expire(key, 7200)
+            pipe.execute()
         return Response(VOICE_TWIML, status=200, mimetype="text/xml")
 
     @app.post("/twilio/<path:_rest>")
