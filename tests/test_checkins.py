@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from helpline.application.config import Settings
 from helpline.checkins.sessions import CheckinSessions, Status
 from helpline.conversation.regions import load_region
 from helpline.infrastructure import embedded
+from helpline.infrastructure.errors import NotKept
 from helpline.web.services import helpline
 from tests.console_helpers import (
     ADMIN_PHONE,
@@ -597,3 +599,16 @@ def test_check_ins_started_and_ok_are_counted_in_the_metrics(
     book(client)
     text(client, "OK", sender=TEXTER)
     assert (count("started"), count("ok")) == (started + 1, ok + 1)
+
+
+def test_a_check_in_text_is_not_marked_as_going_until_a_replica_holds_the_marker(
+    staffed: Flask, redis: redis_py.Redis
+) -> None:
+    """With replicas required (Sentinel), a text about a session is sent only once the
+    record that it is going survives a failover; this Redis has no replica to take it."""
+    services = staffed.extensions["helpline"]
+    kept = CheckinSessions(redis, services.sealer, services.phone_key, min_replicas=1)
+    _, sid = kept.book(TEXTER, minutes=5, due=time.time() + 300, lang="en", channel="sms")
+    with pytest.raises(NotKept):
+        kept.sending(sid, "remind:0", "Reply OK if you're OK", time.time())
+    assert kept.send_record(sid, "remind:0").started is not None  # written, not promised

@@ -110,7 +110,9 @@ class Components:
 
     @functools.cached_property
     def checkin_sessions(self) -> CheckinSessions:
-        return CheckinSessions(self.client, self.sealer, self.phone_key)
+        return CheckinSessions(
+            self.client, self.sealer, self.phone_key, min_replicas=self.settings.redis_min_replicas
+        )
 
     @functools.cached_property
     def counsellors(self) -> Counsellors:

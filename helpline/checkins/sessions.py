@@ -49,7 +49,7 @@ import redis
 
 from helpline.infrastructure.constants import KEY_PREFIX
 from helpline.infrastructure.crypto import Sealer
-from helpline.infrastructure.errors import QueueError, QueueUnavailable
+from helpline.infrastructure.errors import NotDurable, NotKept, QueueError, QueueUnavailable
 from helpline.infrastructure.privacy import mask_phone, phone_digest
 from helpline.infrastructure.records import HashRecords, SendRecord
 
@@ -319,6 +319,8 @@ def _guard(call: Callable[[], Any]) -> Any:
     """Run a Redis call; a connection problem becomes QueueUnavailable (no input in it)."""
     try:
         return call()
+    except NotDurable as exc:
+        raise NotKept(str(exc)) from None
     except redis.ResponseError as exc:
         raise QueueError(f"redis refused a check-in operation: {type(exc).__name__}") from None
     except (redis.RedisError, OSError) as exc:
@@ -342,6 +344,8 @@ class CheckinSessions:
         sealer: Sealer,
         phone_key: bytes,
         clock: Callable[[], float] = time.time,
+        *,
+        min_replicas: int = 0,
     ):
         self.client = client
         self.sealer = sealer
@@ -354,7 +358,8 @@ class CheckinSessions:
         self._extend = client.register_script(_EXTEND)
         self._close = client.register_script(_CLOSE)
         self._acknowledge = client.register_script(_ACKNOWLEDGE)
-        self._records = HashRecords(client, SESSION, _guard)
+        # A text's "about to send" marker waits for these replicas, as a request's does.
+        self._records = HashRecords(client, SESSION, _guard, min_replicas)
 
     # -- callers ---------------------------------------------------------------------------
 
