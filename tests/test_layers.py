@@ -262,6 +262,7 @@ LAYERS = {
     "helpline.callbacks": 1,
     "helpline.checkins": 1,
     "helpline.counsellors": 1,
+    "helpline.reports": 1,
     "helpline.application": 2,
     "helpline.web": 3,
     "helpline.cli": 3,
