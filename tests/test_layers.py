@@ -300,5 +300,6 @@ def test_helpline_itself_holds_only_its_layers():
         "conversation",
         "counsellors",
         "infrastructure",
+        "reports",
         "web",
     ]
