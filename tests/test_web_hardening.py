@@ -37,6 +37,16 @@ def test_every_response_carries_the_security_headers(client, method, path, statu
     assert "Strict-Transport-Security" not in response.headers  # development: plain http
 
 
+def test_a_header_a_view_sets_itself_is_replaced_not_doubled(client):
+    with client.get("/console/static/console.css") as response:
+        assert response.status_code == 200
+        assert response.data  # the file itself, which Flask sends with its own Cache-Control
+    names = [name.lower() for name, _value in response.headers]
+    for name, value in SECURITY_HEADERS.items():
+        assert names.count(name.lower()) == 1, name
+        assert response.headers[name] == value
+
+
 def test_a_signed_webhook_answer_carries_them_too(client):
     response = twilio_post(client, "/twilio/sms", sms_params("SAFE"))
 

@@ -9,6 +9,7 @@ the client and the scheme and host are the ones the request arrived with.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from typing import Any
@@ -50,8 +51,11 @@ class TrustedProxies(ProxyFix):
     def __init__(self, app: Any, networks: Iterable[Network]):
         super().__init__(app, x_for=0, x_proto=1, x_host=1, x_port=1)
         self.networks = tuple(networks)
+        # Every request asks about its peer, and the peers are few (the proxies, or
+        # Twilio's addresses): each is parsed and matched once.
+        self.trusts = functools.lru_cache(maxsize=1024)(self._trusts)
 
-    def trusts(self, address: str) -> bool:
+    def _trusts(self, address: str) -> bool:
         try:
             found = ipaddress.ip_address(address)
         except ValueError:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from flask import Flask, Response, jsonify, redirect, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -11,6 +14,31 @@ from helpline.infrastructure.logs import configure_logging
 from helpline.infrastructure.proxies import TrustedProxies
 from helpline.web.readlimit import BodyDeadline
 
+# Far more than the app's views, hooks and handlers.
+SYNC_MEMO_SIZE = 512
+
+
+class HelplineFlask(Flask):
+    """Flask, with each view and hook's sync wrapper worked out once, not per request.
+
+    Flask asks inspect whether every hook and view is a coroutine function on every
+    request (seven times for a webhook); the answer never changes for a function. The
+    memo is bounded: a callback made per request (after_this_request) is not kept.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        try:
+            return self._sync[func]
+        except KeyError:
+            wrapped = super().ensure_sync(func)
+            if len(self._sync) < SYNC_MEMO_SIZE:
+                self._sync[func] = wrapped
+            return wrapped
+
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app: Twilio's webhooks and the counsellor console."""
@@ -18,7 +46,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     settings = settings or load_settings()
     configure_logging(settings.log_level)
-    app = Flask(__name__)
+    app = HelplineFlask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=MAX_WEBHOOK_BYTES,

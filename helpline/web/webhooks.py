@@ -7,11 +7,13 @@ TwiML carrying the safety essentials: never a 5xx, never Twilio's "application e
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from urllib.parse import quote_plus
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Request, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from helpline.application.composition import Components
 from helpline.application.intake import Caller, open_answers, seal_answers
 from helpline.application.messaging import Incoming
 from helpline.conversation import twiml
@@ -66,11 +68,15 @@ def _twiml(body: str) -> Response:
     return Response(body, status=200, mimetype=TWIML)
 
 
+def _field(form: Mapping[str, str], name: str) -> str:
+    return form.get(name, "")[:MAX_INPUT_CHARS]
+
+
 def _form(name: str) -> str:
-    return request.form.get(name, "")[:MAX_INPUT_CHARS]
+    return _field(request.form, name)
 
 
-def signed_url() -> str:
+def signed_url(services: Components, req: Request) -> str:
     """The URL Twilio signed: PUBLIC_URL (else the request's own root), path and query.
 
     The query is taken as sent: request.url decodes %-escapes (%7B, %2F, UTF-8...), and
@@ -78,11 +84,9 @@ def signed_url() -> str:
     """
     # Scheme and host as they arrived (after ProxyFix): request.root_url would also
     # rewrite them as an IRI, which costs more and is not what Twilio signed.
-    base = (
-        helpline().settings.public_url or f"{request.scheme}://{request.host}{request.script_root}"
-    )
-    query = request.query_string.decode("latin-1")
-    return base + request.path + (f"?{query}" if query else "")
+    base = services.settings.public_url or f"{req.scheme}://{req.host}{req.script_root}"
+    query = req.query_string.decode("latin-1")
+    return base + req.path + (f"?{query}" if query else "")
 
 
 def _language_hint() -> str:
@@ -102,15 +106,20 @@ def failsafe_response() -> Response:
 
 @bp.before_request
 def require_twilio_signature() -> Response | None:
-    signature = request.headers.get("X-Twilio-Signature", "")
-    if signature and None in request.form:
+    # The request and services are looked up once: each lookup through Flask's proxies
+    # costs about as much as a line of work, and a webhook makes dozens.
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    services = helpline()
+    signature = req.headers.get("X-Twilio-Signature", "")
+    form = req.form
+    if signature and None in form:
         # A multipart field whose name could not be read: nothing Twilio sends, nor signs.
-        log.warning("rejected webhook with a nameless form field", extra={"path": request.path})
+        log.warning("rejected webhook with a nameless form field", extra={"path": req.path})
         return Response("Bad Request: a form field has no name\n", 400, mimetype="text/plain")
-    if signature and helpline().validator.validate(signed_url(), request.form, signature):
+    if signature and services.validator.validate(signed_url(services, req), form, signature):
         return None
     REJECTED_SIGNATURES.labels(route()).inc()
-    log.warning("rejected webhook without a valid signature", extra={"path": request.path})
+    log.warning("rejected webhook without a valid signature", extra={"path": req.path})
     return Response(
         "Forbidden: missing or invalid X-Twilio-Signature\n", 403, mimetype="text/plain"
     )
@@ -134,8 +143,9 @@ def answer_safely(exc: Exception) -> Response | HTTPException:
 # -- voice ------------------------------------------------------------------------------
 
 
-def _voice_answer(state: State, events: list[Event], call_sid: str = "") -> Response:
-    services = helpline()
+def _voice_answer(
+    services: Components, state: State, events: list[Event], call_sid: str = ""
+) -> Response:
     # Built by hand: url_for costs as much as the rest of this answer, and urlencode a
     # good part of it. Node ids and language codes are the flows' own (lint allows only
     # letters, digits and _), so only the sealed answers need quoting.
@@ -155,36 +165,37 @@ def voice_incoming() -> Response:
         return _twiml(services.voice_failsafe[services.default_language])
     state, events = services.voice.start()
     log.debug("call answered", extra={"node": state.node})
-    return _voice_answer(state, events)
+    return _voice_answer(services, state, events)
 
 
 @bp.post(VOICE_STEP)
 def voice_step() -> Response:
     services = helpline()
     engine = services.voice
-    caller = Caller(number=_form("From"), channel=VOICE, webhook_sid=_form("CallSid"))
+    form, args = request.form, request.args
+    caller = Caller(number=_field(form, "From"), channel=VOICE, webhook_sid=_field(form, "CallSid"))
     state = engine.restore(
         {
             "flow": engine.flow.id,
-            "node": request.args.get("node", ""),
-            "lang": request.args.get("lang", ""),
-            "reprompts": request.args.get("r", "0"),
-            "answers": open_answers(services.sealer, request.args.get("a", ""), caller.webhook_sid),
+            "node": args.get("node", ""),
+            "lang": args.get("lang", ""),
+            "reprompts": args.get("r", "0"),
+            "answers": open_answers(services.sealer, args.get("a", ""), caller.webhook_sid),
         }
     )
     if state is None:
         # An action URL from an older deployment (or a tampered one): start over, safely.
-        state, events = engine.start(request.args.get("lang"))
+        state, events = engine.start(args.get("lang"))
     else:
-        reply = Reply(digits=_form("Digits"), text=_form("SpeechResult"))
-        danger = engine.danger(reply.text)
+        reply = Reply(digits=_field(form, "Digits"), text=_field(form, "SpeechResult"))
+        danger = engine.danger(reply.text) if reply.text else None
         if danger is not None:
             services.desk.escalate(caller)
         facts = services.checkins.facts(services.desk.facts(caller, spoken=True))
         step = engine.resume(state, reply, context=facts, danger=danger)
         state, events = services.actions.settle(engine, caller, step, facts)
     log.debug("call step", extra={"node": state.node, "lang": state.lang})
-    return _voice_answer(state, events, caller.webhook_sid)
+    return _voice_answer(services, state, events, caller.webhook_sid)
 
 
 @bp.post("/voice/fallback")
