@@ -155,6 +155,7 @@ class Engine:
         self._keywords = KeywordIndex(self._phrases[kw.words] for kw in flow.keywords)
         self._languages = list(self.content.languages)
         self._numbers = self.content.number_words()
+        self._asks: dict[tuple[str, str], tuple[Event, ...]] = {}
         self._language_names = KeywordIndex(
             self._phrases[lang.words] for lang in self.content.languages.values()
         )
@@ -407,6 +408,17 @@ class Engine:
 
     def _prompt(self, node: Node, lang: str, variables: Mapping[str, str]) -> list[Event]:
         events: list[Event] = [self._say(key, lang, variables) for key in node.prompt]
+        return events + self._asking(node, lang)
+
+    def _asking(self, node: Node, lang: str) -> list[Event]:
+        """The offers of other languages and the Ask that end a node's prompt in lang.
+
+        They depend on the node and the language only, so each is built once.
+        """
+        found = self._asks.get((node.id, lang))
+        if found is not None:
+            return list(found)
+        events: list[Event] = []
         hints: list[str] = []
         for case in node.cases:
             if case.words:
@@ -426,6 +438,7 @@ class Engine:
                 collect=node.collect is not None and node.collect.slot != COLLECT_PLACE,
             )
         )
+        self._asks[node.id, lang] = tuple(events)
         return events
 
     def _collected(self, slot: str, reply: Reply) -> str | None:

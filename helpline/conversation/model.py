@@ -177,6 +177,8 @@ class Content:
 
     def text(self, key: str, lang: str, variables: Mapping[str, str]) -> str:
         template = self.messages[lang][key]
+        if "{" not in template:
+            return template  # most messages name nothing to fill in
         return PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), template)
 
     def personal(self, key: str, lang: str) -> bool:
@@ -866,5 +868,6 @@ def _records(node: Node) -> list[tuple[str, str]]:
 
 
 @functools.lru_cache(maxsize=4096)
+@functools.cache
 def _uses_call_facts(template: str) -> bool:
     return any(name in RUNTIME_PLACEHOLDERS for name in PLACEHOLDER.findall(template))
