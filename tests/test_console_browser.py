@@ -604,3 +604,27 @@ def test_a_wrong_address_and_a_redis_outage_show_console_pages_with_a_way_back(
         pool.reset()
     page.reload()  # back again: the counsellor is still logged in
     expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()
+
+
+def test_an_open_queue_page_says_when_its_live_updates_cannot_reach_the_data(
+    page: Page, app: Flask, tmp_path: Path
+) -> None:
+    add_counsellor(app, "alex")
+    _log_in(page, "alex")
+    expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()
+    outdated = page.get_by_role("status").filter(has_text="may be out of date")
+    expect(outdated).to_have_count(0)
+
+    pool = app.extensions["redis"].connection_pool
+    working = pool.connection_kwargs["path"]
+    pool.disconnect()
+    pool.connection_kwargs["path"] = str(tmp_path / "gone.sock")  # Redis stops answering
+    pool.reset()
+    try:
+        # The next poll answers 503: the page says its queue may be stale, and stays.
+        expect(outdated).to_be_visible()
+        expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()
+    finally:
+        pool.connection_kwargs["path"] = working
+        pool.reset()
+    expect(outdated).to_be_hidden()  # the next answer clears it, with no reload

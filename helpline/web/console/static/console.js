@@ -6,14 +6,29 @@
 
   // Ask url every few seconds (data-poll on element); hand each 200 answer to use().
   // A logged-out session, or a page no longer this counsellor's, reloads to show why.
+  // While the server cannot reach its data (503), or cannot be reached, a notice above
+  // the element says what is shown may be out of date; it goes when an answer comes.
   function poll(element, url, accept, read, use) {
     var every = (parseInt(element.getAttribute("data-poll"), 10) || 3) * 1000;
+    var notice = null;
+    function outdated(now) {
+      if (!notice && now) {
+        notice = document.createElement("p");
+        notice.className = "error outdated";
+        notice.setAttribute("role", "status");
+        notice.textContent = "This page cannot get the latest from the helpline just now, " +
+          "so what it shows may be out of date. It keeps trying by itself.";
+        element.parentNode.insertBefore(notice, element);
+      }
+      if (notice) { notice.hidden = !now; }
+    }
     function check() {
       fetch(url(), {
         credentials: "same-origin",
         headers: { "Accept": accept },
         redirect: "manual"
       }).then(function (response) {
+        outdated(response.status >= 500);
         if (response.status === 200) { return read(response); }
         if (response.status === 401 || response.status === 403 || response.status === 404 ||
             response.type === "opaqueredirect") {
@@ -21,7 +36,7 @@
         }
         return null;
       }).then(function (body) { if (body) { use(body); } })
-        .catch(function () { /* offline for a moment: try again next time */ })
+        .catch(function () { outdated(true); })
         .then(function () { window.setTimeout(check, every); });
     }
     window.setTimeout(check, every);
