@@ -6,6 +6,7 @@ import time
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -576,6 +577,21 @@ def test_the_readme_screenshots_show_a_busy_queue_a_request_and_the_admin_page(
         context.close()
 
 
+@contextmanager
+def _redis_unreachable(app: Flask, tmp_path: Path) -> Iterator[None]:
+    """Point the app's Redis connections at nothing for the block; then back again."""
+    pool = app.extensions["redis"].connection_pool
+    working = pool.connection_kwargs["path"]
+    pool.disconnect()
+    pool.connection_kwargs["path"] = str(tmp_path / "gone.sock")  # Redis stops answering
+    pool.reset()
+    try:
+        yield
+    finally:
+        pool.connection_kwargs["path"] = working
+        pool.reset()
+
+
 def test_a_wrong_address_and_a_redis_outage_show_console_pages_with_a_way_back(
     page: Page, app: Flask, tmp_path: Path
 ) -> None:
@@ -587,21 +603,13 @@ def test_a_wrong_address_and_a_redis_outage_show_console_pages_with_a_way_back(
     page.get_by_role("link", name="Go to the queue").click()
     expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()
 
-    pool = app.extensions["redis"].connection_pool
-    working = pool.connection_kwargs["path"]
-    pool.disconnect()
-    pool.connection_kwargs["path"] = str(tmp_path / "gone.sock")  # Redis stops answering
-    pool.reset()
-    try:
+    with _redis_unreachable(app, tmp_path):
         response = page.reload()
         assert response is not None and response.status == 503
         expect(
             page.get_by_role("heading", name="The console cannot reach its data")
         ).to_be_visible()
         expect(page.get_by_text("Wait a minute, then reload this page.")).to_be_visible()
-    finally:
-        pool.connection_kwargs["path"] = working
-        pool.reset()
     page.reload()  # back again: the counsellor is still logged in
     expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()
 
@@ -615,16 +623,8 @@ def test_an_open_queue_page_says_when_its_live_updates_cannot_reach_the_data(
     outdated = page.get_by_role("status").filter(has_text="may be out of date")
     expect(outdated).to_have_count(0)
 
-    pool = app.extensions["redis"].connection_pool
-    working = pool.connection_kwargs["path"]
-    pool.disconnect()
-    pool.connection_kwargs["path"] = str(tmp_path / "gone.sock")  # Redis stops answering
-    pool.reset()
-    try:
+    with _redis_unreachable(app, tmp_path):
         # The next poll answers 503: the page says its queue may be stale, and stays.
         expect(outdated).to_be_visible()
         expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()
-    finally:
-        pool.connection_kwargs["path"] = working
-        pool.reset()
     expect(outdated).to_be_hidden()  # the next answer clears it, with no reload
