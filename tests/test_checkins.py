@@ -28,6 +28,7 @@ from helpline.checkins.sessions import CheckinSessions, Status
 from helpline.conversation.regions import load_region
 from helpline.infrastructure import embedded
 from helpline.infrastructure.errors import NotKept
+from helpline.web.checkin import make_token
 from helpline.web.services import helpline
 from tests.console_helpers import (
     ADMIN_PHONE,
@@ -38,6 +39,7 @@ from tests.console_helpers import (
     post,
 )
 from tests.factories import (
+    ACCOUNT_SID,
     HELPLINE_NUMBER,
     PROCESS_WAIT_SECONDS,
     Call,
@@ -47,6 +49,7 @@ from tests.factories import (
     make_settings,
     scan_for_numbers,
     text,
+    twilio_post,
     wait_until,
     worker_environment,
 )
@@ -566,6 +569,37 @@ def test_a_check_in_is_put_off_three_times_at_most(staffed: Flask) -> None:
         (claimed,) = sessions.claim_due(max_tries=3, realert_seconds=120)
         results.append(sessions.extend(sid, claimed.attempt, seconds=300, most=3))
     assert results == ["extended", "extended", "extended", "spent"]
+
+
+def test_once_put_off_three_times_the_call_no_longer_offers_more_time(staffed: Flask) -> None:
+    services = staffed.extensions["helpline"]
+    sessions = services.checkin_sessions
+    clock = FakeClock(1_800_000_000.0)
+    sessions.clock = clock
+    _, sid = sessions.book(TEXTER, minutes=1, due=clock() + 60, lang="en", channel="sms")
+
+    def call_answered() -> str:
+        clock.advance(300)
+        (claimed,) = sessions.claim_due(max_tries=3, realert_seconds=120)
+        token = make_token(services.sealer, sid, claimed.attempt)
+        params = {"CallSid": "CA" + "c" * 32, "AccountSid": ACCOUNT_SID, "To": TEXTER}
+        response = twilio_post(
+            staffed.test_client(),
+            f"/twilio/checkin/{token}/answer",
+            params | {"AnsweredBy": "human"},
+        )
+        assert response.status_code == 200
+        return response.get_data(as_text=True)
+
+    for _ in range(3):
+        asked = call_answered()
+        assert "For 5 more minutes, press 2" in said(asked)
+        assert services.checkins.reply(sid, sessions.get(sid).attempt, "2", "") == "more"
+    last = call_answered()
+    assert "press 2" not in said(last)
+    assert "If you're OK, press 1" in said(last)
+    assert "can't put this check-in off any more" in said(last)
+    assert "more time" not in gather(last).attrib["hints"]
 
 
 def test_a_blocked_caller_cannot_book_a_check_in_but_hears_the_safety_basics(

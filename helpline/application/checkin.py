@@ -256,6 +256,10 @@ class CheckinDesk:
     def session(self, sid: str) -> Session | None:
         return self.sessions.get(sid)
 
+    def may_put_off(self, session: Session) -> bool:
+        """Whether the next call can still be put off ("press 2 for 5 more minutes")."""
+        return session.extensions < MAX_EXTENSIONS
+
     def answered(self, sid: str, attempt: int, answered_by: str) -> bool:
         """The call was picked up: True if by a person (ask them), else count it missed."""
         if answered_by in MACHINE:

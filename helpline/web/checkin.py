@@ -16,6 +16,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import HTTPException
 
 from helpline.application.config import Settings
+from helpline.checkins.sessions import Session
 from helpline.infrastructure.constants import GATHER_TIMEOUT
 from helpline.infrastructure.crypto import Sealer
 from helpline.infrastructure.errors import SealError
@@ -29,8 +30,10 @@ bp.before_request(require_twilio_signature)
 
 TWIML = "text/xml"
 _TOKEN_RECORD = "checkin-call"
-# What the caller hears on the check-in call, and after each answer.
+# What the caller hears on the check-in call (the last, once no more time can be given),
+# and after each answer.
 CALL = "voice.checkin_call"
+LAST_CALL = "voice.checkin_call_last"
 SAID = {
     "ok": "voice.checkin_ok",
     "more": "voice.checkin_more",
@@ -89,13 +92,13 @@ def _goodbye(key: str, lang: str) -> Response:
     return _twiml(response)
 
 
-def _found(token: str) -> tuple[str, int, str] | None:
+def _found(token: str) -> tuple[str, int, Session] | None:
     services = helpline()
     found = read_token(services.sealer, token)
     if found is None:
         return None
     session = services.checkins.session(found[0])
-    return (found[0], found[1], session.lang) if session is not None else None
+    return (found[0], found[1], session) if session is not None else None
 
 
 @bp.post("/<token>/answer")
@@ -105,12 +108,17 @@ def answer(token: str) -> Response:
     found = _found(token)
     if found is None:
         return _hang_up()
-    sid, attempt, lang = found
+    sid, attempt, session = found
+    lang = session.lang
     if not services.checkins.answered(sid, attempt, request.form.get("AnsweredBy", "")):
         return _hang_up()
     settings = services.settings
     content = services.library.content
-    hints = [*content.phrases("checkin_said_ok", lang), *content.phrases("checkin_more_time", lang)]
+    # Once the time is spent, "press 2 for more" is not offered: it could only be refused.
+    more = services.checkins.may_put_off(session)
+    hints = [*content.phrases("checkin_said_ok", lang)]
+    if more:
+        hints += content.phrases("checkin_more_time", lang)
     response = VoiceResponse()
     gather = response.gather(
         input="dtmf speech",
@@ -120,8 +128,8 @@ def answer(token: str) -> Response:
         language=settings.region.voice_locales.get(lang, "en-GB"),
         hints=", ".join(hints),
     )
-    _say(gather, CALL, lang)
-    _say(gather, CALL, lang)  # once more, for someone slow to the phone
+    _say(gather, CALL if more else LAST_CALL, lang)
+    _say(gather, CALL if more else LAST_CALL, lang)  # once more, for someone slow to the phone
     response.redirect(_url(settings, token, "input"))  # no key at all: that is an answer too
     return _twiml(response)
 
@@ -133,7 +141,8 @@ def input_(token: str) -> Response:
     found = _found(token)
     if found is None:
         return _hang_up()
-    sid, attempt, lang = found
+    sid, attempt, session = found
+    lang = session.lang
     digits = request.form.get("Digits", "")[:2]
     speech = request.form.get("SpeechResult", "")[:200]
     result = services.checkins.reply(sid, attempt, digits, speech)
