@@ -116,7 +116,7 @@ class Components:
 
             store.attempt("report counts", write, None)
 
-        return tally.Pending(self.zone, send)
+        return tally.Pending(self.zone, send, flush_seconds=self.settings.report_flush_seconds)
 
     @functools.cached_property
     def library(self) -> Library:

@@ -11,8 +11,8 @@ turn them into tables and charts. Nothing in a field or a value names a caller.
 
 What happens where no write is made (a call's later steps, a fail-safe answer) waits in
 a small per-process buffer (Pending) and goes with the next write this process makes, or
-on its own within FLUSH_SECONDS: the counts of those last seconds are lost if the process
-is killed, never a request.
+on its own within REPORT_FLUSH_SECONDS (10 s): the counts of those last seconds are lost
+if the process is killed, never a request.
 """
 
 from __future__ import annotations
@@ -24,13 +24,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from helpline.infrastructure.constants import KEY_PREFIX
+from helpline.infrastructure.constants import KEY_PREFIX, REPORT_FLUSH_SECONDS
 
 REPORTS_PREFIX = f"{KEY_PREFIX}:reports"
 # Kept long enough for a year-on-year look back, then dropped by Redis itself.
 KEPT_SECONDS = 400 * 24 * 60 * 60
-# Longest a count waits in a process's buffer when nothing else writes.
-FLUSH_SECONDS = 10.0
 
 # -- measures (field names in a day's hash) ---------------------------------------------
 
@@ -183,9 +181,9 @@ class Pending:
     """Counts seen where no Redis write is made, until the next write this process makes.
 
     add() never touches Redis. drain() queues what is waiting on a pipeline the caller
-    sends anyway; when nothing does within FLUSH_SECONDS, a timer sends them on their own
-    (through `send`, which must not raise). A process killed before either loses those
-    seconds' counts.
+    sends anyway; when nothing does within flush_seconds, a timer sends them on their own
+    (through `send`, which must not raise; flush_seconds 0: no timer). A process killed
+    before either loses those seconds' counts.
     """
 
     def __init__(
@@ -193,7 +191,7 @@ class Pending:
         zone: ZoneInfo,
         send: Callable[[Callable[[Any], None]], None] | None = None,
         *,
-        flush_seconds: float = FLUSH_SECONDS,
+        flush_seconds: float = REPORT_FLUSH_SECONDS,
     ):
         self.zone = zone
         self.send = send
@@ -207,7 +205,7 @@ class Pending:
         key = today_key(self.zone)
         with self._lock:
             self._counts[(key, measure)] += by
-            if self.send is not None and self._timer is None:
+            if self.send is not None and self.flush_seconds > 0 and self._timer is None:
                 self._timer = threading.Timer(self.flush_seconds, self._flush)
                 self._timer.daemon = True
                 self._timer.start()
