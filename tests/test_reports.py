@@ -101,8 +101,8 @@ def test_median_and_90th_percentile_come_from_bucket_counts():
     assert tally.quantile(buckets, 0.9) == float("inf")
     assert tally.quantile([0] * len(buckets), 0.5) is None
     assert minutes(float("inf")) == "over 2 days"
-    assert minutes(30.0) == "at most 30 min"
-    assert minutes(180.0) == "at most 3 h"
+    assert minutes(30.0) == "≤ 30 min"
+    assert minutes(180.0) == "≤ 3 h"
 
 
 def test_a_days_median_is_hidden_below_five_waits():

@@ -109,14 +109,14 @@ def waits_by_hour_of_week(days: Days) -> list[Waits]:
 
 
 def minutes(value: float | None) -> str:
-    """A wait as the page says it: "at most 5 min", "over 2 days", or "-" (too few)."""
+    """A wait as the page says it: "≤ 5 min", "over 2 days", or "-" (too few)."""
     if value is None:
         return "-"
     if value == float("inf"):
         return f"over {tally.WAIT_BUCKETS[-1] // 60 // 24} days"
     if value >= 120:
-        return f"at most {value / 60:g} h"
-    return f"at most {value:g} min"
+        return f"≤ {value / 60:g} h"
+    return f"≤ {value:g} min"
 
 
 CHANNEL_NAMES = {"voice": "Calls", "sms": "Texts", "whatsapp": "WhatsApp"}

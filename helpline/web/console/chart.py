@@ -127,7 +127,7 @@ def _bar_frame(peak: float, unit: str) -> str:
         f'<line class="axis" x1="{BAR_LEFT}" y1="{BAR_TOP}" x2="{BAR_LEFT}" y2="{bottom}"/>'
         f'<text x="{BAR_LEFT - 3}" y="{BAR_TOP + 4}" text-anchor="end">{peak:g}</text>'
         f'<text x="{BAR_LEFT - 3}" y="{bottom}" text-anchor="end">0</text>'
-        f'<text x="{BAR_LEFT + 2}" y="{BAR_TOP - 6}">{escape(unit)}</text>'
+        f'<text x="{BAR_LEFT + 2}" y="10">{escape(unit)}</text>'
     )
 
 
@@ -162,12 +162,15 @@ def column_chart(
                 f'height="{height:.1f}"/>'
             )
             base += height
-    legend = "".join(
-        f'<rect class="s{n}" x="{BAR_WIDTH - 90}" y="{2 + 11 * n}" width="8" height="8"/>'
-        f'<text x="{BAR_WIDTH - 78}" y="{10 + 11 * n}">{escape(name)}</text>'
-        for n, (name, _) in enumerate(series)
-        if len(series) > 1
-    )
+    # A row above the plot, after the unit: the series' keys, side by side.
+    keys, x = [], BAR_LEFT + 60
+    for n, (name, _) in enumerate(series if len(series) > 1 else []):
+        keys.append(
+            f'<rect class="s{n}" x="{x}" y="2" width="8" height="8"/>'
+            f'<text x="{x + 11}" y="10">{escape(name)}</text>'
+        )
+        x += 20 + 6 * len(name)  # about a 10-unit font's width per letter
+    legend = "".join(keys)
     ends = (
         f'<text x="{BAR_LEFT}" y="{BAR_HEIGHT - 5}">{escape(labels[0])}</text>'
         f'<text x="{BAR_WIDTH}" y="{BAR_HEIGHT - 5}" text-anchor="end">{escape(labels[-1])}</text>'
