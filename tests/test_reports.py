@@ -275,8 +275,8 @@ def test_the_reports_page_shows_the_traffic_with_small_counts_hidden(app, redis)
         ["Escalated", "0"],
     ]
     assert tables["table-failsafe"] == [
-        ["Fail-safe answers (an error, or Twilio's fallback)", "0"],
-        ["Fail-safe answers (over the rate limit)", "0"],
+        ["Fail-safe: error", "0"],
+        ["Fail-safe: over limit", "0"],
         ["Opt-outs by SMS", "0"],
         ["Opt-outs by WhatsApp", "0"],
     ]

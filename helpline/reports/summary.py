@@ -135,9 +135,10 @@ FUNNEL_NAMES = {
     tally.CALLBACK_EXPIRED: "Expired",
     tally.CALLBACK_RELEASED: "Released",
 }
+# Fail-safe answers after an error (or from Twilio's fallback URL), and over the rate limit.
 FAILSAFE_NAMES = {
-    tally.FAILSAFE + "error": "Fail-safe answers (an error, or Twilio's fallback)",
-    tally.FAILSAFE + "limit": "Fail-safe answers (over the rate limit)",
+    tally.FAILSAFE + "error": "Fail-safe: error",
+    tally.FAILSAFE + "limit": "Fail-safe: over limit",
     tally.opt_out("sms"): "Opt-outs by SMS",
     tally.opt_out("whatsapp"): "Opt-outs by WhatsApp",
 }

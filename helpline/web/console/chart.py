@@ -183,6 +183,11 @@ def column_chart(
     )
 
 
+def _short(label: str, most: int = 21) -> str:
+    """A row's label as it fits left of its bar (the table beside it has it in full)."""
+    return label if len(label) <= most else label[: most - 1] + "…"
+
+
 def row_chart(rows: list[tuple[str, float]]) -> Markup:
     """One bar per row (topics, the call back funnel), labelled, longest = widest."""
     peak = max((value for _, value in rows), default=0) or 1
@@ -194,7 +199,7 @@ def row_chart(rows: list[tuple[str, float]]) -> Markup:
         y = 4 + i * line
         width = (BAR_WIDTH - left - 4) * value / peak
         parts.append(
-            f'<text x="{left - 4}" y="{y + 13}" text-anchor="end">{escape(label[:22])}</text>'
+            f'<text x="{left - 4}" y="{y + 13}" text-anchor="end">{escape(_short(label))}</text>'
             f'<rect class="s0" x="{left}" y="{y + 2}" width="{width:.1f}" height="14"/>'
         )
     return Markup(
