@@ -149,6 +149,16 @@ def test_counts_with_no_write_to_ride_on_are_sent_on_their_own_within_the_flush_
     assert redis.ttl(tally.day_key(today())) > 399 * 24 * 3600
 
 
+def test_counts_go_to_the_local_day_they_happen_on_across_midnight_and_summer_time():
+    clock = FakeClock(datetime(2026, 3, 28, 23, 59, 59, tzinfo=LONDON).timestamp())
+    pending = tally.Pending(LONDON, clock=clock)
+    assert pending.today() == tally.day_key(date(2026, 3, 28))
+    clock.advance(2)
+    assert pending.today() == tally.day_key(date(2026, 3, 29))
+    clock.advance(23 * 3600 - 1)  # the clocks went forward: 23 hours later is the 30th
+    assert pending.today() == tally.day_key(date(2026, 3, 30))
+
+
 def test_the_call_back_funnel_and_one_wait_per_request_are_counted_in_the_queues_scripts(redis):
     clock = FakeClock(datetime(2026, 3, 2, 9, 30, tzinfo=LONDON).timestamp())  # a Monday
     queue = CallbackQueue(

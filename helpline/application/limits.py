@@ -78,7 +78,7 @@ class RateLimits:
             pipe = client.pipeline(transaction=False)
             pipe.incr(key)
             pipe.expire(key, 7200)
-            tally.count(pipe, self.reports.zone, tally.contacts("voice"))
+            self.reports.count(pipe, [tally.contacts("voice")])
             self.reports.drain(pipe)
             return int(pipe.execute()[0])
 

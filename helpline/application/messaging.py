@@ -251,7 +251,7 @@ class TextConversations:
             pipe = client.pipeline(transaction=False)
             pipe.set(_state_key(channel, who), value, ex=SMS_STATE_TTL)
             if counts:
-                tally.count_all(pipe, reports.zone, counts)
+                reports.count(pipe, counts)
             reports.drain(pipe)
             pipe.execute()
 
@@ -263,7 +263,7 @@ class TextConversations:
             pipe = client.pipeline(transaction=True)
             pipe.sadd(optout_key(channel), who)
             pipe.delete(_state_key(channel, who))
-            tally.count(pipe, self.reports.zone, tally.opt_out(channel.name))
+            self.reports.count(pipe, [tally.opt_out(channel.name)])
             self.reports.drain(pipe)
             pipe.execute()
 

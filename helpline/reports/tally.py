@@ -18,9 +18,11 @@ if the process is killed, never a request.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
+from datetime import time as dt_time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -131,14 +133,6 @@ def count(pipe, zone: ZoneInfo, measure: str, by: int = 1, now: datetime | None 
     pipe.expire(key, KEPT_SECONDS)
 
 
-def count_all(pipe, zone: ZoneInfo, measures: Iterable[str]) -> None:
-    """Add one to each of today's measures on a pipeline the caller already sends."""
-    key = day_key(local_day(zone))
-    for measure in measures:
-        pipe.hincrby(key, measure, 1)
-    pipe.expire(key, KEPT_SECONDS)
-
-
 UTC = ZoneInfo("UTC")
 # The measures scripts count, by the same names in Lua.
 _LUA_NAMES = {
@@ -192,17 +186,38 @@ class Pending:
         send: Callable[[Callable[[Any], None]], None] | None = None,
         *,
         flush_seconds: float = REPORT_FLUSH_SECONDS,
+        clock: Callable[[], float] = time.time,
     ):
         self.zone = zone
+        self.clock = clock
         self.send = send
         self.flush_seconds = flush_seconds
         self._counts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
+        self._today = ("", 0.0)  # today's hash, and when the day ends
+
+    def today(self) -> str:
+        """Today's hash; worked out once a day, not on every count."""
+        key, ends = self._today
+        now = self.clock()
+        if now >= ends:
+            local = datetime.fromtimestamp(now, self.zone)
+            midnight = datetime.combine(local.date() + timedelta(1), dt_time(), self.zone)
+            key, ends = day_key(local.date()), midnight.timestamp()
+            self._today = (key, ends)
+        return key
+
+    def count(self, pipe, measures: Iterable[str]) -> None:
+        """Add one to each of today's measures on a pipeline the caller already sends."""
+        key = self.today()
+        for measure in measures:
+            pipe.hincrby(key, measure, 1)
+        pipe.expire(key, KEPT_SECONDS)
 
     def add(self, measure: str, by: int = 1) -> None:
         """Count one now; it reaches Redis with the next write."""
-        key = today_key(self.zone)
+        key = self.today()
         with self._lock:
             self._counts[(key, measure)] += by
             if self.send is not None and self.flush_seconds > 0 and self._timer is None:
