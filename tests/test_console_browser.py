@@ -428,6 +428,8 @@ def test_every_control_on_every_console_page_has_a_name_a_screen_reader_can_say(
         assert _unnamed_controls(page) == []
         page.goto("/console/admin")
         assert _unnamed_controls(page) == []
+        page.goto("/console/admin/reports")
+        assert _unnamed_controls(page) == []
         page.goto("/console/")
         page.get_by_role("button", name="Take next").click()
         expect(page.locator("#phone")).to_be_visible()
