@@ -4,11 +4,13 @@ What the helpline must do per webhook, and nothing else: check Twilio's signatur
 twilio's own RequestValidator, and for a text make the same Redis calls the SMS webhook
 makes (helpline/application/messaging.py): one Lua read of the sender's opt-out and
 conversation (which also counts the sender's texts this minute, for the rate limit), then
-one SET with an expiry of the conversation and the replies kept for a retried message.
+one SET with an expiry of the conversation and the replies kept for a retried message;
+a text that starts a conversation or chooses a topic (SAFE) counts it in the day's report
+hash in the same round trip (the SET, HINCRBY and EXPIRE pipelined, helpline/reports).
 A call's first webhook reads the caller ID and, if it is a number we could call back,
-counts the caller's calls this hour (one pipelined INCR and EXPIRE,
-helpline/application/limits.py); its later steps touch no Redis, so for them the
-equal work is the signature check. Every answer is fixed TwiML.
+counts the caller's calls this hour and the day's calls for the reports (one pipelined
+INCR, EXPIRE, HINCRBY and EXPIRE, helpline/application/limits.py); its later steps touch
+no Redis, so for them the equal work is the signature check. Every answer is fixed TwiML.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ SMS_TWIML = (
     "<Message>Thank you for your message.</Message></Response>"
 )
 PREFIX = "bench:equal"
+REPORTS = f"{PREFIX}:reports"
+REPORTS_KEPT = 400 * 24 * 60 * 60
 STATE_TTL = 60 * 60
 REPLIES_KEPT = 3
 # The helpline's read, word for word (the reply window key is WhatsApp's only).
@@ -70,7 +74,19 @@ def create_app() -> Flask:
         stored = json.loads(raw) if raw else {"node": "start", "lang": "en", "replies": []}
         replies = [[request.form.get("MessageSid", ""), SMS_TWIML], *stored["replies"]]
         stored["replies"] = replies[:REPLIES_KEPT]
-        client.set(key, json.dumps(stored, separators=(",", ":")), ex=STATE_TTL)
+        value = json.dumps(stored, separators=(",", ":"))
+        counts = ["contacts:sms"] if raw is None else []
+        if request.form.get("Body", "").strip().upper() == "SAFE":
+            counts.append("topic:safety")
+        if not counts:
+            client.set(key, value, ex=STATE_TTL)
+        else:
+            pipe = client.pipeline(transaction=False)
+            pipe.set(key, value, ex=STATE_TTL)
+            for measure in counts:
+                pipe.hincrby(REPORTS, measure, 1)
+            pipe.expire(REPORTS, REPORTS_KEPT)
+            pipe.execute()
         return Response(SMS_TWIML, status=200, mimetype="text/xml")
 
     @app.post("/twilio/voice")
@@ -84,6 +100,8 @@ def create_app() -> Flask:
             pipe = client.pipeline(transaction=False)
             pipe.incr(key)
             pipe.expire(key, 7200)
+            pipe.hincrby(REPORTS, "contacts:voice", 1)
+            pipe.expire(REPORTS, REPORTS_KEPT)
             pipe.execute()
         return Response(VOICE_TWIML, status=200, mimetype="text/xml")
 

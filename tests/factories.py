@@ -58,6 +58,9 @@ def make_settings(data_dir: Path, redis_url: str | None, **overrides: Any) -> Se
         # Tests text fast from a few numbers; tests/test_limits.py sets the limits it tests.
         texts_per_minute=UNLIMITED,
         calls_per_hour=UNLIMITED,
+        # Report counts wait for a write of the test's own: no timer sends them later,
+        # into another test's Redis.
+        report_flush_seconds=0,
     )
     values.update(overrides)
     return Settings(**values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
@@ -428,6 +429,8 @@ def test_every_control_on_every_console_page_has_a_name_a_screen_reader_can_say(
         assert _unnamed_controls(page) == []
         page.goto("/console/admin")
         assert _unnamed_controls(page) == []
+        page.goto("/console/admin/reports")
+        assert _unnamed_controls(page) == []
         page.goto("/console/")
         page.get_by_role("button", name="Take next").click()
         expect(page.locator("#phone")).to_be_visible()
@@ -628,3 +631,47 @@ def test_an_open_queue_page_says_when_its_live_updates_cannot_reach_the_data(
         expect(outdated).to_be_visible()
         expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()
     expect(outdated).to_be_hidden()  # the next answer clears it, with no reload
+
+
+def test_an_admin_reads_the_reports_charts_and_tables_on_a_phone_and_a_counsellor_cannot(
+    browser: Browser, app: Flask, live_server: str
+) -> None:
+    add_counsellor(app, "sam", admin=True)
+    add_counsellor(app, "alex")
+    webhooks = app.test_client()
+    for n in range(6):
+        response = twilio_post(
+            webhooks, "/twilio/sms", sms_params("SAFE", sender=callback_number(40 + n))
+        )
+        assert response.status_code == 200
+    context = new_context(browser, base_url=live_server, viewport={"width": 375, "height": 800})
+    page = context.new_page()
+    try:
+        _log_in(page, "sam")
+        page.get_by_role("link", name="Reports").click()
+        expect(page.get_by_role("heading", name="Reports", level=1)).to_be_visible()
+        topics = page.get_by_role("table", name=re.compile("^Topics chosen"))
+        expect(topics.get_by_role("row", name="Overdose safety 6")).to_be_visible()
+        expect(topics.get_by_role("row", name="Recovery 0")).to_be_visible()
+        contacts = page.get_by_role("table", name=re.compile("^Contacts per day by channel"))
+        expect(contacts.get_by_role("columnheader", name="WhatsApp")).to_be_attached()
+        charts = page.locator("figure svg.bars")
+        expect(charts).to_have_count(9)
+        for n in range(charts.count()):
+            box = charts.nth(n).bounding_box()
+            assert box is not None and 0 < box["width"] <= 375 and box["height"] > 40
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        save_screenshot(page, "console-reports-phone")
+    finally:
+        context.close()
+
+    counsellor = new_context(browser, base_url=live_server).new_page()
+    try:
+        _log_in(counsellor, "alex")
+        expect(counsellor.get_by_role("heading", name="Callback queue")).to_be_visible()
+        expect(counsellor.get_by_role("link", name="Reports")).to_have_count(0)
+        counsellor.goto("/console/admin/reports")
+        expect(counsellor.get_by_text("This page is for admins only.")).to_be_visible()
+        expect(counsellor.locator("svg.bars")).to_have_count(0)
+    finally:
+        counsellor.context.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, fields
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask.testing import FlaskClient
@@ -15,6 +16,7 @@ from helpline.conversation.engine import State
 from helpline.conversation.gsm import segments
 from helpline.infrastructure.constants import SMS_STATE_TTL
 from helpline.infrastructure.logs import MaskingJsonFormatter
+from helpline.reports.tally import local_day
 from tests.factories import CALLER, sms_params, sms_replies, twilio_post
 
 
@@ -192,9 +194,11 @@ def test_each_text_keeps_one_key_per_number(text, redis):
         text(body)
     kept = {tuple(k.decode().split(":")[:3]) for k in redis.keys("helpline:*")}
     # The conversation, and this minute's count of their texts (the rate limit); WhatsApp
-    # also keeps when they last wrote: it opens the 24-hour window for our replies.
+    # also keeps when they last wrote: it opens the 24-hour window for our replies. Beside
+    # them only the day's report counts, which name nobody.
     kinds = {"conv", "rate", "window"} if text.channel is WHATSAPP else {"conv", "rate"}
-    assert kept == {("helpline", text.channel.name, kind) for kind in kinds}
+    day = ("helpline", "reports", local_day(ZoneInfo("Europe/London")).isoformat())
+    assert kept == {("helpline", text.channel.name, kind) for kind in kinds} | {day}
     assert len(redis.keys(text.keys("conv:*"))) == 1
 
 

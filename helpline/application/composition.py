@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import redis
 from redis.retry import Retry
@@ -44,6 +45,7 @@ from helpline.infrastructure.hours import OpeningHours
 from helpline.infrastructure.outbox import LocalOutbox
 from helpline.infrastructure.signatures import WebhookValidator
 from helpline.infrastructure.store import Store, connect, connect_sentinel
+from helpline.reports import tally
 
 
 def connect_redis(
@@ -97,6 +99,26 @@ class Components:
         return LocalOutbox(self.client, self.sealer)
 
     @functools.cached_property
+    def zone(self) -> ZoneInfo:
+        """The helpline's own time zone: the one its reports' days are in."""
+        return ZoneInfo(self.settings.zone)
+
+    @functools.cached_property
+    def reports(self) -> tally.Pending:
+        """Report counts seen where nothing is written, sent with this process's next write."""
+        store = self.store
+
+        def send(drain: Any) -> None:
+            def write(client: redis.Redis) -> None:
+                pipe = client.pipeline(transaction=False)
+                drain(pipe)
+                pipe.execute()
+
+            store.attempt("report counts", write, None)
+
+        return tally.Pending(self.zone, send, flush_seconds=self.settings.report_flush_seconds)
+
+    @functools.cached_property
     def library(self) -> Library:
         return shared_library(self.settings.flows_dir)
 
@@ -105,13 +127,21 @@ class Components:
     @functools.cached_property
     def queue(self) -> CallbackQueue:
         return CallbackQueue(
-            self.client, self.sealer, self.phone_key, min_replicas=self.settings.redis_min_replicas
+            self.client,
+            self.sealer,
+            self.phone_key,
+            min_replicas=self.settings.redis_min_replicas,
+            zone=self.zone,
         )
 
     @functools.cached_property
     def checkin_sessions(self) -> CheckinSessions:
         return CheckinSessions(
-            self.client, self.sealer, self.phone_key, min_replicas=self.settings.redis_min_replicas
+            self.client,
+            self.sealer,
+            self.phone_key,
+            min_replicas=self.settings.redis_min_replicas,
+            zone=self.zone,
         )
 
     @functools.cached_property
@@ -244,6 +274,7 @@ class Components:
             texts_per_minute=settings.texts_per_minute,
             calls_per_hour=settings.calls_per_hour,
             region=settings.region.code,
+            reports=self.reports,
         )
 
     @functools.cached_property
@@ -259,6 +290,7 @@ class Components:
             self.sealer,
             self.limits,
             self.sms_failsafe,
+            self.reports,
             self.checkins,
         )
 

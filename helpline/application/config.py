@@ -24,6 +24,7 @@ from helpline.infrastructure.constants import (
     MIN_SECRET_DISTINCT,
     PASSWORD_METHOD,
     REDIS_BREAKER_SECONDS,
+    REPORT_FLUSH_SECONDS,
 )
 from helpline.infrastructure.errors import ConfigError
 from helpline.infrastructure.hours import OpeningHours
@@ -105,6 +106,8 @@ class Settings:
     # Not read from the environment: tests shorten or cheapen them.
     redis_breaker_seconds: float = REDIS_BREAKER_SECONDS
     password_method: str = PASSWORD_METHOD  # how counsellors' passwords are hashed
+    # Longest a report count waits in a web process for a write to carry it; 0: no timer.
+    report_flush_seconds: float = REPORT_FLUSH_SECONDS
 
     @property
     def encryption_secret(self) -> str:

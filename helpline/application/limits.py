@@ -23,6 +23,7 @@ from helpline.infrastructure.metrics import RATE_LIMITED
 from helpline.infrastructure.phones import callable_number
 from helpline.infrastructure.privacy import phone_digest
 from helpline.infrastructure.store import Store
+from helpline.reports import tally
 
 
 class RateLimits:
@@ -36,6 +37,7 @@ class RateLimits:
         texts_per_minute: int,
         calls_per_hour: int,
         region: str,
+        reports: tally.Pending,
         clock: Callable[[], float] = time.time,
     ):
         self.store = store
@@ -43,6 +45,7 @@ class RateLimits:
         self.texts_per_minute = texts_per_minute
         self.calls_per_hour = calls_per_hour
         self.region = region
+        self.reports = reports  # counts with no write of their own ride on the call's
         self.clock = clock
 
     def text_counter(self, channel: Channel, who: str) -> tuple[str, int]:
@@ -54,15 +57,19 @@ class RateLimits:
         if count <= self.texts_per_minute:
             return False
         RATE_LIMITED.labels(channel.name).inc()
+        self.reports.add(tally.FAILSAFE + "limit")
         return True
 
     def call_allowed(self, caller_id: str) -> bool:
         """Count a new call from caller_id; False once they are over the hour's limit.
 
-        Withheld and unreadable caller IDs are not counted: they are not one person.
+        Withheld and unreadable caller IDs are not counted: they are not one person. Every
+        call is counted in the reports, in the same round trip (a withheld one, with the
+        process's next write).
         """
         number = callable_number(caller_id, self.region)
         if number is None:
+            self.reports.add(tally.contacts("voice"))
             return True
         who = phone_digest(self.phone_key, number)
         key = f"{KEY_PREFIX}:voice:calls:{who}:{int(self.clock() // 3600)}"
@@ -71,9 +78,12 @@ class RateLimits:
             pipe = client.pipeline(transaction=False)
             pipe.incr(key)
             pipe.expire(key, 7200)
+            self.reports.count(pipe, [tally.contacts("voice")])
+            self.reports.drain(pipe)
             return int(pipe.execute()[0])
 
         if self.store.attempt("call count", count, 0) <= self.calls_per_hour:
             return True
         RATE_LIMITED.labels("voice").inc()
+        self.reports.add(tally.FAILSAFE + "limit")
         return False

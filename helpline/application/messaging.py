@@ -31,6 +31,7 @@ from helpline.infrastructure.crypto import Sealer
 from helpline.infrastructure.metrics import OPT_OUTS
 from helpline.infrastructure.privacy import mask_phone, phone_digest
 from helpline.infrastructure.store import Store
+from helpline.reports import tally
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class TextConversations:
         sealer: Sealer,
         limits: RateLimits,
         failsafe: Mapping[str, str],
+        reports: tally.Pending,
         checkins: CheckinDesk | None = None,
     ):
         self.engine = engine
@@ -104,6 +106,7 @@ class TextConversations:
         self.sealer = sealer
         self.limits = limits
         self.failsafe = failsafe  # language -> the stateless safety answer, as TwiML
+        self.reports = reports
         self.checkins = checkins
         self._read_script = store.client.register_script(_READ)
 
@@ -123,6 +126,8 @@ class TextConversations:
         caller = Caller(number=text.sender, channel=channel, webhook_sid=sid)
         danger = self.engine.danger(text.body)
         if self.limits.too_many_texts(channel, count):
+            if danger is not None:
+                self.reports.add(tally.crisis(channel.name))
             return self._over_limit(state, opted_out, text.body, caller, danger)
         # OK (or a cancel word) closes an open check-in, whatever the conversation is at.
         closed = self.checkins.texted(sender, text.body) if self.checkins else None
@@ -158,7 +163,14 @@ class TextConversations:
                 "from": mask_phone(sender),
             },
         )
-        return self._reply(channel, who, sid, new_state, events, replies)
+        # Counted with the conversation's own write: a new contact, a crisis reply, a topic.
+        counts = [tally.contacts(channel.name)] if stored is None else []
+        if danger is not None:
+            counts.append(tally.crisis(channel.name))
+        chosen = self.engine.topic(state.node if state else None, new_state.node)
+        if chosen:
+            counts.append(tally.topic(chosen))
+        return self._reply(channel, who, sid, new_state, events, replies, counts)
 
     def _over_limit(
         self,
@@ -217,6 +229,7 @@ class TextConversations:
         state: State,
         events: list[Event],
         replies: list[tuple[str, str]],
+        counts: list[str],
     ) -> str:
         answer = twiml.sms(events, channel.gsm(self.gsm[state.lang]), channel.max_chars)
         if not who:
@@ -228,11 +241,21 @@ class TextConversations:
         kept = [(sid, answer), *replies] if sid else replies
         stored["replies"] = kept[:REPLIES_KEPT]
         value = json.dumps(stored, separators=(",", ":"))
-        self.store.attempt(
-            "sms write",
-            lambda client: client.set(_state_key(channel, who), value, ex=SMS_STATE_TTL),
-            None,
-        )
+        reports = self.reports
+
+        def write(client: Any) -> None:
+            if not counts and not reports:
+                client.set(_state_key(channel, who), value, ex=SMS_STATE_TTL)
+                return
+            # The report counts go in the same round trip, not a transaction of their own.
+            pipe = client.pipeline(transaction=False)
+            pipe.set(_state_key(channel, who), value, ex=SMS_STATE_TTL)
+            if counts:
+                reports.count(pipe, counts)
+            reports.drain(pipe)
+            pipe.execute()
+
+        self.store.attempt("sms write", write, None)
         return answer
 
     def _opt_out(self, channel: Channel, who: str) -> None:
@@ -240,6 +263,8 @@ class TextConversations:
             pipe = client.pipeline(transaction=True)
             pipe.sadd(optout_key(channel), who)
             pipe.delete(_state_key(channel, who))
+            self.reports.count(pipe, [tally.opt_out(channel.name)])
+            self.reports.drain(pipe)
             pipe.execute()
 
         if who:

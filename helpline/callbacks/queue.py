@@ -41,6 +41,7 @@ Fields of req:<id>:
                                             "failed:<code>", or "unsent:<reason>" when
                                             nothing could be sent (kinds: confirm, expired,
                                             missed:<attempt>, alert:<counsellor>)
+    waited                                  1 once its wait was counted (first claimed)
     bridge_call, bridge_status              the bridged call back (helpline.web.bridge)
     note:<ns>:<counsellor>                  a counsellor's note, sealed (helpline.callbacks.notes)
 The purge deletes the hash, and with it everything above.
@@ -55,6 +56,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import redis
 from redis.client import Pipeline
@@ -79,6 +81,7 @@ from helpline.infrastructure.errors import (
 from helpline.infrastructure.privacy import mask_phone, phone_digest
 from helpline.infrastructure.records import HashRecords, SendRecord
 from helpline.infrastructure.store import durable
+from helpline.reports import tally
 
 PREFIX = f"{KEY_PREFIX}:cb:"
 REQ = PREFIX + "req:"
@@ -272,12 +275,14 @@ local function revive(prefix, id, now, urgent, band)
 end
 """
 
-# KEYS: new request key.  ARGV: prefix, now, caller digest, id, score, urgent, seen key
-# (or ''), seen ttl, band, confirmation ('pending' or 'none'), then the request's fields.
-# Returns {how, id, rank in the line (-1: not waiting), 1 if raised to urgent now}.
+# KEYS: new request key, today's report counts.  ARGV: prefix, now, caller digest, id,
+# score, urgent, seen key (or ''), seen ttl, band, confirmation ('pending' or 'none'),
+# then the request's fields. Returns {how, id, rank in the line (-1: not waiting), 1 if
+# raised to urgent now}.
 _ENQUEUE = (
     _REQUEUE
     + _REVIVE
+    + tally.lua("KEYS[2]")
     + """
 local prefix, now, who, id, score, urgent = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local seen_key, seen_ttl, band = ARGV[7], ARGV[8], tonumber(ARGV[9])
@@ -320,30 +325,37 @@ else
   redis.call('ZADD', prefix .. 'caller:' .. who, now, id)
   if ARGV[10] == 'pending' then redis.call('ZADD', prefix .. 'unconfirmed', now, id) end
   redis.call('INCR', prefix .. 'version')
+  tally(CALLBACK_REQUESTED)
 end
+if (how == 'new' and urgent == '1') or raised == 1 then tally(CALLBACK_URGENT) end
 if seen_key ~= '' then redis.call('SET', seen_key, found, 'EX', seen_ttl) end
 return {how, found, redis.call('ZRANK', prefix .. 'waiting', found) or -1, raised}
 """
 )
 
-# ARGV: prefix, now, caller digest, band. Makes the caller's open request urgent and puts
-# it back in the line now; returns {id, rank, 1 if raised to urgent now}, or false.
+# KEYS: today's report counts. ARGV: prefix, now, caller digest, band. Makes the caller's
+# open request urgent and puts it back in the line now; returns {id, rank, 1 if raised to
+# urgent now}, or false.
 _ESCALATE = (
     _REQUEUE
     + _REVIVE
+    + tally.lua()
     + """
 local prefix, now, who, band = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 requeue(prefix, now)
 local id = redis.call('HGET', prefix .. 'open', who)
 if not id or not is_open(prefix, id) then return false end
 local raised = revive(prefix, id, now, true, band)
+if raised == 1 then tally(CALLBACK_URGENT) end
 return {id, redis.call('ZRANK', prefix .. 'waiting', id) or -1, raised}
 """
 )
 
-# ARGV: prefix, now, lease seconds, counsellor.  Returns the claimed id or false.
+# KEYS: today's report counts. ARGV: prefix, now, lease seconds, counsellor, local hour
+# of week. Returns the claimed id or false. A request's first claim ends its wait: counted.
 _CLAIM_NEXT = (
     _REQUEUE
+    + tally.lua()
     + """
 local prefix, now, lease, who = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 requeue(prefix, now)
@@ -353,19 +365,24 @@ local id = popped[1]
 local key = prefix .. 'req:' .. id
 redis.call('HSET', key, 'status', 'claimed', 'claimed_by', who, 'lease_until', now + lease,
   'claimed_at', now)
+if redis.call('HSETNX', key, 'waited', 1) == 1 then
+  tally_wait(now - tonumber(redis.call('HGET', key, 'created')), ARGV[5])
+end
 redis.call('ZADD', prefix .. 'claimed', now + lease, id)
 redis.call('INCR', prefix .. 'version')
 return id
 """
 )
 
-# ARGV: prefix, now, id, counsellor, action, then action arguments.
+# KEYS: today's report counts. ARGV: prefix, now, id, counsellor, action, the report
+# measure it counts ('' for none), then action arguments.
 #   extend  seconds             -> keep the lease for longer
 #   release                     -> back into the queue, in its old place
 #   later   due                 -> out of the queue until due (retry / call back at)
 #   close   status outcome      -> done / cancelled / no_answer
 _SETTLE = (
     _REQUEUE
+    + tally.lua()
     + """
 local prefix, now, id, who, action = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local key = prefix .. 'req:' .. id
@@ -374,7 +391,7 @@ if redis.call('HGET', key, 'status') ~= 'claimed'
   return redis.error_reply('NOTYOURS')
 end
 if action == 'extend' then
-  local until_ = now + tonumber(ARGV[6])
+  local until_ = now + tonumber(ARGV[7])
   redis.call('HSET', key, 'lease_until', until_)
   redis.call('ZADD', prefix .. 'claimed', until_, id)
   return 'extended'
@@ -382,6 +399,7 @@ end
 redis.call('ZREM', prefix .. 'claimed', id)
 redis.call('HDEL', key, 'claimed_by', 'lease_until', 'claimed_at')
 redis.call('INCR', prefix .. 'version')
+tally(ARGV[6])
 if action ~= 'release' then redis.call('HSET', key, 'handled_by', who) end
 if action == 'release' then
   redis.call('HSET', key, 'status', 'waiting')
@@ -389,14 +407,14 @@ if action == 'release' then
   return 'waiting'
 end
 if action == 'later' then
-  redis.call('HSET', key, 'status', 'waiting', 'due_at', ARGV[6])
-  redis.call('HINCRBY', key, 'attempts', tonumber(ARGV[7]))
-  redis.call('ZADD', prefix .. 'scheduled', ARGV[6], id)
+  redis.call('HSET', key, 'status', 'waiting', 'due_at', ARGV[7])
+  redis.call('HINCRBY', key, 'attempts', tonumber(ARGV[8]))
+  redis.call('ZADD', prefix .. 'scheduled', ARGV[7], id)
   return 'scheduled'
 end
-local status, outcome = ARGV[6], ARGV[7]
+local status, outcome = ARGV[7], ARGV[8]
 redis.call('HSET', key, 'status', status, 'outcome', outcome, 'closed_at', now)
-redis.call('HINCRBY', key, 'attempts', tonumber(ARGV[8]))
+redis.call('HINCRBY', key, 'attempts', tonumber(ARGV[9]))
 redis.call('HDEL', prefix .. 'open', redis.call('HGET', key, 'who'))
 redis.call('ZADD', prefix .. 'closed', now, id)
 if status == 'done' then redis.call('ZADD', prefix .. 'completed', now, id) end
@@ -404,11 +422,13 @@ return status
 """
 )
 
-# ARGV: prefix, now, oldest creation time kept open, max ids, band. Closes waiting
-# requests created before the cut-off as expired; returns their ids. Within each band
-# the score is the creation time, so the old ones are a range, not a scan.
+# KEYS: today's report counts. ARGV: prefix, now, oldest creation time kept open, max
+# ids, band. Closes waiting requests created before the cut-off as expired; returns their
+# ids. Within each band the score is the creation time, so the old ones are a range, not
+# a scan.
 _EXPIRE = (
     _REQUEUE
+    + tally.lua()
     + """
 local prefix, now, cutoff, limit, band = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
   tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -435,6 +455,7 @@ for _, id in ipairs(redis.call('ZRANGE', prefix .. 'scheduled', 0, -1)) do
   if created < cutoff and #expired < limit then close('scheduled', id) end
 end
 if #expired > 0 then redis.call('INCR', prefix .. 'version') end
+tally(CALLBACK_EXPIRED, #expired)
 return expired
 """
 )
@@ -502,11 +523,13 @@ class CallbackQueue:
         clock: Callable[[], float] = time.time,
         *,
         min_replicas: int = 0,
+        zone: ZoneInfo = tally.UTC,
     ):
         self.client = client
         self.sealer = sealer
         self.phone_key = phone_key
         self.clock = clock
+        self.zone = zone  # the days (and hours) the report counts are filed under
         # Replicas that must hold a new request before enqueue() returns it.
         self.min_replicas = min_replicas
         self._withdraw = client.register_script(_WITHDRAW)
@@ -575,8 +598,10 @@ class CallbackQueue:
             *flat,
         ]
 
+        keys = [REQ + rid, tally.today_key(self.zone, now)]
+
         def write(pipe: Pipeline) -> object:
-            return self._enqueue(keys=[REQ + rid], args=args, client=pipe)
+            return self._enqueue(keys=keys, args=args, client=pipe)
 
         try:
             ((how, found, rank, raised),) = _guard(
@@ -617,7 +642,9 @@ class CallbackQueue:
     def escalate(self, phone: str) -> Placement | None:
         """Make the caller's open request urgent and in the line now; None if they have none."""
         who = phone_digest(self.phone_key, phone)
-        found = _guard(lambda: self._escalate(args=[PREFIX, self.clock(), who, _BAND]))
+        now = self.clock()
+        keys = [tally.today_key(self.zone, now)]
+        found = _guard(lambda: self._escalate(keys=keys, args=[PREFIX, now, who, _BAND]))
         if not found:
             return None
         rid, rank, raised = found
@@ -627,7 +654,10 @@ class CallbackQueue:
 
     def claim_next(self, counsellor: str, lease: float = CALLBACK_LEASE_SECONDS) -> Request | None:
         """Atomically take the most urgent, longest-waiting request; None if none wait."""
-        rid = _guard(lambda: self._claim_next(args=[PREFIX, self.clock(), lease, counsellor]))
+        now = self.clock()
+        keys = [tally.today_key(self.zone, now)]
+        args: list[Any] = [PREFIX, now, lease, counsellor, tally.hour_of_week(self.zone, now)]
+        rid = _guard(lambda: self._claim_next(keys=keys, args=args))
         return self.get(rid.decode()) if rid else None
 
     def phone(self, rid: str) -> str:
@@ -643,7 +673,7 @@ class CallbackQueue:
 
     def release(self, rid: str, counsellor: str) -> None:
         """Give a claimed request back to the queue, in the place it had."""
-        self._run_settle(rid, counsellor, "release")
+        self._run_settle(rid, counsellor, "release", measure=tally.CALLBACK_RELEASED)
 
     def record(
         self, rid: str, counsellor: str, outcome: Outcome, *, call_back_at: float | None = None
@@ -653,7 +683,11 @@ class CallbackQueue:
         if request is None:
             raise QueueError("no such request")
         if outcome is Outcome.REACHED:
-            return Status(self._run_settle(rid, counsellor, "close", "done", outcome, 1))
+            return Status(
+                self._run_settle(
+                    rid, counsellor, "close", "done", outcome, 1, measure=tally.CALLBACK_REACHED
+                )
+            )
         if outcome in (Outcome.WRONG_NUMBER, Outcome.CANCELLED):
             return Status(self._run_settle(rid, counsellor, "close", "cancelled", outcome, 0))
         if outcome is Outcome.CALL_BACK_LATER:
@@ -664,14 +698,29 @@ class CallbackQueue:
         # No answer: try again later (soon, if urgent), up to the limit. The request keeps
         # its score, so it rejoins in its band and age order: an urgent one at the front.
         if request.attempts + 1 >= CALLBACK_MAX_ATTEMPTS:
-            return Status(self._run_settle(rid, counsellor, "close", "no_answer", outcome, 1))
+            return Status(
+                self._run_settle(
+                    rid,
+                    counsellor,
+                    "close",
+                    "no_answer",
+                    outcome,
+                    1,
+                    measure=tally.CALLBACK_NO_ANSWER,
+                )
+            )
         wait = CALLBACK_URGENT_RETRY_SECONDS if request.urgent else CALLBACK_RETRY_SECONDS
         self._run_settle(rid, counsellor, "later", self.clock() + wait, 1)
         return Status.WAITING
 
-    def _run_settle(self, rid: str, counsellor: str, action: str, *extra: object) -> str:
-        args: list[Any] = [PREFIX, self.clock(), rid, counsellor, action, *extra]
-        result = _guard(lambda: self._settle(args=args))
+    def _run_settle(
+        self, rid: str, counsellor: str, action: str, *extra: object, measure: str = ""
+    ) -> str:
+        """Run the settle script; measure: the report count it adds if it succeeds."""
+        now = self.clock()
+        keys = [tally.today_key(self.zone, now)]
+        args: list[Any] = [PREFIX, now, rid, counsellor, action, measure, *extra]
+        result = _guard(lambda: self._settle(keys=keys, args=args))
         return result.decode() if isinstance(result, bytes) else str(result)
 
     # -- what else is kept on a request ----------------------------------------------------
@@ -853,7 +902,9 @@ class CallbackQueue:
     def expire(self, max_age: float, limit: int = _BATCH) -> list[str]:
         """Close requests that have waited longer than max_age; return their ids."""
         now = self.clock()
-        ids = _guard(lambda: self._expire(args=[PREFIX, now, now - max_age, limit, _BAND]))
+        keys = [tally.today_key(self.zone, now)]
+        args: list[Any] = [PREFIX, now, now - max_age, limit, _BAND]
+        ids = _guard(lambda: self._expire(keys=keys, args=args))
         return [id_.decode() for id_ in ids]
 
     def purge(self, retention: float) -> int:

@@ -44,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import redis
 
@@ -52,6 +53,7 @@ from helpline.infrastructure.crypto import Sealer
 from helpline.infrastructure.errors import NotDurable, NotKept, QueueError, QueueUnavailable
 from helpline.infrastructure.privacy import mask_phone, phone_digest
 from helpline.infrastructure.records import HashRecords, SendRecord
+from helpline.reports import tally
 
 PREFIX = f"{KEY_PREFIX}:ci:"
 SESSION = PREFIX + "s:"
@@ -121,7 +123,11 @@ class Event:
 
 # -- Lua -----------------------------------------------------------------------------------
 
-_COMMON = """
+# Every script takes today's report counts as KEYS[1] (tally.lua): escalations, closes
+# (by outcome), bookings and extensions are counted as they happen.
+_COMMON = (
+    tally.lua()
+    + """
 local function log(prefix, id, now, what, detail)
   redis.call('RPUSH', prefix .. 'log:' .. id, now .. '|' .. what .. '|' .. (detail or ''))
 end
@@ -133,6 +139,7 @@ local function escalate(prefix, id, now, realert_at)
   redis.call('ZADD', prefix .. 'realert', realert_at, id)
   redis.call('ZADD', prefix .. 'pending', now, 'escalate:' .. id .. ':0')
   log(prefix, id, now, 'escalated', '')
+  tally(CHECKIN_ESCALATED)
 end
 local function close(prefix, id, now, outcome)
   local key = prefix .. 's:' .. id
@@ -146,8 +153,10 @@ local function close(prefix, id, now, outcome)
   end
   redis.call('ZADD', prefix .. 'closed', now, id)
   log(prefix, id, now, 'closed', outcome)
+  tally(CHECKIN_OUTCOME .. outcome)
 end
 """
+)
 
 # KEYS: -.  ARGV: prefix, now, caller digest, id to use, id expected open ('' for none),
 # due, then field, value pairs (sealed phone, place, contact; lang, channel, minutes).
@@ -163,6 +172,7 @@ local key = prefix .. 's:' .. id
 local result = 'updated'
 if not current then
   result = 'started'
+  tally(CHECKIN_STARTED)
   redis.call('HSET', prefix .. 'open', who, id)
   redis.call('HSET', key, 'id', id, 'created', now, 'who', who, 'attempt', 0, 'extensions', 0)
 end
@@ -281,6 +291,7 @@ redis.call('HINCRBY', key, 'extensions', 1)
 redis.call('HSET', key, 'tries', 0, 'due_at', due, 'missed:' .. n, 'extended')
 redis.call('ZADD', prefix .. 'due', due, id)
 log(prefix, id, now, 'extended', n)
+tally(CHECKIN_EXTENDED)
 return 'extended'
 """
 )
@@ -327,10 +338,6 @@ def _guard(call: Callable[[], Any]) -> Any:
         raise QueueUnavailable(f"check-ins are unreachable: {type(exc).__name__}") from None
 
 
-def _run(script: Any, args: list[Any]) -> Any:
-    return _guard(lambda: script(args=args))
-
-
 def _text(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
@@ -346,11 +353,13 @@ class CheckinSessions:
         clock: Callable[[], float] = time.time,
         *,
         min_replicas: int = 0,
+        zone: ZoneInfo = tally.UTC,
     ):
         self.client = client
         self.sealer = sealer
         self.phone_key = phone_key
         self.clock = clock
+        self.zone = zone  # the days the report counts are filed under
         self._book = client.register_script(_BOOK)
         self._claim = client.register_script(_CLAIM)
         self._placed = client.register_script(_PLACED)
@@ -360,6 +369,11 @@ class CheckinSessions:
         self._acknowledge = client.register_script(_ACKNOWLEDGE)
         # A text's "about to send" marker waits for these replicas, as a request's does.
         self._records = HashRecords(client, SESSION, _guard, min_replicas)
+
+    def _call(self, script: Any, args: list[Any]) -> Any:
+        """Run one of the scripts, with today's report counts as its KEYS[1]."""
+        keys = [tally.today_key(self.zone, self.clock())]
+        return _guard(lambda: script(keys=keys, args=args))
 
     # -- callers ---------------------------------------------------------------------------
 
@@ -397,7 +411,7 @@ class CheckinSessions:
                 fields += ["contact", self.sealer.seal(contact, sid)]
             args: list[Any] = [PREFIX, self.clock(), who, sid, _text(expected or b""), due]
             args += fields
-            result = _run(self._book, args)
+            result = self._call(self._book, args)
             if _text(result[0]) != "retry":
                 return _text(result[0]), _text(result[1])
         raise QueueError("the caller's session kept changing")
@@ -419,7 +433,7 @@ class CheckinSessions:
     def claim_due(self, *, max_tries: int, realert_seconds: float) -> list[Claimed]:
         """Claim every call attempt, escalation and re-alert due now (each exactly once)."""
         args: list[Any] = [PREFIX, self.clock(), _BATCH, max_tries, realert_seconds]
-        flat = _guard(lambda: self._claim(args=args))
+        flat = self._call(self._claim, args)
         return [
             Claimed(Work(_text(flat[i])), _text(flat[i + 1]), int(flat[i + 2]))
             for i in range(0, len(flat), 3)
@@ -458,7 +472,7 @@ class CheckinSessions:
         self.log(sid, "placed", str(attempt))
         now = self.clock()
         args: list[Any] = [PREFIX, now, sid, attempt, now + silent_after]
-        return bool(_guard(lambda: self._placed(args=args)))
+        return bool(self._call(self._placed, args))
 
     def missed(
         self,
@@ -482,23 +496,23 @@ class CheckinSessions:
             realert_seconds,
             why,
         ]
-        return _text(_guard(lambda: self._missed(args=args)))
+        return _text(self._call(self._missed, args))
 
     def extend(self, sid: str, attempt: int, *, seconds: float, most: int) -> str:
         """Put the next call off by seconds; return 'extended', 'spent' or 'stale'."""
         now = self.clock()
         args: list[Any] = [PREFIX, now, sid, attempt, now + seconds, most]
-        return _text(_guard(lambda: self._extend(args=args)))
+        return _text(self._call(self._extend, args))
 
     def close(self, sid: str, outcome: str, attempt: int | None = None) -> bool:
         """Close the session (only while attempt is the current one, if given)."""
         args: list[Any] = [PREFIX, self.clock(), sid, outcome, "" if attempt is None else attempt]
-        return bool(_guard(lambda: self._close(args=args)))
+        return bool(self._call(self._close, args))
 
     def acknowledge(self, sid: str, counsellor: str) -> bool:
         """A counsellor has the escalation: stop the re-alerts. True if this did it."""
         args: list[Any] = [PREFIX, self.clock(), sid, counsellor]
-        return bool(_guard(lambda: self._acknowledge(args=args)))
+        return bool(self._call(self._acknowledge, args))
 
     # -- what is sealed in a session -------------------------------------------------------
 

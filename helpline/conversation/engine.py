@@ -36,6 +36,7 @@ from helpline.conversation.model import (
     Flow,
     Medium,
     Node,
+    topic_sections,
 )
 from helpline.infrastructure.constants import (
     CHECKIN_MAX_MINUTES,
@@ -149,6 +150,7 @@ class Engine:
         while home.next is not None:
             home = flow.nodes[home.next]
         self.home = home.id
+        self._sections = topic_sections(flow)
         # Fold every phrase once, up front: matching runs on every webhook.
         keys = set().union(*(w.keys() for w in self.content.words.values()))
         self._phrases = {key: self.content.all_phrase_tokens(key) for key in keys}
@@ -183,6 +185,13 @@ class Engine:
     def is_crisis(self, text: str) -> bool:
         """Return True if the text may say someone is in danger now."""
         return self.danger(text) is not None
+
+    def topic(self, before: str | None, after: str) -> str | None:
+        """Return the topic a step from node `before` to node `after` chose, if any."""
+        chosen = self._sections.get(after)
+        if chosen is None or (before is not None and self._sections.get(before) == chosen):
+            return None
+        return chosen
 
     def resume(
         self,

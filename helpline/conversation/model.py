@@ -49,6 +49,9 @@ DIGIT_KEYS = re.compile(r"^[0-9*#]{1,2}$")
 NUMBER_KEYS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*")
 # What a content file's language block holds.
 LANGUAGE_SETTINGS = frozenset({"name", "default", "gsm", "digit", "words", "numbers"})
+# What a caller can choose to hear about, as the reports count it: a node that starts a
+# topic says which (`topic:`), in every flow.
+TOPICS = ("safety", "recovery", "someone_else", "callback", "checkin")
 
 
 class Medium(StrEnum):
@@ -116,6 +119,7 @@ class Node:
     action: str | None = None  # an effect the web layer performs on arrival
     outcomes: tuple[tuple[str, str], ...] = ()  # the action's result -> node
     on_crisis: OnCrisis | None = None
+    topic: str | None = None  # the topic (TOPICS) this node starts, for the reports
 
     @property
     def waits(self) -> bool:
@@ -574,6 +578,7 @@ def _parse_node(node_id: str, raw: Any, where: str, problems: list[str]) -> Node
         "action",
         "outcomes",
         "on_crisis",
+        "topic",
     }
     for key in sorted(set(raw) - known):
         problems.append(f"{where}: unknown setting {key!r}")
@@ -663,7 +668,44 @@ def _parse_node(node_id: str, raw: Any, where: str, problems: list[str]) -> Node
         if isinstance(outcomes, dict)
         else (),
         on_crisis=on_crisis,
+        topic=_topic(raw.get("topic"), where, problems),
     )
+
+
+def _topic(raw: Any, where: str, problems: list[str]) -> str | None:
+    if raw is None:
+        return None
+    if raw not in TOPICS:
+        problems.append(f"{where}: unknown topic {raw!r} (the topics are: {', '.join(TOPICS)})")
+        return None
+    return str(raw)
+
+
+def topic_sections(flow: Flow) -> dict[str, str]:
+    """Node id -> the topic whose part of the flow it is in.
+
+    A topic's part is what its node leads to without passing through the main menu or
+    another topic's node; a node two topics lead to belongs to neither. Moving into a
+    topic's node from outside its part is choosing that topic; moving back to it from
+    inside (its menu again) is not.
+    """
+    owners: dict[str, set[str]] = {}
+    starts = {node.id: node.topic for node in flow.nodes.values() if node.topic}
+    stops = set(starts) | {flow.start, flow.language_start or flow.start}
+    home = flow.nodes[flow.start]
+    while home.next is not None and home.next not in stops:
+        stops.add(home.next)  # the greeting leads to the main menu: the way home
+        home = flow.nodes[home.next]
+    for first, name in starts.items():
+        seen, todo = {first}, [first]
+        while todo:
+            for target in flow.nodes[todo.pop()].exits():
+                if target not in seen and target not in stops and target in flow.nodes:
+                    seen.add(target)
+                    todo.append(target)
+        for node_id in seen:
+            owners.setdefault(node_id, set()).add(name)
+    return {node_id: names.pop() for node_id, names in owners.items() if len(names) == 1}
 
 
 def _answers_set(raw: Any, where: str, problems: list[str]) -> tuple[tuple[str, str], ...]:

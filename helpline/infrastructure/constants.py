@@ -42,6 +42,9 @@ REQUEST_BODY_SECONDS = 5.0
 REDIS_SOCKET_TIMEOUT = 0.5
 # After a failure, webhooks skip Redis for this long instead of waiting on it again.
 REDIS_BREAKER_SECONDS = 5.0
+# Longest a report count seen where nothing is written (a call's later steps, a fail-safe
+# answer) waits in a web process for another write to carry it, before it is sent alone.
+REPORT_FLUSH_SECONDS = 10.0
 REDIS_CONNECT_TIMEOUT = 0.5
 # Longest a write waits for replicas to take it (Redis's WAIT) before a caller is told it
 # is kept; under REDIS_SOCKET_TIMEOUT, so a webhook never waits past that.

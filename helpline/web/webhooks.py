@@ -6,6 +6,7 @@ TwiML carrying the safety essentials: never a 5xx, never Twilio's "application e
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from urllib.parse import quote_plus
@@ -21,6 +22,7 @@ from helpline.conversation.channels import VOICE
 from helpline.conversation.engine import Event, Reply, State
 from helpline.infrastructure.constants import MAX_INPUT_CHARS, STATS_KEY
 from helpline.infrastructure.metrics import FAILSAFE_ANSWERS, REJECTED_SIGNATURES
+from helpline.reports import tally
 from helpline.web.monitoring import route
 from helpline.web.services import helpline
 
@@ -98,6 +100,9 @@ def _language_hint() -> str:
 def failsafe_response() -> Response:
     services = helpline()
     FAILSAFE_ANSWERS.labels(route()).inc()
+    # Counted in memory, sent with a later write: the fail-safe may have no Redis at all.
+    with contextlib.suppress(RuntimeError):  # no thread for the flush: the answer matters
+        services.reports.add(tally.FAILSAFE + "error")
     lang = _language_hint()
     if request.path.startswith("/twilio/sms"):
         return _twiml(services.sms_failsafe[lang])
@@ -193,7 +198,14 @@ def voice_step() -> Response:
             services.desk.escalate(caller)
         facts = services.checkins.facts(services.desk.facts(caller, spoken=True))
         step = engine.resume(state, reply, context=facts, danger=danger)
+        before = state.node
         state, events = services.actions.settle(engine, caller, step, facts)
+        # No Redis here: these counts go with the process's next write (tally.Pending).
+        if danger is not None:
+            services.reports.add(tally.crisis(VOICE.name))
+        chosen = engine.topic(before, state.node)
+        if chosen:
+            services.reports.add(tally.topic(chosen))
     log.debug("call step", extra={"node": state.node, "lang": state.lang})
     return _voice_answer(services, state, events, caller.webhook_sid)
 
@@ -224,9 +236,15 @@ def sms_fallback() -> Response:
 
 def _count(channel: str, status: str, known: frozenset[str]) -> Response:
     field = status if status in known else "other"
-    helpline().store.attempt(
-        f"{channel} status", lambda client: client.hincrby(f"{STATS_KEY}:{channel}", field, 1), 0
-    )
+    reports = helpline().reports
+
+    def write(client) -> None:
+        pipe = client.pipeline(transaction=False)
+        pipe.hincrby(f"{STATS_KEY}:{channel}", field, 1)
+        reports.drain(pipe)  # counts a call's steps left waiting for a write
+        pipe.execute()
+
+    helpline().store.attempt(f"{channel} status", write, None)
     return _twiml(twiml.empty_messaging())
 
 

@@ -39,7 +39,14 @@ class Console:
 
 def init_app(app: Flask) -> Console:
     """Set up sessions in Redis, CSRF protection on every form, and the console's routes."""
-    from helpline.web.console import admin, auth, checkins, errors, views  # noqa: F401  (routes)
+    from helpline.web.console import (  # noqa: F401  (routes)
+        admin,
+        auth,
+        checkins,
+        errors,
+        reports,
+        views,
+    )
 
     core = app.extensions[HELPLINE]
     client = core.store.client
