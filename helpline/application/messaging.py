@@ -21,6 +21,7 @@ from helpline.application.actions import ActionRegistry
 from helpline.application.checkin import CheckinDesk
 from helpline.application.intake import CallbackDesk, Caller, open_answers, seal_answers
 from helpline.application.limits import RateLimits
+from helpline.application.surveys import SurveyDesk
 from helpline.conversation import twiml
 from helpline.conversation.channels import SMS, Channel, texting_channel
 from helpline.conversation.danger import Danger
@@ -94,6 +95,7 @@ class TextConversations:
         limits: RateLimits,
         failsafe: Mapping[str, str],
         checkins: CheckinDesk | None = None,
+        surveys: SurveyDesk | None = None,
     ):
         self.engine = engine
         self.store = store
@@ -105,6 +107,7 @@ class TextConversations:
         self.limits = limits
         self.failsafe = failsafe  # language -> the stateless safety answer, as TwiML
         self.checkins = checkins
+        self.surveys = surveys
         self._read_script = store.client.register_script(_READ)
 
     def answer(self, text: Incoming) -> str:
@@ -126,6 +129,11 @@ class TextConversations:
             return self._over_limit(state, opted_out, text.body, caller, danger)
         # OK (or a cancel word) closes an open check-in, whatever the conversation is at.
         closed = self.checkins.texted(sender, text.body) if self.checkins else None
+        if not closed and self.surveys and not opted_out:
+            # A score of 1 to 5 answers a survey waiting for this number. Danger still
+            # comes first: the score is counted, and the reply is the crisis reply.
+            thanks = self.surveys.texted(who, text.body)
+            closed = thanks if danger is None else None
         if closed:
             gsm = channel.gsm(self.gsm[closed[0].lang])
             return twiml.sms(closed, gsm, channel.max_chars)

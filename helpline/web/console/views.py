@@ -387,6 +387,8 @@ def record_outcome(rid: str) -> BaseResponse | tuple[str, int]:
     extras = console()
     if outcome is Outcome.NO_ANSWER and status is Status.WAITING:
         helpline().jobs.missed_call(rid, found.attempts + 1)
+    if outcome is Outcome.REACHED:
+        helpline().surveys.reached(found)
     extras.audit.record(username, "outcome", rid, outcome.value)
     flash(f"Recorded: {OUTCOME_LABELS[outcome]}.")
     return redirect(url_for("console.queue_page"))
