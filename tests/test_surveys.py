@@ -67,6 +67,19 @@ def called(
     lang: str = "en",
 ) -> Request:
     """Queue callback_number(n)'s request; the counsellor takes it and records the outcome."""
+    request = ask(app, n, texts=texts, texts_by=texts_by, lang=lang)
+    post(console, "/console/take")
+    page = console.get(f"/console/requests/{request.id}")
+    assert page.status_code == 200  # taken by this counsellor
+    answer = post(console, f"/console/requests/{request.id}/outcome", {"outcome": outcome})
+    assert answer.status_code == 302
+    return request
+
+
+def ask(
+    app: Flask, n: int, *, texts: bool = True, texts_by: Channel = SMS, lang: str = "en"
+) -> Request:
+    """Queue a call back to callback_number(n), as the intake does."""
     with app.app_context():
         placed = helpline().queue.enqueue(
             Contact(callback_number(n), voicemail_ok=False, texts_ok=texts, texts_by=texts_by.name),
@@ -74,11 +87,6 @@ def called(
             lang=lang,
             urgent=False,
         )
-    post(console, "/console/take")
-    page = console.get(f"/console/requests/{placed.request.id}")
-    assert page.status_code == 200  # taken by this counsellor
-    answer = post(console, f"/console/requests/{placed.request.id}/outcome", {"outcome": outcome})
-    assert answer.status_code == 302
     return placed.request
 
 
@@ -309,6 +317,11 @@ def test_kept_words_are_sealed_on_the_request_and_go_with_it(
     sealed = redis.hget(REQ + request.id, WORDS_FIELD)
     assert sealed is not None and ctx.sealer.open(sealed, request.id) == "she listened"
     assert scan_for(redis, [b"she listened"]) == []
+    # When they ask again, the counsellor who takes it reads what they said.
+    again = ask(app, 1)
+    post(console, "/console/take")
+    page = console.get(f"/console/requests/{again.id}").get_data(as_text=True)
+    assert "<q>she listened</q>" in page
     ctx.queue.clock = FakeClock(time.time() + 31 * 24 * 60 * MINUTE)
-    assert ctx.queue.purge(ctx.settings.retention_days * 24 * 60 * 60) == 1
+    assert ctx.queue.purge(ctx.settings.retention_days * 24 * 60 * 60) == 1  # the closed one
     assert not redis.exists(REQ + request.id)

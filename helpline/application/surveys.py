@@ -25,6 +25,7 @@ from helpline.conversation.engine import Say
 from helpline.conversation.model import Content
 from helpline.infrastructure.constants import MAX_INPUT_CHARS
 from helpline.infrastructure.crypto import Sealer
+from helpline.infrastructure.errors import SealError
 from helpline.infrastructure.metrics import SURVEYS
 from helpline.infrastructure.store import Store
 from helpline.reports import tally
@@ -139,6 +140,17 @@ class SurveyDesk:
         lang = lang or self.content.default_language
         thanks = self.content.text(THANKS, lang, dict(self.variables(lang)))
         return [Say(key=THANKS, text=thanks, lang=lang)]
+
+    def words(self, rid: str) -> str | None:
+        """Return the words kept from a request's survey answer (for its counsellors)."""
+        sealed = self.surveys.sealed_words(rid)
+        if sealed is None:
+            return None
+        try:
+            return self.sealer.open(sealed, rid)
+        except SealError:
+            log.error("survey words do not open", extra={"request": rid})
+            return None
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), self.zone)

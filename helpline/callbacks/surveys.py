@@ -76,6 +76,10 @@ class Surveys:
         """Return the survey waiting for an answer from `who`, if any."""
         return _decode(self.client.get(OPEN + who))
 
+    def sealed_words(self, rid: str) -> str | None:
+        """Return the words kept from a request's survey answer, still sealed, if any."""
+        return self.queue.annotation(rid, WORDS_FIELD)
+
     def close(
         self,
         who: str,
