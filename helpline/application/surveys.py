@@ -78,7 +78,10 @@ class SurveyDesk:
         if not self.delay_minutes or not request.texts_ok:
             return False
         due = self.clock() + self.delay_minutes * 60
-        return self.surveys.schedule(request.id, due)
+        # The outcome is recorded already: Redis failing now costs one survey, not the page.
+        return self.store.attempt(
+            "survey schedule", lambda _client: self.surveys.schedule(request.id, due), False
+        )
 
     def due(self) -> list[str]:
         """Return the requests whose survey text is due now."""
