@@ -10,9 +10,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from rq import Retry
 
 from helpline import create_app
 from helpline.application.config import Settings
+from helpline.application.jobs import Jobs
 from helpline.application.messaging import optout_key
 from helpline.callbacks.queue import REQ, Contact, Request
 from helpline.callbacks.surveys import DUE, OPEN, WORDS_FIELD
@@ -28,6 +30,7 @@ from tests.factories import (
     scan_for,
     scan_for_numbers,
     text,
+    wait_until,
     work,
 )
 from tests.twilio_api import TwilioApi
@@ -172,6 +175,23 @@ def test_no_survey_outside_the_whatsapp_window_without_a_template(
     assert ctx.queue.send_results(request.id) == {"survey": jobs.OUTSIDE_WINDOW}
     # Nothing went, so nothing waits for an answer: "1" is the menu's.
     assert redis.keys(OPEN + "*") == []
+
+
+def test_a_survey_text_twilio_failed_waits_for_no_answer_until_its_retry_goes(
+    app, client, console, ctx, twilio_api, monkeypatch, redis, settings
+):
+    monkeypatch.setattr(ctx, "jobs", Jobs(ctx.client, retry=Retry(max=1, interval=[1])))
+    twilio_api.fail_next(1, status=503)
+    called(app, console, 1)
+    later(ctx, DELAY + MINUTE)
+    assert twilio_api.messages() == []
+    assert text(client, "1", sender=callback_number(1)) != thanks(ctx)  # no survey had
+
+    wait_until(lambda: (work(ctx), len(twilio_api.messages()))[1] == 1, what="the retry")
+    assert texts_to(twilio_api, 1) == [survey(ctx)]
+    assert text(client, "2", sender=callback_number(1)) == thanks(ctx)
+    assert today(redis, settings)["survey:2"] == 1
+    assert "survey:1" not in today(redis, settings)
 
 
 @pytest.mark.parametrize("outcome", ["no_answer", "wrong_number", "cancelled"])

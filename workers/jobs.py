@@ -248,8 +248,14 @@ def survey_text(request_id: str) -> str | None:
     to = _recipient(ctx, request_id)  # texts still OK, not opted out since the call
     if to is None or not ctx.surveys.wanted(to.request):
         return None
+    # Waiting for the answer before the text goes, so a quick reply is heard; not while
+    # the text has not gone (a retry opens it again).
     ctx.surveys.opening(to.who, to.request)
-    sid = _text_caller(ctx, to, SURVEY, "sms.survey")
+    try:
+        sid = _text_caller(ctx, to, SURVEY, "sms.survey")
+    except BaseException:
+        ctx.surveys.not_sent(to.who, request_id)
+        raise
     if sid is None:
         ctx.surveys.not_sent(to.who, request_id)
         return None
