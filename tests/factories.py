@@ -17,11 +17,15 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
 from twilio.request_validator import RequestValidator
 
 from helpline.application.config import Settings
+from helpline.application.jobs import RESULT_TTL
 from helpline.conversation.channels import texting_channel
 from workers import jobs
+from workers.main import queues
 
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
@@ -283,10 +287,16 @@ def scan_for_numbers(client: Any, numbers: list[str]) -> list[str]:
     for number in numbers:
         digits = number.lstrip("+")
         needles.update({number.encode(), digits.encode(), digits[-9:].encode()})
+    return scan_for(client, needles)
+
+
+def scan_for(client: Any, needles: Iterable[bytes]) -> list[str]:
+    """Return every Redis key whose name or value holds one of needles (bytes, exactly)."""
+    wanted = set(needles)
     found = []
     for key in client.scan_iter(count=1000):
         haystack = [key, *(value for value in _values(client, key) if value)]
-        if any(needle in item for item in haystack for needle in needles):
+        if any(needle in item for item in haystack for needle in wanted):
             found.append(key.decode(errors="replace"))
     return found
 
@@ -323,3 +333,14 @@ def worker_environment(
         yield {**os.environ, **env}
     finally:
         jobs.context.cache_clear()
+
+
+def work(ctx: jobs.Context) -> None:
+    """Run every queued job (and every retry already due) in a real RQ worker, here."""
+    worker = SimpleWorker(
+        queues(ctx.client),
+        connection=ctx.client,
+        serializer=JSONSerializer,
+        default_result_ttl=RESULT_TTL,
+    )
+    worker.work(burst=True, with_scheduler=True)

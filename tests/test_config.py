@@ -215,11 +215,33 @@ def test_development_generates_secrets_once_into_the_data_dir(tmp_path):
             "set REDIS_URL or REDIS_SENTINELS, not both",
         ),
         ({"HELPLINE_REDIS_MIN_REPLICAS": "one"}, "HELPLINE_REDIS_MIN_REPLICAS must be a whole"),
+        (
+            {"HELPLINE_SURVEY_DELAY_MINUTES": "1h"},
+            r"HELPLINE_SURVEY_DELAY_MINUTES must be a whole number of minutes \(0 sends no",
+        ),
+        ({"HELPLINE_SURVEY_DELAY_MINUTES": "-5"}, "HELPLINE_SURVEY_DELAY_MINUTES must be a whole"),
+        ({"HELPLINE_SURVEY_DELAY_MINUTES": "20000"}, "at most 10080 \\(a week\\), not 20000"),
+        ({"HELPLINE_SURVEY_KEEP_WORDS": "maybe"}, "HELPLINE_SURVEY_KEEP_WORDS must be 1 \\(yes\\)"),
     ],
 )
 def test_bad_values_are_explained(tmp_path, env, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(dict(env, HELPLINE_DATA_DIR=str(tmp_path)))
+
+
+@pytest.mark.parametrize(
+    ("env", "delay", "keep"),
+    [
+        ({}, 60, False),
+        ({"HELPLINE_SURVEY_DELAY_MINUTES": "0", "HELPLINE_SURVEY_KEEP_WORDS": "0"}, 0, False),
+        ({"HELPLINE_SURVEY_DELAY_MINUTES": " 90 ", "HELPLINE_SURVEY_KEEP_WORDS": "1"}, 90, True),
+    ],
+)
+def test_surveys_go_an_hour_after_the_call_and_drop_the_words_by_default(
+    tmp_path, env, delay, keep
+):
+    settings = load_settings(dict(env, HELPLINE_DATA_DIR=str(tmp_path)))
+    assert (settings.survey_delay_minutes, settings.survey_keep_words) == (delay, keep)
 
 
 def test_us_region_says_911_and_988(tmp_path):

@@ -232,6 +232,8 @@ COMPOSED = frozenset(
         "LoginThrottle",
         "Notes",
         "Readiness",
+        "SurveyDesk",
+        "Surveys",
         "Sealer",
         "TextConversations",
         "Store",

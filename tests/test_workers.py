@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from rq import Retry, SimpleWorker
+from rq import Retry
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
-from helpline.application.jobs import RESULT_TTL, URGENT_QUEUE, Jobs
+from helpline.application.jobs import URGENT_QUEUE, Jobs
 from helpline.application.messaging import optout_key
 from helpline.callbacks.queue import REQ, Added, CallbackQueue, Contact, Outcome, Placement, Status
 from helpline.conversation.channels import SMS, TEXTING, WHATSAPP, Channel
@@ -48,6 +48,7 @@ from tests.factories import (
     text,
     twilio_post,
     wait_until,
+    work,
 )
 from tests.twilio_api import TwilioApi
 from workers import jobs
@@ -69,17 +70,6 @@ DAY = 24 * 60 * 60
 @pytest.fixture
 def ctx(worker_env: dict[str, str]) -> jobs.Context:
     return jobs.context()
-
-
-def work(ctx: jobs.Context) -> None:
-    """Run every queued job (and every retry already due) in a real RQ worker, here."""
-    worker = SimpleWorker(
-        queues(ctx.client),
-        connection=ctx.client,
-        serializer=JSONSerializer,
-        default_result_ttl=RESULT_TTL,
-    )
-    worker.work(burst=True, with_scheduler=True)
 
 
 def ask(

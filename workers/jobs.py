@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 CONFIRM_GRACE_SECONDS = 60
 # Why a text was not sent to a WhatsApp user whose last message is over 24 hours old.
 OUTSIDE_WINDOW = "unsent:outside-whatsapp-window"
+# The kind of text (see send_once) that asks a reached caller how much the call helped.
+SURVEY = "survey"
 
 
 # -- the worker's resources, built once per process ----------------------------------------
@@ -238,8 +240,32 @@ def expired_text(request_id: str) -> str | None:
     return None if to is None else _text_caller(ctx, to, "expired", "sms.expired")
 
 
+def survey_text(request_id: str) -> str | None:
+    """Ask a caller a counsellor reached how much the call helped (once per request)."""
+    ctx = context()
+    if ctx.queue.send_record(request_id, SURVEY).result:
+        return None  # sent (or settled as unsendable) by an earlier run of this job
+    to = _recipient(ctx, request_id)  # texts still OK, not opted out since the call
+    if to is None or not ctx.surveys.wanted(to.request):
+        return None
+    # Waiting for the answer before the text goes, so a quick reply is heard; not while
+    # the text has not gone (a retry opens it again).
+    ctx.surveys.opening(to.who, to.request)
+    try:
+        sid = _text_caller(ctx, to, SURVEY, "sms.survey")
+    except BaseException:
+        ctx.surveys.not_sent(to.who, request_id)
+        raise
+    if sid is None:
+        ctx.surveys.not_sent(to.who, request_id)
+        return None
+    ctx.surveys.sent()
+    return sid
+
+
 def housekeeping() -> dict[str, int]:
-    """Expire stale requests, catch up missed confirmations, purge, sample the queue."""
+    """Expire stale requests, catch up missed confirmations, hand on the surveys due,
+    purge, sample the queue."""
     ctx = context()
     settings = ctx.settings
     expired = ctx.queue.expire(settings.callback_expiry_hours * 3600)
@@ -248,10 +274,19 @@ def housekeeping() -> dict[str, int]:
     due = ctx.client.zrangebyscore(UNCONFIRMED, "-inf", time.time() - CONFIRM_GRACE_SECONDS)
     # A confirmation still queued, retrying or running keeps its job: only lost ones rejoin.
     caught_up = sum(ctx.jobs.confirm(_str(raw)) for raw in due)
+    surveys = ctx.surveys.due()
+    for request_id in surveys:
+        ctx.jobs.survey(request_id)  # refused while the same survey's job is still queued
+        ctx.surveys.handed_on(request_id)
     purged = retention.purge(ctx.queue, ctx.audit, settings.retention_days)
     purged += ctx.checkin_sessions.purge(settings.checkin_retention_hours * 3600)
     ctx.queue.sample_history(time.time())
-    return {"expired": len(expired), "confirmations": caught_up, "purged": purged}
+    return {
+        "expired": len(expired),
+        "confirmations": caught_up,
+        "surveys": len(surveys),
+        "purged": purged,
+    }
 
 
 def _str(raw: Any) -> str:

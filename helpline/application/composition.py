@@ -26,9 +26,11 @@ from helpline.application.limits import RateLimits
 from helpline.application.messaging import TextConversations
 from helpline.application.monitoring import Monitoring
 from helpline.application.readiness import Readiness
+from helpline.application.surveys import SurveyDesk
 from helpline.callbacks.blocks import Blocks
 from helpline.callbacks.notes import Notes
 from helpline.callbacks.queue import CallbackQueue, Placement
+from helpline.callbacks.surveys import Surveys
 from helpline.checkins.sessions import CheckinSessions
 from helpline.conversation import twiml
 from helpline.conversation.engine import Engine
@@ -250,6 +252,22 @@ class Components:
         )
 
     @functools.cached_property
+    def surveys(self) -> SurveyDesk:
+        """Follow-up surveys: scheduled after a reached call, sent by the workers, answered
+        by text."""
+        settings = self.settings
+        return SurveyDesk(
+            Surveys(self.client, self.queue),
+            self.store,
+            self.library.content,
+            settings.region.variables,
+            self.sealer,
+            settings.zone,
+            delay_minutes=settings.survey_delay_minutes,
+            keep_words=settings.survey_keep_words,
+        )
+
+    @functools.cached_property
     def actions(self) -> ActionRegistry:
         """The handler of every action a flow can ask for."""
         return ActionRegistry(
@@ -292,6 +310,7 @@ class Components:
             self.sms_failsafe,
             self.reports,
             self.checkins,
+            self.surveys,
         )
 
     @functools.cached_property

@@ -25,6 +25,7 @@ from helpline.infrastructure.constants import (
     PASSWORD_METHOD,
     REDIS_BREAKER_SECONDS,
     REPORT_FLUSH_SECONDS,
+    SURVEY_MAX_DELAY_MINUTES,
 )
 from helpline.infrastructure.errors import ConfigError
 from helpline.infrastructure.hours import OpeningHours
@@ -99,6 +100,10 @@ class Settings:
     calls_per_hour: int = 20
     # Whether counsellors (not only admins) may block a caller from call backs.
     counsellors_may_block: bool = False
+    # Minutes after "reached" before the follow-up survey text; 0: no surveys.
+    survey_delay_minutes: int = 60
+    # Whether the words of a survey answer are kept (sealed on the request), not dropped.
+    survey_keep_words: bool = False
     # The bearer token /metrics asks for (HELPLINE_METRICS_TOKEN); None: /metrics is 404.
     metrics_token: str | None = None
     # Proxies whose X-Forwarded-* headers are believed (HELPLINE_TRUSTED_PROXIES); none.
@@ -273,6 +278,8 @@ def load_settings(
         trusted_proxies=parse_networks(env.get("HELPLINE_TRUSTED_PROXIES", "")),
         metrics_token=env.get("HELPLINE_METRICS_TOKEN") or None,
         counsellors_may_block=_flag(env, "HELPLINE_COUNSELLORS_MAY_BLOCK"),
+        survey_delay_minutes=_survey_delay(env),
+        survey_keep_words=_flag(env, "HELPLINE_SURVEY_KEEP_WORDS"),
         outbox=_outbox(env, mode),
         texts_per_minute=int(_positive(env, "HELPLINE_TEXTS_PER_MINUTE", 20)),
         calls_per_hour=int(_positive(env, "HELPLINE_CALLS_PER_HOUR", 20)),
@@ -413,6 +420,23 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if not text.isdigit():
         raise ConfigError(f"{name} must be a whole number, 0 or more, not {text!r}")
     return int(text)
+
+
+def _survey_delay(env: Mapping[str, str]) -> int:
+    """HELPLINE_SURVEY_DELAY_MINUTES: whole minutes, at most a week; 0 turns surveys off."""
+    name = "HELPLINE_SURVEY_DELAY_MINUTES"
+    text = env.get(name, "").strip()
+    if text and not text.isdigit():
+        raise ConfigError(
+            f"{name} must be a whole number of minutes (0 sends no surveys), not {text[:20]!r}"
+        )
+    minutes = int(text) if text else 60
+    if minutes > SURVEY_MAX_DELAY_MINUTES:
+        raise ConfigError(
+            f"{name} must be at most {SURVEY_MAX_DELAY_MINUTES} (a week), not {minutes}:"
+            " a survey long after the call is hard to answer"
+        )
+    return minutes
 
 
 def _sentinels(text: str) -> tuple[tuple[str, int], ...]:

@@ -46,6 +46,7 @@ class Job(StrEnum):
     ALERT = "workers.jobs.alert_counsellors"
     MISSED_CALL = "workers.jobs.missed_call_text"
     EXPIRED = "workers.jobs.expired_text"
+    SURVEY = "workers.jobs.survey_text"
     HOUSEKEEPING = "workers.jobs.housekeeping"
     # Not retried: a second attempt could ring the counsellor twice (the console shows
     # a failure and the counsellor presses "Call now" again).
@@ -116,6 +117,10 @@ class Jobs:
     def missed_call(self, request_id: str, attempt: int) -> bool:
         """Queue the text saying we tried to call and will try again."""
         return self.once(Job.MISSED_CALL, f"missed-{request_id}-{attempt}", request_id, attempt)
+
+    def survey(self, request_id: str) -> bool:
+        """Queue the follow-up survey text to a reached caller; False if already queued."""
+        return self.once(Job.SURVEY, f"survey-{request_id}", request_id)
 
     def call_counsellor(self, request_id: str, username: str, kind: str = "request") -> None:
         """Queue the call to a counsellor's phone that starts a bridged call (urgent); kind

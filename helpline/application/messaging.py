@@ -21,6 +21,7 @@ from helpline.application.actions import ActionRegistry
 from helpline.application.checkin import CheckinDesk
 from helpline.application.intake import CallbackDesk, Caller, open_answers, seal_answers
 from helpline.application.limits import RateLimits
+from helpline.application.surveys import SurveyDesk
 from helpline.conversation import twiml
 from helpline.conversation.channels import SMS, Channel, texting_channel
 from helpline.conversation.danger import Danger
@@ -96,6 +97,7 @@ class TextConversations:
         failsafe: Mapping[str, str],
         reports: tally.Pending,
         checkins: CheckinDesk | None = None,
+        surveys: SurveyDesk | None = None,
     ):
         self.engine = engine
         self.store = store
@@ -108,6 +110,7 @@ class TextConversations:
         self.failsafe = failsafe  # language -> the stateless safety answer, as TwiML
         self.reports = reports
         self.checkins = checkins
+        self.surveys = surveys
         self._read_script = store.client.register_script(_READ)
 
     def answer(self, text: Incoming) -> str:
@@ -131,6 +134,11 @@ class TextConversations:
             return self._over_limit(state, opted_out, text.body, caller, danger)
         # OK (or a cancel word) closes an open check-in, whatever the conversation is at.
         closed = self.checkins.texted(sender, text.body) if self.checkins else None
+        if not closed and self.surveys and not opted_out:
+            # A score of 1 to 5 answers a survey waiting for this number. Danger still
+            # comes first: the score is counted, and the reply is the crisis reply.
+            thanks = self.surveys.texted(who, text.body)
+            closed = thanks if danger is None else None
         if closed:
             gsm = channel.gsm(self.gsm[closed[0].lang])
             return twiml.sms(closed, gsm, channel.max_chars)

@@ -40,10 +40,13 @@ Fields of req:<id>:
     sent:<kind>                             how that ended: Twilio's SID, "opted-out"
                                             "failed:<code>", or "unsent:<reason>" when
                                             nothing could be sent (kinds: confirm, expired,
-                                            missed:<attempt>, alert:<counsellor>)
+                                            missed:<attempt>, alert:<counsellor>,
+                                            survey)
     waited                                  1 once its wait was counted (first claimed)
     bridge_call, bridge_status              the bridged call back (helpline.web.bridge)
     note:<ns>:<counsellor>                  a counsellor's note, sealed (helpline.callbacks.notes)
+    survey_words                            the words of a survey answer, sealed, when an
+                                            admin keeps them (helpline.callbacks.surveys)
 The purge deletes the hash, and with it everything above.
 """
 
@@ -728,6 +731,11 @@ class CallbackQueue:
     def annotate(self, rid: str, **fields: str | float) -> bool:
         """Set fields on a request if it still exists; return whether it did."""
         return self._records.set(rid, **fields)
+
+    def annotate_on(self, pipe: Pipeline, rid: str, **fields: str) -> None:
+        """Queue annotate()'s write on a pipeline the caller sends (it sets nothing on a
+        request purged meanwhile)."""
+        self._records.set_on(pipe, rid, **fields)
 
     def annotation(self, rid: str, name: str) -> str | None:
         """Return one field of a request as text, or None if it is not set."""

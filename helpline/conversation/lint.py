@@ -59,6 +59,8 @@ OUTBOUND_SMS = (
     "sms.expired",
     "sms.counsellor_alert",
     "sms.login_attempts",
+    "sms.survey",
+    "sms.survey_thanks",
 )
 DAY_KEYS = ("day.today", "day.tomorrow", *(f"day.{n}" for n in range(7)))
 # Messages the service says outside any flow: the fail-safe answers, the workers' texts,

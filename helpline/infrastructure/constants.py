@@ -153,3 +153,9 @@ PASSWORD_METHOD = "scrypt"
 
 # Twilio's own REST API (TWILIO_API_URL points the client elsewhere).
 DEFAULT_TWILIO_API_URL = "https://api.twilio.com"
+
+# Seconds a follow-up survey waits for its answer after the text went; then a reply of
+# 1 to 5 is an ordinary text again.
+SURVEY_OPEN_SECONDS = 7 * 24 * 60 * 60
+# Longest HELPLINE_SURVEY_DELAY_MINUTES may be: a survey long after the call is hard to answer.
+SURVEY_MAX_DELAY_MINUTES = 7 * 24 * 60

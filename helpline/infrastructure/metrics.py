@@ -70,6 +70,7 @@ RATE_LIMITED = Counter(
     ["channel"],
 )
 CHECKINS = Counter("helpline_checkins", "Check-in sessions, by what happened", ["event"])
+SURVEYS = Counter("helpline_surveys", "Follow-up surveys, by what happened", ["event"])
 JOBS = Counter("helpline_jobs", "Worker jobs, by job and how they ended", ["job", "outcome"])
 
 

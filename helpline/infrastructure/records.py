@@ -53,6 +53,11 @@ class HashRecords:
         """Set fields on a record if it still exists; return whether it did."""
         return self.set_kept(rid, fields, 0)
 
+    def set_on(self, pipe: Pipeline, rid: str, **fields: str) -> None:
+        """Queue, on a pipeline the caller sends, setting fields if the record still exists."""
+        flat = [part for pair in fields.items() for part in pair]
+        self._set_if_exists(keys=[self.prefix + rid], args=flat, client=pipe)
+
     def set_kept(self, rid: str, fields: dict[str, str | float], replicas: int) -> bool:
         """Set fields as set() does; with replicas, raise NotDurable unless that many
         replicas took them in time."""

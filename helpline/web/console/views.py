@@ -36,7 +36,12 @@ ON_A_CALL = (
 )
 CHANNEL_LABELS = {"voice": "call", "sms": "text", "whatsapp": "WhatsApp"}
 # Texts about a request, by kind, as a counsellor reads them.
-TEXT_KINDS = {"confirm": "Confirmation", "expired": "Closing message", "missed": "Missed call"}
+TEXT_KINDS = {
+    "confirm": "Confirmation",
+    "expired": "Closing message",
+    "missed": "Missed call",
+    "survey": "Follow-up survey",
+}
 UNSENT_REASONS = {
     "outside-whatsapp-window": (
         "not sent: over 24 hours since their last WhatsApp message, and no approved "
@@ -230,10 +235,14 @@ def _request_page(
     phone = services.queue.phone(rid)
     extras = console()
     extras.audit.record(current().username, "reveal", rid)
-    earlier = [(old, extras.notes.list(old.id)) for old in services.queue.earlier(rid)]
+    earlier = [
+        (old, extras.notes.list(old.id), services.surveys.words(old.id))
+        for old in services.queue.earlier(rid)
+    ]
     if earlier:
-        # Their earlier requests' notes are shown too: a view of each, on the record.
-        detail = ",".join(old.id for old, _ in earlier)
+        # Their earlier requests' notes (and survey words) are shown too: a view of each,
+        # on the record.
+        detail = ",".join(old.id for old, _, _ in earlier)
         extras.audit.record(current().username, "history", rid, detail)
     return render_template(
         "console/request.html",
@@ -387,6 +396,8 @@ def record_outcome(rid: str) -> BaseResponse | tuple[str, int]:
     extras = console()
     if outcome is Outcome.NO_ANSWER and status is Status.WAITING:
         helpline().jobs.missed_call(rid, found.attempts + 1)
+    if outcome is Outcome.REACHED:
+        helpline().surveys.reached(found)
     extras.audit.record(username, "outcome", rid, outcome.value)
     flash(f"Recorded: {OUTCOME_LABELS[outcome]}.")
     return redirect(url_for("console.queue_page"))
