@@ -3,7 +3,8 @@
 What the helpline must do per webhook, and nothing else: check Twilio's signature with
 twilio's own RequestValidator, and for a text make the same Redis calls the SMS webhook
 makes (helpline/application/messaging.py): one Lua read of the sender's opt-out and
-conversation (which also counts the sender's texts this minute, for the rate limit), then
+conversation (which also counts the sender's texts this minute, for the rate limit, and
+sees whether a follow-up survey waits for their answer), then
 one SET with an expiry of the conversation and the replies kept for a retried message;
 a text that starts a conversation or chooses a topic (SAFE) counts it in the day's report
 hash in the same round trip (the SET, HINCRBY and EXPIRE pipelined, helpline/reports).
@@ -44,8 +45,9 @@ REPLIES_KEPT = 3
 READ = """
 local count = redis.call('INCR', KEYS[3])
 if count == 1 then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
-if KEYS[4] then redis.call('SET', KEYS[4], '1', 'EX', ARGV[2]) end
-return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2]), count}
+if KEYS[5] then redis.call('SET', KEYS[5], '1', 'EX', ARGV[2]) end
+return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2]), count,
+        redis.call('EXISTS', KEYS[4])}
 """
 
 
@@ -68,8 +70,9 @@ def create_app() -> Flask:
         who = hmac.new(phone_key, request.form.get("From", "").encode(), hashlib.sha256)
         key = f"{PREFIX}:conv:{who.hexdigest()}"
         rate = f"{PREFIX}:rate:{who.hexdigest()}"
-        _opted, raw, _count = read(
-            keys=[f"{PREFIX}:optout", key, rate], args=[who.hexdigest(), 0, 120]
+        _opted, raw, _count, _survey = read(
+            keys=[f"{PREFIX}:optout", key, rate, f"{PREFIX}:survey:{who.hexdigest()}"],
+            args=[who.hexdigest(), 0, 120],
         )
         stored = json.loads(raw) if raw else {"node": "start", "lang": "en", "replies": []}
         replies = [[request.form.get("MessageSid", ""), SMS_TWIML], *stored["replies"]]

@@ -277,6 +277,32 @@ def test_1_with_no_survey_waiting_is_the_menus_1(app, client, console, ctx):
     assert menu_1 == text(client, "1", sender=callback_number(3))
 
 
+def test_a_digit_with_no_survey_waiting_costs_no_extra_redis_round_trip(
+    app, client, console, ctx, redis
+):
+    surveyed(app, console, ctx, 1)  # someone else's survey
+    assert text(client, "MENU", sender=callback_number(2))
+    redis.config_resetstat()
+    assert text(client, "1", sender=callback_number(2)) != thanks(ctx)
+    used = {
+        name.removeprefix("cmdstat_"): stats["calls"]
+        for name, stats in redis.info("commandstats").items()
+        if not name.startswith(("cmdstat_config", "cmdstat_info"))
+    }
+    # The text's one read, a script (its commands are counted too: the survey is looked
+    # for there, with EXISTS), and its one write (the topic's count goes with it).
+    assert used == {
+        "evalsha": 1,
+        "incr": 1,
+        "sismember": 1,
+        "get": 1,
+        "exists": 1,
+        "set": 1,
+        "hincrby": 1,
+        "expire": 1,
+    }
+
+
 def test_a_survey_waiting_traps_nobody_menu_help_and_stop_still_work(
     app, client, console, ctx, redis, settings
 ):

@@ -22,6 +22,7 @@ from helpline.application.checkin import CheckinDesk
 from helpline.application.intake import CallbackDesk, Caller, open_answers, seal_answers
 from helpline.application.limits import RateLimits
 from helpline.application.surveys import SurveyDesk
+from helpline.callbacks.surveys import open_key as survey_key
 from helpline.conversation import twiml
 from helpline.conversation.channels import SMS, Channel, texting_channel
 from helpline.conversation.danger import Danger
@@ -41,14 +42,16 @@ _MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 # gets the same reply for as long as the conversation is kept (SMS_STATE_TTL).
 REPLIES_KEPT = 3
 
-# A text's one read: is the sender opted out, their conversation (or nil), and how many
-# texts they sent this minute (KEYS[3], counted here, kept ARGV[3] seconds). On a channel
-# with a reply window, the same step opens it (KEYS[4]) for ARGV[2] seconds.
+# A text's one read: is the sender opted out, their conversation (or nil), how many
+# texts they sent this minute (KEYS[3], counted here, kept ARGV[3] seconds), and whether a
+# follow-up survey waits for their answer (KEYS[4]). On a channel with a reply window, the
+# same step opens it (KEYS[5]) for ARGV[2] seconds.
 _READ = """
 local count = redis.call('INCR', KEYS[3])
 if count == 1 then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
-if KEYS[4] then redis.call('SET', KEYS[4], '1', 'EX', ARGV[2]) end
-return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2]), count}
+if KEYS[5] then redis.call('SET', KEYS[5], '1', 'EX', ARGV[2]) end
+return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2]), count,
+        redis.call('EXISTS', KEYS[4])}
 """
 
 
@@ -68,6 +71,21 @@ def _state_key(channel: Channel, who: str) -> str:
 
 # Counsellors' own opt-out from our texts (login notices, alerts) is kept with SMS's.
 OPT_OUT_KEY = optout_key(SMS)
+
+
+@dataclass(frozen=True)
+class Read:
+    """What a text's one round trip read; done is False when nothing could be read."""
+
+    done: bool
+    opted_out: bool
+    stored: dict[str, Any] | None
+    replies: list[tuple[str, str]]  # (MessageSid, TwiML), newest first
+    count: int  # texts from this sender this minute
+    survey_waiting: bool
+
+
+UNREAD = Read(False, False, None, [], 0, False)
 
 
 @dataclass(frozen=True)
@@ -119,7 +137,8 @@ class TextConversations:
         sender = channel.local_part(text.sender)
         who = phone_digest(self.phone_key, sender) if sender else ""
         sid = text.message_sid if _MESSAGE_SID.match(text.message_sid) else ""
-        read, opted_out, stored, replies, count = self._read(channel, who)
+        read = self._read(channel, who)
+        opted_out, stored, replies, count = read.opted_out, read.stored, read.replies, read.count
         # Replies live in the sender's own conversation: never replayed to another number.
         cached = next((answer for kept, answer in replies if sid and kept == sid), None)
         if cached is not None:
@@ -134,7 +153,7 @@ class TextConversations:
             return self._over_limit(state, opted_out, text.body, caller, danger)
         # OK (or a cancel word) closes an open check-in, whatever the conversation is at.
         closed = self.checkins.texted(sender, text.body) if self.checkins else None
-        if not closed and self.surveys and not opted_out:
+        if not closed and self.surveys and read.survey_waiting and not opted_out:
             # A score of 1 to 5 answers a survey waiting for this number. Danger still
             # comes first: the score is counted, and the reply is the crisis reply.
             thanks = self.surveys.texted(who, text.body)
@@ -145,7 +164,7 @@ class TextConversations:
         if danger is not None:
             self.desk.escalate(caller)
         # Without a sender, or with the store down, nothing said now is remembered.
-        facts: Mapping[str, str] = self.desk.facts(caller, spoken=False, kept=read)
+        facts: Mapping[str, str] = self.desk.facts(caller, spoken=False, kept=read.done)
         if self.checkins:
             facts = self.checkins.facts(facts)
         step = answer_text(
@@ -202,25 +221,23 @@ class TextConversations:
 
     # -- Redis, each call fail-soft ------------------------------------------------------
 
-    def _read(
-        self, channel: Channel, who: str
-    ) -> tuple[bool, bool, dict[str, Any] | None, list[tuple[str, str]], int]:
-        """Return (read, opted out, the stored conversation, its recent replies as
-        (sid, TwiML), texts this minute); read is False when there was nothing to read it
-        with (then nothing is counted either)."""
+    def _read(self, channel: Channel, who: str) -> Read:
+        """Return what a text's one round trip reads (nothing, and nothing counted, when
+        there is no sender to read it for, or the store is down)."""
         counter, counted_for = self.limits.text_counter(channel, who)
-        keys = [optout_key(channel), _state_key(channel, who), counter]
+        keys = [optout_key(channel), _state_key(channel, who), counter, survey_key(who)]
         if channel.window_seconds:
             keys.append(window_key(channel, who))
         args = [who, int(channel.window_seconds or 0), counted_for]
 
         def read(client):
-            opted, raw, count = self._read_script(keys=keys, args=args, client=client)
-            return (True, bool(opted), *_decode(raw), int(count))
+            opted, raw, count, survey = self._read_script(keys=keys, args=args, client=client)
+            stored, replies = _decode(raw)
+            return Read(True, bool(opted), stored, replies, int(count), bool(survey))
 
         if not who:
-            return False, False, None, [], 0
-        return self.store.attempt("sms read", read, (False, False, None, [], 0))
+            return UNREAD
+        return self.store.attempt("sms read", read, UNREAD)
 
     def _restore(self, stored: dict[str, Any] | None, who: str) -> State | None:
         if not stored:

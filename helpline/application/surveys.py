@@ -115,10 +115,13 @@ class SurveyDesk:
     def texted(self, who: str, body: str) -> list[Say] | None:
         """Take a text of 1 to 5 from a number with a survey waiting as its answer: count
         the score as the survey closes, and return the thanks. None (carry on with the
-        conversation) for any other text, or with no survey waiting."""
+        conversation) for any other text, or with no survey waiting after all.
+
+        Called only when the text's own read saw a survey waiting for `who`.
+        """
         answer = score_of(body)
         if answer is None or not who:
-            return None  # most texts: no Redis read at all
+            return None
         score, words = answer
 
         def count(pipe: Pipeline, pending: Pending) -> None:
@@ -130,8 +133,6 @@ class SurveyDesk:
         kept = seal if self.keep_words and words else None
 
         def close(_client: object) -> Pending | None:
-            if self.surveys.pending(who) is None:
-                return None  # one read for a menu's "1" from someone with no survey
             return self.surveys.close(who, count, kept)
 
         pending = self.store.attempt("survey answer", close, None)

@@ -33,6 +33,11 @@ DUE_BATCH = 100
 WORDS_FIELD = "survey_words"
 
 
+def open_key(who: str) -> str:
+    """The key that is set while a survey waits for an answer from `who` (keyed hash)."""
+    return OPEN + who
+
+
 @dataclass(frozen=True)
 class Pending:
     """A survey text that went, waiting for its answer."""
@@ -64,17 +69,17 @@ class Surveys:
     def open(self, who: str, pending: Pending, seconds: float = SURVEY_OPEN_SECONDS) -> None:
         """Wait for the number `who` (keyed hash) to answer; replaces an older survey's."""
         value = json.dumps({"request": pending.request, "lang": pending.lang})
-        self.client.set(OPEN + who, value, ex=int(seconds))
+        self.client.set(open_key(who), value, ex=int(seconds))
 
     def withdraw(self, who: str, rid: str) -> None:
         """Stop waiting for an answer to this request's survey (its text did not go)."""
         pending = self.pending(who)
         if pending is not None and pending.request == rid:
-            self.client.delete(OPEN + who)
+            self.client.delete(open_key(who))
 
     def pending(self, who: str) -> Pending | None:
         """Return the survey waiting for an answer from `who`, if any."""
-        return _decode(self.client.get(OPEN + who))
+        return _decode(self.client.get(open_key(who)))
 
     def sealed_words(self, rid: str) -> str | None:
         """Return the words kept from a request's survey answer, still sealed, if any."""
@@ -89,7 +94,7 @@ class Surveys:
         """Close the survey waiting for `who` and, in the same transaction, queue `writes`
         (the day's counts) and the sealed words, if given; None if no survey was waiting
         (or another text closed it first: an answer is counted once)."""
-        key = OPEN + who
+        key = open_key(who)
         with self.client.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(key)
