@@ -48,6 +48,7 @@ from tests.factories import (
     child_pids,
     make_settings,
     scan_for_numbers,
+    sms_params,
     text,
     twilio_post,
     wait_until,
@@ -469,6 +470,34 @@ def staffed(tmp_path: Path, redis_server: str, redis: redis_py.Redis) -> Flask:
     add_counsellor(app, "alex")
     app.extensions["console"].counsellors.set_on_duty("alex", True)
     return app
+
+
+def test_a_retried_ok_text_gets_the_same_reply_not_the_menu(staffed: Flask) -> None:
+    client = staffed.test_client()
+    book(client, minutes="2")
+    ok = sms_params("ok", sender=TEXTER)
+    first = twilio_post(client, "/twilio/sms", ok).get_data(as_text=True)
+    retried = twilio_post(client, "/twilio/sms", ok).get_data(as_text=True)  # same MessageSid
+
+    assert "Glad you're OK" in first
+    assert retried == first
+    sessions = staffed.extensions["helpline"].checkin_sessions
+    assert sessions.open_for(TEXTER) is None
+    # The conversation carries on as before: the next text is read afresh.
+    assert "Glad you're OK" not in text(client, "MENU", sender=TEXTER)
+
+
+def test_ok_with_danger_in_it_gets_the_emergency_reply_and_keeps_the_check_in(
+    staffed: Flask,
+) -> None:
+    client = staffed.test_client()
+    book(client, minutes="2")
+    reply = text(client, "ok he's not breathing", sender=TEXTER)
+
+    assert "999" in reply
+    assert "Glad you're OK" not in reply
+    sessions = staffed.extensions["helpline"].checkin_sessions
+    assert sessions.open_for(TEXTER) is not None  # the call still comes, and escalates
 
 
 def test_a_caller_books_a_check_in_by_keys_and_speech_with_the_place_read_back(

@@ -29,7 +29,10 @@ from tests.factories import (
     make_settings,
     scan_for,
     scan_for_numbers,
+    sms_params,
+    sms_replies,
     text,
+    twilio_post,
     wait_until,
     work,
 )
@@ -254,6 +257,19 @@ def test_an_answer_is_thanked_and_counted_and_its_words_are_kept_nowhere(
     assert today(redis, settings)["survey:4"] == 1
     assert scan_for(redis, [b"it helped", b"IT HELPED"]) == []
     assert scan_for_numbers(redis, [callback_number(1)]) == []
+
+
+def test_a_retried_answer_is_thanked_again_and_counted_once(
+    app, client, console, ctx, redis, settings
+):
+    surveyed(app, console, ctx, 1)
+    answer = sms_params("4 it helped", sender=callback_number(1))
+
+    for _ in range(2):  # Twilio sends the same message again (same MessageSid)
+        response = twilio_post(client, "/twilio/sms", answer)
+        assert sms_replies(response.get_data(as_text=True)) == [thanks(ctx)]
+    assert today(redis, settings)["survey:4"] == 1
+    assert scan_for(redis, [b"it helped", b"IT HELPED"]) == []
 
 
 def test_a_second_answer_is_an_ordinary_text(app, client, console, ctx, redis, settings):

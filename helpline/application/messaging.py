@@ -151,8 +151,9 @@ class TextConversations:
             if danger is not None:
                 self.reports.add(tally.crisis(channel.name))
             return self._over_limit(state, opted_out, text.body, caller, danger)
-        # OK (or a cancel word) closes an open check-in, whatever the conversation is at.
-        closed = self.checkins.texted(sender, text.body) if self.checkins else None
+        # OK (or a cancel word) closes an open check-in, whatever the conversation is at;
+        # but not "OK he's not breathing": danger comes first, and the check-in stays open.
+        closed = self.checkins.texted(sender, text.body) if self.checkins and not danger else None
         if not closed and self.surveys and read.survey_waiting and not opted_out:
             # A score of 1 to 5 answers a survey waiting for this number. Danger still
             # comes first: the score is counted, and the reply is the crisis reply.
@@ -160,7 +161,11 @@ class TextConversations:
             closed = thanks if danger is None else None
         if closed:
             gsm = channel.gsm(self.gsm[closed[0].lang])
-            return twiml.sms(closed, gsm, channel.max_chars)
+            answer = twiml.sms(closed, gsm, channel.max_chars)
+            # Kept with the conversation, so a retry of this text is not read afresh (the
+            # check-in or survey it closed is gone by then).
+            self._keep_reply(channel, who, sid, stored, replies, answer)
+            return answer
         if danger is not None:
             self.desk.escalate(caller)
         # Without a sender, or with the store down, nothing said now is remembered.
@@ -191,7 +196,7 @@ class TextConversations:
             },
         )
         # Counted with the conversation's own write: a new contact, a crisis reply, a topic.
-        counts = [tally.contacts(channel.name)] if stored is None else []
+        counts = [tally.contacts(channel.name)] if state is None else []
         if danger is not None:
             counts.append(tally.crisis(channel.name))
         chosen = self.engine.topic(state.node if state else None, new_state.node)
@@ -263,9 +268,7 @@ class TextConversations:
         # Answers can hold a callback number: never stored in plain text.
         stored["answers"] = seal_answers(self.sealer, state.answers, who) if state.answers else ""
         # One key, one SET: the state and, newest first, the replies a retry may ask for.
-        kept = [(sid, answer), *replies] if sid else replies
-        stored["replies"] = kept[:REPLIES_KEPT]
-        value = json.dumps(stored, separators=(",", ":"))
+        value = _with_reply(stored, sid, answer, replies)
         reports = self.reports
 
         def write(client: Any) -> None:
@@ -282,6 +285,24 @@ class TextConversations:
 
         self.store.attempt("sms write", write, None)
         return answer
+
+    def _keep_reply(
+        self,
+        channel: Channel,
+        who: str,
+        sid: str,
+        stored: dict[str, Any] | None,
+        replies: list[tuple[str, str]],
+        answer: str,
+    ) -> None:
+        """Keep a reply made outside the conversation (the conversation as it was)."""
+        if not who or not sid:
+            return
+        value = _with_reply(dict(stored or {}), sid, answer, replies)
+        key = _state_key(channel, who)
+        self.store.attempt(
+            "sms reply", lambda client: client.set(key, value, ex=SMS_STATE_TTL), None
+        )
 
     def _opt_out(self, channel: Channel, who: str) -> None:
         def write(client):
@@ -302,6 +323,15 @@ class TextConversations:
         self.store.attempt("sms opt-in", lambda client: client.srem(key, who), None)
         OPT_OUTS.labels(channel.name, "in").inc()
         log.info("opt-in recorded", extra={"channel": channel.name})
+
+
+def _with_reply(
+    stored: dict[str, Any], sid: str, answer: str, replies: list[tuple[str, str]]
+) -> str:
+    """The stored conversation as JSON, with this reply first among those kept for retries."""
+    kept = [(sid, answer), *replies] if sid else replies
+    stored["replies"] = kept[:REPLIES_KEPT]
+    return json.dumps(stored, separators=(",", ":"))
 
 
 def _decode(raw: bytes | None) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
