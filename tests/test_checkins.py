@@ -54,6 +54,7 @@ from tests.factories import (
     wait_until,
     worker_environment,
 )
+from tests.test_crisis_corpus import corpus
 from tests.twilio_api import (
     Received,
     TwilioApi,
@@ -490,14 +491,21 @@ def test_a_retried_ok_text_gets_the_same_reply_not_the_menu(staffed: Flask) -> N
 def test_ok_with_danger_in_it_gets_the_emergency_reply_and_keeps_the_check_in(
     staffed: Flask,
 ) -> None:
+    """Every danger message of the corpora, after "ok": the emergency reply, and the
+    check-in stays open (its call, and its escalation, still come)."""
     client = staffed.test_client()
     book(client, minutes="2")
-    reply = text(client, "ok he's not breathing", sender=TEXTER)
-
-    assert "999" in reply
-    assert "Glad you're OK" not in reply
-    sessions = staffed.extensions["helpline"].checkin_sessions
-    assert sessions.open_for(TEXTER) is not None  # the call still comes, and escalates
+    services = staffed.extensions["helpline"]
+    read = 0
+    for message in corpus("crisis_en") + corpus("self_harm_en"):
+        body = f"ok {message}"
+        reply = text(client, body, sender=TEXTER)
+        if "Glad you're OK" in reply:
+            raise AssertionError(f"{body!r} closed the check-in: {reply!r}")
+        if "999" in reply:
+            read += 1
+        assert services.checkin_sessions.open_for(TEXTER) is not None, body
+    assert read >= 0.98 * len(corpus("crisis_en") + corpus("self_harm_en"))
 
 
 def test_a_caller_books_a_check_in_by_keys_and_speech_with_the_place_read_back(
