@@ -280,6 +280,24 @@ def test_pressing_1_on_the_call_ends_the_check_in_kindly(line: Line) -> None:
     assert line.texts_to(COUNSELLOR_PHONE) == []
 
 
+def test_danger_said_on_the_call_is_not_an_ok_it_gets_the_emergency_answer_and_alerts_now(
+    line: Line,
+) -> None:
+    book(line.client, place="12 Elm Street, flat 3")
+    call = line.wait_for_call(TEXTER)
+    action = gather(answer_call(line.client, call)).attrib["action"]
+    answer = gather_input(line.client, call, action, SpeechResult="I'm OK but he's not breathing")
+
+    assert "call 9 9 9" in said(answer)
+    assert "glad you're OK" not in said(answer)
+    assert ET.fromstring(answer).find("Hangup") is not None
+    alert = line.wait_for_text(COUNSELLOR_PHONE, "someone said a person may be in danger")
+    assert "12 Elm Street, flat 3" in alert
+    session = line.sessions.open_for(TEXTER)
+    assert session is not None and session.status is Status.ESCALATED
+    assert len(line.calls_to(TEXTER)) == 1  # alerted at once, not after two more calls
+
+
 def test_saying_im_ok_counts_as_pressing_1(line: Line) -> None:
     book(line.client)
     call = line.wait_for_call(TEXTER)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 
+from helpline.application.checkin import DANGER_SAID
 from helpline.application.messaging import OPT_OUT_KEY
 from helpline.checkins.sessions import Claimed, Status, Work
 from helpline.counsellors.accounts import Counsellor
@@ -112,7 +113,9 @@ def escalate(session_id: str, attempt: int = 0) -> int:
     sent = 0
     if session is not None and session.status is Status.ESCALATED:
         on_duty = ctx.counsellors.on_duty() or [c for c in ctx.counsellors.all() if c.admin]
-        sent = _alert(ctx, session_id, "alert", "sms.checkin_counsellor_alert", on_duty)
+        said = any(event.detail.endswith(DANGER_SAID) for event in sessions.timeline(session_id))
+        key = "sms.checkin_danger_alert" if said else "sms.checkin_counsellor_alert"
+        sent = _alert(ctx, session_id, "alert", key, on_duty)
         contact = sessions.contact(session_id)
         if contact:
             who = phone_digest(ctx.phone_key, contact)

@@ -42,6 +42,8 @@ MAX_EXTENSIONS = 3
 CALL_BATCH = 10
 # Longest text that can still be an OK ("ok thanks, all good"), in words.
 OK_MAX_WORDS = 6
+# Why an attempt was cut short when danger was said on the call (its timeline says so).
+DANGER_SAID = "danger said"
 # Outcomes a session closes with.
 OK_BY_KEY, OK_BY_TEXT, CANCELLED = "ok_key", "ok_text", "cancelled"
 # What a counsellor records on an escalation.
@@ -296,13 +298,18 @@ class CheckinDesk:
         elif status == "completed":
             self.missed(sid, attempt, "hung up")  # counted once: a key closed it before
 
-    def missed(self, sid: str, attempt: int, why: str) -> str:
+    def danger_said(self, sid: str, attempt: int) -> str:
+        """Danger was said on the check-in call ("I'm OK but he's not breathing"): it is
+        not an OK, and the counsellors are alerted now, not after the retries."""
+        return self.missed(sid, attempt, DANGER_SAID, escalate_now=True)
+
+    def missed(self, sid: str, attempt: int, why: str, *, escalate_now: bool = False) -> str:
         """Count an attempt as missed: try again (texting them too), or escalate."""
         result = self.sessions.missed(
             sid,
             attempt,
             retry_after=self.timing.retry,
-            max_tries=MAX_TRIES,
+            max_tries=0 if escalate_now else MAX_TRIES,
             realert_seconds=self.timing.realert,
             why=why,
         )

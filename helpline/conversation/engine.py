@@ -186,6 +186,16 @@ class Engine:
         """Return True if the text may say someone is in danger now."""
         return self.danger(text) is not None
 
+    def danger_reply(
+        self, danger: Danger, lang: str, context: Mapping[str, str] | None = None
+    ) -> list[Say]:
+        """What a person in danger hears first: the crisis (or self-harm) answer's words."""
+        answer = self.flow.self_harm if danger is Danger.SELF_HARM else self.flow.crisis
+        if not answer:
+            return []
+        variables = self._variables(context if context is not None else {}, lang)
+        return [self._say(key, lang, variables) for key in self.flow.nodes[answer].say]
+
     def topic(self, before: str | None, after: str) -> str | None:
         """Return the topic a step from node `before` to node `after` chose, if any."""
         chosen = self._sections.get(after)
@@ -233,8 +243,7 @@ class Engine:
             danger = self._danger.read(words)
         answer = flow.self_harm if danger is Danger.SELF_HARM else flow.crisis
         if danger is not None and answer:
-            variables = self._variables(context, lang)
-            first = [self._say(key, lang, variables) for key in flow.nodes[answer].say]
+            first = self.danger_reply(danger, lang, context)
             # A message that only names an overdose may be choosing the topic this menu
             # offers ("overdose safety"): the emergency reply first, then the topic.
             topic = danger is Danger.NAMED and node.on_crisis is None

@@ -71,10 +71,16 @@ def _twiml(response: VoiceResponse) -> Response:
     return Response(str(response.to_xml()), 200, mimetype=TWIML)
 
 
+def _spoken(lang: str) -> str:
+    """The session's language if calls speak it, else the default."""
+    services = helpline()
+    return lang if lang in services.settings.region.voice_locales else services.default_language
+
+
 def _say(response: VoiceResponse, key: str, lang: str) -> None:
     services = helpline()
     region = services.settings.region
-    lang = lang if lang in region.voice_locales else services.default_language
+    lang = _spoken(lang)
     text = services.library.content.text(key, lang, region.variables(lang, spoken=True))
     response.say(text, language=region.voice_locales[lang])
 
@@ -145,6 +151,16 @@ def input_(token: str) -> Response:
     lang = session.lang
     digits = request.form.get("Digits", "")[:2]
     speech = request.form.get("SpeechResult", "")[:200]
+    danger = services.voice.danger(speech) if speech else None
+    if danger is not None:
+        # Danger first, even in "I'm OK, but he's not breathing": the emergency answer,
+        # and the counsellors alerted now.
+        services.checkins.danger_said(sid, attempt)
+        response = VoiceResponse()
+        for say in services.voice.danger_reply(danger, _spoken(lang)):
+            response.say(say.text, language=services.settings.region.voice_locales[say.lang])
+        response.hangup()
+        return _twiml(response)
     result = services.checkins.reply(sid, attempt, digits, speech)
     return _goodbye(SAID.get(result, SAID["missed"]), lang)
 
