@@ -21,6 +21,8 @@ from helpline.application.actions import ActionRegistry
 from helpline.application.checkin import CheckinDesk
 from helpline.application.intake import CallbackDesk, Caller, open_answers, seal_answers
 from helpline.application.limits import RateLimits
+from helpline.callbacks.queue import OPEN_LOOKUP
+from helpline.callbacks.queue import PREFIX as QUEUE_PREFIX
 from helpline.conversation import twiml
 from helpline.conversation.channels import SMS, Channel, texting_channel
 from helpline.conversation.danger import Danger
@@ -39,15 +41,21 @@ _MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 # gets the same reply for as long as the conversation is kept (SMS_STATE_TTL).
 REPLIES_KEPT = 3
 
-# A text's one read: is the sender opted out, their conversation (or nil), and how many
-# texts they sent this minute (KEYS[3], counted here, kept ARGV[3] seconds). On a channel
-# with a reply window, the same step opens it (KEYS[4]) for ARGV[2] seconds.
-_READ = """
+# A text's one read: is the sender opted out, their conversation (or nil), how many
+# texts they sent this minute (KEYS[3], counted here, kept ARGV[3] seconds), and whether
+# they have a call back request open (in the queue under ARGV[4]), so asking again is
+# answered at once. On a channel with a reply window, the same step opens it (KEYS[4])
+# for ARGV[2] seconds.
+_READ = (
+    OPEN_LOOKUP
+    + """
 local count = redis.call('INCR', KEYS[3])
 if count == 1 then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
 if KEYS[4] then redis.call('SET', KEYS[4], '1', 'EX', ARGV[2]) end
-return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2]), count}
+local queued = open_of(ARGV[4], ARGV[1]) and 1 or 0
+return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2]), count, queued}
 """
+)
 
 
 def optout_key(channel: Channel) -> str:
@@ -113,7 +121,7 @@ class TextConversations:
         sender = channel.local_part(text.sender)
         who = phone_digest(self.phone_key, sender) if sender else ""
         sid = text.message_sid if _MESSAGE_SID.match(text.message_sid) else ""
-        read, opted_out, stored, replies, count = self._read(channel, who)
+        read, opted_out, stored, replies, count, queued = self._read(channel, who)
         # Replies live in the sender's own conversation: never replayed to another number.
         cached = next((answer for kept, answer in replies if sid and kept == sid), None)
         if cached is not None:
@@ -132,7 +140,7 @@ class TextConversations:
         if danger is not None:
             self.desk.escalate(caller)
         # Without a sender, or with the store down, nothing said now is remembered.
-        facts: Mapping[str, str] = self.desk.facts(caller, spoken=False, kept=read)
+        facts: Mapping[str, str] = self.desk.facts(caller, spoken=False, kept=read, queued=queued)
         if self.checkins:
             facts = self.checkins.facts(facts)
         step = answer_text(
@@ -184,23 +192,23 @@ class TextConversations:
 
     def _read(
         self, channel: Channel, who: str
-    ) -> tuple[bool, bool, dict[str, Any] | None, list[tuple[str, str]], int]:
+    ) -> tuple[bool, bool, dict[str, Any] | None, list[tuple[str, str]], int, bool]:
         """Return (read, opted out, the stored conversation, its recent replies as
-        (sid, TwiML), texts this minute); read is False when there was nothing to read it
-        with (then nothing is counted either)."""
+        (sid, TwiML), texts this minute, a call back request open); read is False when
+        there was nothing to read it with (then nothing is counted either)."""
         counter, counted_for = self.limits.text_counter(channel, who)
         keys = [optout_key(channel), _state_key(channel, who), counter]
         if channel.window_seconds:
             keys.append(window_key(channel, who))
-        args = [who, int(channel.window_seconds or 0), counted_for]
+        args = [who, int(channel.window_seconds or 0), counted_for, QUEUE_PREFIX]
 
         def read(client):
-            opted, raw, count = self._read_script(keys=keys, args=args, client=client)
-            return (True, bool(opted), *_decode(raw), int(count))
+            opted, raw, count, queued = self._read_script(keys=keys, args=args, client=client)
+            return (True, bool(opted), *_decode(raw), int(count), bool(queued))
 
         if not who:
-            return False, False, None, [], 0
-        return self.store.attempt("sms read", read, (False, False, None, [], 0))
+            return False, False, None, [], 0, False
+        return self.store.attempt("sms read", read, (False, False, None, [], 0, False))
 
     def _restore(self, stored: dict[str, Any] | None, who: str) -> State | None:
         if not stored:
