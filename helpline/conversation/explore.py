@@ -116,7 +116,7 @@ class Point:
     opted_out: bool = False
     caller_known: bool = True
     on_duty: bool = True  # a counsellor is on duty within hours (a check-in is offered)
-    queued: bool = False  # the caller has a call back request open already
+    queued: bool = False  # the caller has a call back request open (at the first input)
 
     def key(self, routed: frozenset[str]) -> tuple[object, ...]:
         """Identify the point up to what the engine can tell apart.
@@ -313,7 +313,10 @@ class _Walk:
     def _roots(self) -> Iterator[tuple[Point, list[Event]]]:
         # Off duty only changes what a check-in request is told, and a request open
         # already only what asking for one is told (only a known caller has one): one
-        # caller each is enough.
+        # caller each is enough. A request open is known for the first input only (it
+        # may close before the next): every way into the intake is tried with it, and
+        # what follows is walked as for anyone else, so the walk stays about the size
+        # it was.
         roots = (
             (True, True, False),
             (False, True, False),
@@ -365,7 +368,7 @@ class _Walk:
             )
             if not step.events:
                 kept = None if step.opted_out else point.state
-                after = replace(point, state=kept, opted_out=step.opted_out)
+                after = replace(point, state=kept, opted_out=step.opted_out, queued=False)
                 return [Turn([], step.state, after if store is Store.NORMAL else _fresh(point))]
             assert step.state is not None
             state, events, opted_out = step.state, step.events, step.opted_out
@@ -374,7 +377,7 @@ class _Walk:
             if store is Store.DEGRADED and not self.voice:
                 after = _fresh(point)  # nothing is read or kept
             else:
-                after = replace(point, state=engine_state, opted_out=opted_out)
+                after = replace(point, state=engine_state, opted_out=opted_out, queued=False)
             turns.append(Turn(said, engine_state, after))
         return turns
 
@@ -678,7 +681,7 @@ def _at(point: Point) -> str:
 
 
 def _fresh(point: Point) -> Point:
-    return replace(point, state=None, opted_out=False)
+    return replace(point, state=None, opted_out=False, queued=False)
 
 
 def _path(
