@@ -4,7 +4,8 @@ What the helpline must do per webhook, and nothing else: check Twilio's signatur
 twilio's own RequestValidator, and for a text make the same Redis calls the SMS webhook
 makes (helpline/application/messaging.py): one Lua read of the sender's opt-out and
 conversation (which also counts the sender's texts this minute, for the rate limit, and
-sees whether a follow-up survey waits for their answer), then
+sees whether a follow-up survey waits for their answer and whether they have a call back
+request open), then
 one SET with an expiry of the conversation and the replies kept for a retried message;
 a text that starts a conversation or chooses a topic (SAFE) counts it in the day's report
 hash in the same round trip (the SET, HINCRBY and EXPIRE pipelined, helpline/reports).
@@ -25,6 +26,7 @@ import redis
 from flask import Flask, Response, abort, request
 from twilio.request_validator import RequestValidator
 
+from helpline.callbacks.queue import OPEN_LOOKUP
 from helpline.infrastructure.phones import callable_number
 from helpline.infrastructure.store import connect
 
@@ -42,13 +44,17 @@ REPORTS_KEPT = 400 * 24 * 60 * 60
 STATE_TTL = 60 * 60
 REPLIES_KEPT = 3
 # The helpline's read, word for word (the reply window key is WhatsApp's only).
-READ = """
+READ = (
+    OPEN_LOOKUP
+    + """
 local count = redis.call('INCR', KEYS[3])
 if count == 1 then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
 if KEYS[5] then redis.call('SET', KEYS[5], '1', 'EX', ARGV[2]) end
+local queued = open_of(ARGV[4], ARGV[1]) and 1 or 0
 return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2]), count,
-        redis.call('EXISTS', KEYS[4])}
+        redis.call('EXISTS', KEYS[4]), queued}
 """
+)
 
 
 def create_app() -> Flask:
@@ -70,9 +76,9 @@ def create_app() -> Flask:
         who = hmac.new(phone_key, request.form.get("From", "").encode(), hashlib.sha256)
         key = f"{PREFIX}:conv:{who.hexdigest()}"
         rate = f"{PREFIX}:rate:{who.hexdigest()}"
-        _opted, raw, _count, _survey = read(
+        _opted, raw, _count, _survey, _queued = read(
             keys=[f"{PREFIX}:optout", key, rate, f"{PREFIX}:survey:{who.hexdigest()}"],
-            args=[who.hexdigest(), 0, 120],
+            args=[who.hexdigest(), 0, 120, f"{PREFIX}:"],
         )
         stored = json.loads(raw) if raw else {"node": "start", "lang": "en", "replies": []}
         replies = [[request.form.get("MessageSid", ""), SMS_TWIML], *stored["replies"]]

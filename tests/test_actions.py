@@ -17,7 +17,10 @@ from helpline.conversation.model import Medium
 ENGINE = load_flows(Settings().flows_dir).engine(Medium.SMS, "GB")
 CALLER = Caller(number="+447700900123", channel=SMS, webhook_sid="")
 # The other actions' handlers, for a registry that tests the callback's.
-OTHERS = {"checkin": lambda s, c: ("failed", {}), "checkin_where": lambda s, c: ("failed", {})}
+OTHERS = {
+    name: lambda s, c: ("failed", {})
+    for name in ("callback_again", "callback_urgent", "checkin", "checkin_where")
+}
 
 
 def at_the_request() -> tuple[State, list]:

@@ -36,6 +36,7 @@ from tests.factories import (
     ACCOUNT_SID,
     HELPLINE_NUMBER,
     WAIT_SECONDS,
+    Call,
     callback_number,
     sign,
     sms_params,
@@ -675,3 +676,67 @@ def test_an_admin_reads_the_reports_charts_and_tables_on_a_phone_and_a_counsello
         expect(counsellor.locator("svg.bars")).to_have_count(0)
     finally:
         counsellor.context.close()
+
+
+def test_a_returning_callers_earlier_request_and_note_are_shown_and_the_view_audited(
+    page: Page, browser: Browser, app: Flask, live_server: str
+) -> None:
+    add_counsellor(app, "alex")
+    add_counsellor(app, "morgan", admin=True)
+    caller = app.test_client()
+    note = "Asked about methadone clinics near them; wants a call after six."
+    for body in TALK_FLOW:  # first by text
+        assert (
+            twilio_post(caller, "/twilio/sms", sms_params(body, sender=CALLER)).status_code == 200
+        )
+
+    _log_in(page, "alex")
+    rows = page.locator("#waiting tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).not_to_contain_text("called before")
+    page.get_by_role("button", name="Take next").click()
+    expect(page.locator("#phone")).to_have_text(CALLER)
+    first = page.url.rsplit("/", 1)[-1]
+    expect(page.get_by_role("heading", name="This caller before")).to_have_count(0)
+    page.get_by_label("Add a note (stored encrypted)").fill(note)
+    page.get_by_role("button", name="Save note").click()
+    expect(page.get_by_text("Note saved (encrypted).")).to_be_visible()
+    page.get_by_label("Reached: we spoke").check()
+    page.get_by_role("button", name="Record outcome").click()
+    expect(page.get_by_text("Recorded: Reached: we spoke.")).to_be_visible()
+    expect(page.get_by_text("Nobody is waiting.")).to_be_visible()
+
+    # The same person asks again, this time by phone.
+    again = Call(caller, sender=CALLER).press("4", "2", "2", "1", "1", "1")
+    assert "You're now on the list" in again.text
+
+    expect(rows).to_have_count(1)  # arrives on the open page
+    expect(rows.first.locator(".badge.returning")).to_have_text("called before")
+    page.get_by_role("button", name="Take next").click()
+    expect(page.locator("#phone")).to_have_text(CALLER)
+    second = page.url.rsplit("/", 1)[-1]
+    assert second != first
+    earlier = page.locator("section[aria-labelledby=earlier-heading] ul.earlier > li")
+    expect(earlier).to_have_count(1)
+    meta = earlier.first.locator("p.meta").first
+    expect(meta).to_contain_text("text")  # the earlier request came by text
+    expect(meta).to_contain_text("Reached: we spoke")
+    expect(meta).to_contain_text("handled by alex")
+    expect(earlier.first.locator("ul.notes")).to_contain_text(note)  # decrypted
+    expect(page.locator("dl.facts")).to_contain_text("call")  # this one, by phone
+
+    admin = new_context(browser, base_url=live_server)
+    try:
+        audit_page = admin.new_page()
+        _log_in(audit_page, "morgan")
+        audit_page.goto("/console/admin?action=history")
+        entries = audit_page.locator("#audit tbody tr")
+        expect(entries).to_have_count(1)
+        cells = entries.first.locator("td")
+        expect(cells).to_have_text(
+            [re.compile(r"\d{4}-\d\d-\d\d .+ UTC"), "alex", "history", second, first]
+        )
+        assert CALLER.lstrip("+") not in audit_page.content()
+        assert CALLER[-7:] not in audit_page.content()
+    finally:
+        admin.close()

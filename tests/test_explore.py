@@ -15,7 +15,7 @@ from tests.factories import edit, run_helpline
 
 AT_RISK_WITH_ADVICE = "    say: [voice.callback_at_risk, voice.callback_urgent]"
 AT_RISK_WITHOUT_ADVICE = "    say: [voice.callback_urgent]"
-VOICE_STORE_CHECK = "    branch: {fact: store, down: callback_failed, otherwise: callback_triage}"
+VOICE_STORE_CHECK = "    branch: {fact: store, down: callback_failed, otherwise: callback_open}"
 
 
 def _explore(flows: Path, render: twiml.Render | None = twiml.reply) -> Report:
@@ -130,8 +130,8 @@ def test_4_a_question_without_the_way_back_to_the_menu_is_found(flows):
 def test_5_a_call_back_question_with_the_store_down_is_found(flows):
     edit(
         flows / "sms.yaml",
-        "    branch: {fact: store, down: callback_failed, otherwise: callback_triage}",
-        "    next: callback_triage",
+        "    branch: {fact: store, down: callback_failed, otherwise: callback_open}",
+        "    next: callback_open",
     )
 
     report = _explore(flows)
@@ -147,7 +147,7 @@ def test_5_a_call_back_question_with_the_store_down_is_found(flows):
 
 def test_5_being_told_queued_with_the_store_down_is_found(flows):
     # The store check turned around, and a failure that claims success.
-    turned = "    branch: {fact: store, down: callback_triage, otherwise: callback_failed}"
+    turned = "    branch: {fact: store, down: callback_open, otherwise: callback_failed}"
     edit(flows / "voice.yaml", VOICE_STORE_CHECK, turned)
     edit(flows / "voice.yaml", "      failed: callback_failed\n", "      failed: callback_queued\n")
 
@@ -155,6 +155,19 @@ def test_5_being_told_queued_with_the_store_down_is_found(flows):
 
     assert any("a caller is told they are on the list" in p for p in found), found
     assert any("a call back is asked for at 'callback_triage'" in p for p in found), found
+
+
+def test_6_is_proved_for_someone_asking_again_with_a_request_open(flows):
+    # Reached only by a texter whose request is open already, when it cannot be checked.
+    edit(
+        flows / "content" / "en.yaml",
+        "on our list. In danger? Call {emergency} now, or {crisis_line}.",
+        "on our list.",
+    )
+
+    found = _found(_explore(flows), 6)
+
+    assert any("you're still on our list." in p and "texts '4'" in p for p in found), found
 
 
 def test_6_an_sms_menu_without_the_emergency_number_is_found(flows):

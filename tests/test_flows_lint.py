@@ -218,7 +218,8 @@ def test_an_unknown_action_is_reported_with_the_actions_there_are(flows):
     edit(flows / "voice.yaml", "    action: callback\n", "    action: check_in\n")
     assert (
         "voice.yaml: node 'callback_queue': unknown action 'check_in'"
-        " (the actions are: callback, checkin, checkin_where)" in check_flows(flows)
+        " (the actions are: callback, callback_again, callback_urgent, checkin, checkin_where)"
+        in check_flows(flows)
     )
 
 

@@ -13,6 +13,7 @@ from helpline import create_app
 from helpline.application.jobs import job_queue
 from helpline.callbacks.queue import COMPLETED, CallbackQueue, Contact, Outcome, Priority, Status
 from helpline.conversation.channels import SMS, TEXTING, Channel
+from helpline.infrastructure import embedded
 from helpline.web.services import helpline
 from tests.factories import (
     USABLE_CALLER,
@@ -123,10 +124,12 @@ def test_a_retried_final_step_queues_once(client, redis) -> None:
 def test_asking_again_keeps_the_callers_place(client, redis) -> None:
     Call(client).press("4", "2", "2", "1", "1", "1")
     Call(client, sender=OTHER).press("4", "2", "2", "1", "1", "1")
-    again = Call(client, sender=OTHER).press("4", "2", "2", "1", "1", "1")
+    again = Call(client, sender=OTHER).press("4")
 
-    assert "already on our list" in again.text
+    # Told at once, before any question of the intake.
+    assert again.text.startswith("You're already on our list for a call back")
     assert "number 2 in the queue" in again.text
+    assert "at risk" not in again.text and "press 1, or say urgent" in again.text
     assert len(_queue(client).active()) == 2
 
 
@@ -140,6 +143,54 @@ def test_crisis_speech_from_a_queued_caller_makes_the_request_urgent(client, red
     assert _queue(client).phone(first.id) == CALLER
 
 
+def test_a_caller_with_an_open_request_hears_their_place_before_any_question(client, redis) -> None:
+    Call(client, sender=OTHER).press("4", "2", "2", "1", "1", "1")
+    for body in ("TALK", "2", "2", "1", "1", "1"):  # asked by text, now calls
+        text(client, body)
+
+    told = Call(client).press("4")
+
+    assert told.says[0] == "You're already on our list for a call back, so you keep your place."
+    assert told.says[1] == "You are number 2 in the queue."
+    assert "press 1, or say urgent" in told.text and "call 9 9 9" in told.text
+    assert "at risk" not in told.text and "ending in" not in told.text
+    assert len(_queue(client).active()) == 2
+
+
+def test_a_caller_without_an_open_request_is_asked_the_questions_as_before(client, redis) -> None:
+    Call(client, sender=OTHER).press("4", "2", "2", "1", "1", "1")
+
+    assert "at risk of an overdose" in Call(client).press("4").text
+
+
+def test_redis_down_when_queued_people_ask_again_gives_the_emergency_number(
+    tmp_path: Path,
+) -> None:
+    redis_dir = tmp_path / "redis"  # a Redis of this test's own, to stop
+    url, _ = embedded.ensure_running(redis_dir)
+    app = create_app(make_settings(tmp_path / "var", url))
+    client = app.test_client()
+    try:
+        ask_by_text(client)
+        call = Call(client, sender=OTHER)
+        call.press("4", "2", "2", "1", "1", "1")
+        call.press("0")
+        assert "already on our list" in text(client, "TALK")
+        embedded.stop(redis_dir)
+
+        texted = text(client, "TALK")
+        called = call.press("4")
+    finally:
+        embedded.stop(redis_dir)
+        app.extensions["redis"].close()
+
+    assert texted.startswith("Sorry, we couldn't take your request just now")
+    assert "Call 999 now" in texted and "already on our list" not in texted
+    assert "couldn't take your request" in called.text and "call 9 9 9" in called.text
+    assert "already on our list" not in called.text and called.gather is not None
+
+
+DAY = 24 * 60 * 60
 DAY = 24 * 60 * 60
 
 
@@ -177,10 +228,11 @@ def test_at_risk_caller_whose_request_was_parked_goes_to_the_front_now(
     Call(client, sender=OTHER).press("4", "2", "2", "1", "1", "1")
 
     call = Call(client)
-    assert "mark your call back as urgent" in call.press("4", "1").text
-    done = call.press("2", "1", "1", "1")
+    again = call.press("4")  # asking again brings it back into the line, at its old place
+    assert "already on our list" in again.text and "number 1 in the queue" in again.text
+    done = call.press("1")  # things have got worse
 
-    assert "already on our list" in done.text
+    assert "Your call back is now urgent." in done.text and "9 9 9" in done.text
     assert "You are number 1 in the queue." in done.text
     assert "getting ready to call you now" not in done.text
     assert_caller_is_next(client, urgent=True)
@@ -191,15 +243,13 @@ def test_at_risk_texter_whose_call_back_was_put_off_goes_to_the_front_now(client
     park(client, Outcome.CALL_BACK_LATER)
     ask_by_text(client, sender=OTHER)
 
-    text(client, "TALK")
-    at_risk = text(client, "1")
-    assert at_risk.startswith("Thank you for telling us. Please don't wait for our call:")
-    assert "call 999 or Samaritans, free, on 116 123 now" in at_risk
-    for body in ("2", "1", "1"):
-        text(client, body)
-    reply = text(client, "1")
+    again = text(client, "TALK")
+    assert "already on our list" in again and "Reply URGENT" in again
+    reply = text(client, "urgent")
 
-    assert "already on our list" in reply and "You're number 1 in the queue." in reply
+    assert reply.startswith("Thank you. Your call back is now urgent. Don't wait for us:")
+    assert "call 999 or Samaritans, free, on 116 123 now" in reply
+    assert "You're number 1 in the queue." in reply
     assert "getting ready to call you now" not in reply
     assert_caller_is_next(client, urgent=True)
 
@@ -221,7 +271,7 @@ def test_caller_asking_again_after_a_missed_call_rejoins_the_line_and_hears_thei
     park(client, Outcome.NO_ANSWER)
     Call(client, sender=OTHER).press("4", "2", "2", "1", "1", "1")
 
-    again = Call(client).press("4", "2", "2", "1", "1", "1")
+    again = Call(client).press("4")
 
     assert "already on our list" in again.text
     assert "You are number 1 in the queue." in again.text
@@ -235,7 +285,7 @@ def test_caller_whose_call_back_is_being_made_hears_a_counsellor_is_getting_read
     Call(client).press("4", "2", "2", "1", "1", "1")
     assert _queue(client).claim_next("sam") is not None
 
-    again = Call(client).press("4", "2", "2", "1", "1", "1")
+    again = Call(client).press("4")
 
     assert "already on our list" in again.text
     assert "A counsellor is getting ready to call you now." in again.text
@@ -265,10 +315,10 @@ def test_at_risk_answer_the_second_time_in_a_call_makes_the_request_urgent(clien
     call = Call(client)
     call.press("4", "2", "2", "1", "1", "1")
 
-    assert "mark your call back as urgent" in call.press("*", "4", "1").text
-    done = call.press("2", "1", "1", "1")
+    assert "already on our list" in call.press("*", "4").text
+    done = call.press("1")
 
-    assert "already on our list" in done.text
+    assert "Your call back is now urgent." in done.text
     assert "You are number 1 in the queue." in done.text
     assert_caller_is_next(client, urgent=True)
     assert len(_queue(client).active()) == 2
@@ -438,10 +488,12 @@ def test_one_sender_keeps_one_open_request_whichever_number_each_ask_names(
     client, redis, channel
 ) -> None:
     me = channel.address(CALLER)
-    for number in ("+1 202 555 0188", "+1 202 555 0199"):  # two strangers' phones
-        for body in ("TALK", "2", "2", "no", number, "1", "1"):
-            reply = text(client, body, sender=me)
-    assert "already on our list" in reply
+    for body in ("TALK", "2", "2", "no", "+1 202 555 0188", "1", "1"):  # a stranger's phone
+        text(client, body, sender=me)
+    # Asking again, for another stranger: told at once, before any question.
+    reply = text(client, "TALK", sender=me)
+    assert reply.startswith("You're already on our list for a call back")
+    assert "You're number 1 in the queue." in reply
     [request] = _queue(client).active()
     assert _queue(client).phone(request.id) == "+12025550188"
     # Only the first stranger is ever texted a confirmation.
@@ -456,6 +508,69 @@ def test_one_sender_keeps_one_open_request_whichever_number_each_ask_names(
     assert "You're on the list" in reply
     [again] = _queue(client).active()
     assert _queue(client).phone(again.id) == "+12025550199"
+
+
+def test_a_texter_with_an_open_request_is_told_their_place_in_the_first_reply(
+    client, redis, channel
+) -> None:
+    me = channel.address(CALLER)
+    ask_by_text(client, sender=OTHER)
+    for body in ("TALK", "2", "2", "1", "1", "1"):
+        text(client, body, sender=me)
+    [_, mine] = _queue(client).active()
+    jobs = len(job_queue(redis).get_jobs())
+
+    reply = text(client, "TALK", sender=me)
+
+    lines = reply.split("\n")
+    assert lines[0] == "You're already on our list for a call back and keep your place."
+    assert lines[1] == "You're number 2 in the queue."
+    assert lines[-1] == "Things got worse? Reply URGENT. In danger? Call 999. 0 Menu."
+    assert "at risk" not in reply and "this number" not in reply  # no question asked
+    assert [r.id for r in _queue(client).active()] == [_queue(client).active()[0].id, mine.id]
+    assert len(job_queue(redis).get_jobs()) == jobs  # nobody is texted again
+
+
+def test_a_texter_on_the_list_who_texts_urgent_goes_to_the_front(client, redis, channel) -> None:
+    me = channel.address(CALLER)
+    ask_by_text(client, sender=OTHER)
+    for body in ("TALK", "2", "2", "1", "1", "1"):
+        text(client, body, sender=me)
+    text(client, "MENU", sender=me)
+
+    reply = text(client, "URGENT", sender=me)
+
+    assert reply.startswith("Thank you. Your call back is now urgent.")
+    assert "call 999" in reply and "You're number 1 in the queue." in reply
+    [first, second] = _queue(client).active()
+    assert first.urgent and _queue(client).phone(first.id) == CALLER
+    assert not second.urgent
+
+
+def test_urgent_from_a_texter_with_no_request_starts_the_request(client, redis, channel) -> None:
+    reply = text(client, "URGENT", sender=channel.address(CALLER))
+
+    assert reply.startswith("A counsellor can call you back. First: are you at risk")
+    assert _queue(client).active() == []
+
+
+def test_a_queue_failing_after_the_read_still_says_they_are_listed_and_gives_999(
+    client, redis
+) -> None:
+    ask_by_text(client)
+    services = client.application.extensions["helpline"]
+    port_closed = redis_py.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    services.queue.client = port_closed  # the text's read still works; the queue does not
+    try:
+        again = text(client, "TALK")
+        worse = text(client, "URGENT")
+    finally:
+        port_closed.close()
+
+    assert again.startswith("Sorry, we couldn't check your call back just now.")
+    assert "you're still on our list" in again and "Call 999 now" in again
+    assert worse.startswith("Sorry, we couldn't mark your call back urgent just now.")
+    assert "call 999 now" in worse
 
 
 def test_requests_without_a_known_sender_are_each_their_own(client) -> None:

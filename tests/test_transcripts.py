@@ -85,10 +85,13 @@ def test_transcript_matches_golden(client, alex, request, channel, lang, node_id
 ELSEWHERE = {
     # Redis down while queueing: tests/test_intake.py and tests/test_safety.py; a blocked
     # caller: tests/test_intake.py; check-ins with nobody on duty, a hidden number, or
-    # Redis down: tests/test_checkins.py.
+    # Redis down: tests/test_checkins.py. The queue failing after a returning requester's
+    # text was read: tests/test_intake.py.
     Medium.VOICE: {
         "callback_failed",
         "callback_blocked",
+        "callback_again_failed",
+        "callback_urgent_failed",
         "checkin_failed",
         "checkin_no_number",
         "checkin_unavailable",
@@ -98,6 +101,8 @@ ELSEWHERE = {
     Medium.SMS: {
         "callback_failed",
         "callback_blocked",
+        "callback_again_failed",
+        "callback_urgent_failed",
         "callback_key_number",
         "checkin_unavailable",
         "checkin_failed",

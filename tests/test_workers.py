@@ -351,13 +351,13 @@ def test_a_request_raised_to_urgent_alerts_on_duty_counsellors_once(
     work(ctx)
     assert texts_to(twilio_api, 50) == []
 
-    call.press("*", "4", "1", "2", "1", "1")  # at risk now, in the same call
+    assert "already on our list" in call.press("*", "4").text  # asks again in the same call
     final = call.step.action
-    for _ in range(2):  # the step that raises it, and Twilio's retry of it
-        response = twilio_post(client, final, {**call.params, "Digits": "2"})
-        assert "already on our list" in parse_voice(response.get_data(as_text=True)).text
+    for _ in range(2):  # things have got worse (1), and Twilio's retry of that step
+        response = twilio_post(client, final, {**call.params, "Digits": "1"})
+        assert "now urgent" in parse_voice(response.get_data(as_text=True)).text
     call.say("he's not breathing")
-    for body in ("TALK", "1", "2", "1", "1", "1"):  # and asks again, at risk, by text
+    for body in ("TALK", "URGENT"):  # and asks again, and says it is urgent, by text
         text(client, body, sender=callback_number(1))
     [request] = ctx.queue.active()
     assert request.urgent

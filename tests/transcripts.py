@@ -22,10 +22,13 @@ from helpline.infrastructure.constants import MAX_REPROMPTS
 
 # What the web layer knows when a walk is played: the caller's number is known, a
 # counsellor is on duty, a callback request joins an empty queue, open all hours, with no
-# history to estimate from, and a check-in is booked.
+# history to estimate from, and a check-in is booked. Each walk is a new caller, with no
+# request open before it (what they are told once it is, the webhooks show).
 FACTS = {"caller_id": "known", "number_end": "1 0 0", "duty": "open"}
 OUTCOMES = {
     "callback": ("queued", {"place": "known", "position": "1"}),
+    "callback_again": ("none", {}),
+    "callback_urgent": ("none", {}),
     "checkin": ("started", {"time": "9:00"}),
     "checkin_where": ("saved", {}),
 }

@@ -273,6 +273,8 @@ class Components:
         return ActionRegistry(
             {
                 "callback": self.desk.request_callback,
+                "callback_again": self.desk.ask_again,
+                "callback_urgent": self.desk.make_urgent,
                 "checkin": self.checkins.book,
                 "checkin_where": self.checkins.add_place,
             }

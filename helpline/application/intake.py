@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 
 # Longest estimate worth saying; past it, "as soon as we can" is more honest.
 MAX_ESTIMATE_MINUTES = 240
+# The fact that says the caller already has a call back request open, so the intake
+# tells them where they stand instead of asking every question again.
+QUEUED_FACT, QUEUED_OPEN = "queued", "open"
+# Facts that need the store: worked out together, in one round trip at most.
+_STANDING_FACTS = frozenset({STORE_FACT, QUEUED_FACT})
 
 
 @dataclass(frozen=True)
@@ -54,17 +59,26 @@ class CallerFacts(Mapping[str, str]):
     """
 
     def __init__(
-        self, caller: Caller, *, spoken: bool, region: str, store_down: Callable[[], bool]
+        self,
+        caller: Caller,
+        *,
+        spoken: bool,
+        region: str,
+        standing: Callable[[str | None], tuple[bool, bool]],
     ):
         self.caller = caller
         self.spoken = spoken
         self.region = region
-        self._store_down = store_down
+        self._standing = standing
+
+    @functools.cached_property
+    def _number(self) -> str | None:
+        # Judged where it is offered: a caller ID we could not call is never offered.
+        return self.caller.callable_number(self.region)
 
     @functools.cached_property
     def _caller(self) -> dict[str, str]:
-        # Judged where it is offered: a caller ID we could not call is never offered.
-        number = self.caller.callable_number(self.region)
+        number = self._number
         if number is None:
             return {}
         end = number[-3:]
@@ -72,10 +86,14 @@ class CallerFacts(Mapping[str, str]):
 
     @functools.cached_property
     def _store(self) -> dict[str, str]:
-        return {STORE_FACT: STORE_DOWN} if self._store_down() else {}
+        down, queued = self._standing(self._number)
+        facts = {STORE_FACT: STORE_DOWN} if down else {}
+        if queued and not down:
+            facts[QUEUED_FACT] = QUEUED_OPEN
+        return facts
 
     def __getitem__(self, key: str) -> str:
-        return (self._store if key == STORE_FACT else self._caller)[key]
+        return (self._store if key in _STANDING_FACTS else self._caller)[key]
 
     def __iter__(self) -> Iterator[str]:
         return iter({**self._caller, **self._store})
@@ -107,20 +125,33 @@ class CallbackDesk:
         self.notify = notify
         self.clock = clock
 
-    def facts(self, caller: Caller, *, spoken: bool, kept: bool | None = None) -> CallerFacts:
+    def facts(
+        self, caller: Caller, *, spoken: bool, kept: bool | None = None, queued: bool = False
+    ) -> CallerFacts:
         """Return what the flow may branch on or say before any action.
 
-        kept says whether the conversation will be remembered (a text's state was read);
-        None: ask Redis, if and when the flow needs to know.
+        kept says whether the conversation will be remembered (a text's state was read),
+        and queued whether that same read found the caller's request open; None: ask
+        Redis, if and when the flow needs to know.
         """
 
-        def store_down() -> bool:
+        def standing(number: str | None) -> tuple[bool, bool]:
+            """(store down, a request open), at most one round trip."""
             if kept is not None:
-                return not kept
-            ping = self.store.attempt("store check", lambda client: bool(client.ping()), False)
-            return not (self.store.available and ping)
+                return not kept, queued
+            if number is None:
+                ping = self.store.attempt("store check", lambda client: bool(client.ping()), False)
+                return not (self.store.available and ping), False
+            if not self.store.available:
+                return True, False
+            try:
+                return False, self.queue.has_open(number)
+            except QueueError as exc:
+                self.store.trip()
+                log.error("store check failed", extra={"error": type(exc).__name__})
+                return True, False
 
-        return CallerFacts(caller, spoken=spoken, region=self.region, store_down=store_down)
+        return CallerFacts(caller, spoken=spoken, region=self.region, standing=standing)
 
     def request_callback(self, state: State, caller: Caller) -> tuple[str, dict[str, str]]:
         """Queue the caller; return the flow outcome and the facts to tell them."""
@@ -198,17 +229,47 @@ class CallbackDesk:
 
     def escalate(self, caller: Caller) -> None:
         """Make a crisis caller's open request urgent, in the line now; alert on the raise."""
-        number = caller.callable_number(self.region)
-        if number is None or not self.store.available:
-            return
         try:
-            placement = self.queue.escalate(number)
+            self._revisit(caller, urgent=True)
+        except QueueError:
+            return  # logged; the crisis reply goes out all the same
+
+    def ask_again(self, state: State, caller: Caller) -> tuple[str, dict[str, str]]:
+        """Bring a returning requester's open request back into the line and tell them
+        where it stands ("already"); "none" if it closed meanwhile; "failed"."""
+        return self._revisited(caller, state.lang, urgent=False, outcome="already")
+
+    def make_urgent(self, state: State, caller: Caller) -> tuple[str, dict[str, str]]:
+        """Raise the caller's open request to urgent and tell them where it stands now
+        ("raised"); "none" if they have none open; "failed"."""
+        return self._revisited(caller, state.lang, urgent=True, outcome="raised")
+
+    def _revisited(
+        self, caller: Caller, lang: str, *, urgent: bool, outcome: str
+    ) -> tuple[str, dict[str, str]]:
+        try:
+            placement = self._revisit(caller, urgent=urgent)
+        except QueueError:
+            return "failed", {}
+        return ("none", {}) if placement is None else (outcome, self.where(placement, lang))
+
+    def _revisit(self, caller: Caller, *, urgent: bool) -> Placement | None:
+        """Bring the caller's open request back into the line now, urgent if asked, and
+        alert the counsellors if this made it urgent; None if they have none open."""
+        number = caller.callable_number(self.region)
+        if number is None:
+            return None
+        if not self.store.available:
+            raise QueueError("the store is down")
+        try:
+            placement = self.queue.revisit(number, urgent=urgent)
         except QueueError as exc:
-            log.error("could not raise a callback", extra={"error": type(exc).__name__})
-            return
+            log.error("could not revisit a callback", extra={"error": type(exc).__name__})
+            raise
         if placement is not None and placement.raised:
             log.warning("callback raised to urgent", extra={"request": placement.request.id})
             self._notify(placement, False)
+        return placement
 
     def where(self, placement: Placement, lang: str) -> dict[str, str]:
         """Return the facts that tell a caller their place, the wait, and the hours."""

@@ -22,6 +22,8 @@ from helpline.application.checkin import CheckinDesk
 from helpline.application.intake import CallbackDesk, Caller, open_answers, seal_answers
 from helpline.application.limits import RateLimits
 from helpline.application.surveys import SurveyDesk
+from helpline.callbacks.queue import OPEN_LOOKUP
+from helpline.callbacks.queue import PREFIX as QUEUE_PREFIX
 from helpline.callbacks.surveys import open_key as survey_key
 from helpline.conversation import twiml
 from helpline.conversation.channels import SMS, Channel, texting_channel
@@ -43,16 +45,21 @@ _MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 REPLIES_KEPT = 3
 
 # A text's one read: is the sender opted out, their conversation (or nil), how many
-# texts they sent this minute (KEYS[3], counted here, kept ARGV[3] seconds), and whether a
-# follow-up survey waits for their answer (KEYS[4]). On a channel with a reply window, the
-# same step opens it (KEYS[5]) for ARGV[2] seconds.
-_READ = """
+# texts they sent this minute (KEYS[3], counted here, kept ARGV[3] seconds), whether a
+# follow-up survey waits for their answer (KEYS[4]), and whether they have a call back
+# request open (in the queue under ARGV[4]), so asking again is answered at once. On a
+# channel with a reply window, the same step opens it (KEYS[5]) for ARGV[2] seconds.
+_READ = (
+    OPEN_LOOKUP
+    + """
 local count = redis.call('INCR', KEYS[3])
 if count == 1 then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
 if KEYS[5] then redis.call('SET', KEYS[5], '1', 'EX', ARGV[2]) end
+local queued = open_of(ARGV[4], ARGV[1]) and 1 or 0
 return {redis.call('SISMEMBER', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2]), count,
-        redis.call('EXISTS', KEYS[4])}
+        redis.call('EXISTS', KEYS[4]), queued}
 """
+)
 
 
 def optout_key(channel: Channel) -> str:
@@ -83,9 +90,10 @@ class Read:
     replies: list[tuple[str, str]]  # (MessageSid, TwiML), newest first
     count: int  # texts from this sender this minute
     survey_waiting: bool
+    queued: bool  # a call back request of theirs is open
 
 
-UNREAD = Read(False, False, None, [], 0, False)
+UNREAD = Read(False, False, None, [], 0, False, False)
 
 
 @dataclass(frozen=True)
@@ -169,7 +177,9 @@ class TextConversations:
         if danger is not None:
             self.desk.escalate(caller)
         # Without a sender, or with the store down, nothing said now is remembered.
-        facts: Mapping[str, str] = self.desk.facts(caller, spoken=False, kept=read.done)
+        facts: Mapping[str, str] = self.desk.facts(
+            caller, spoken=False, kept=read.done, queued=read.queued
+        )
         if self.checkins:
             facts = self.checkins.facts(facts)
         step = answer_text(
@@ -233,12 +243,14 @@ class TextConversations:
         keys = [optout_key(channel), _state_key(channel, who), counter, survey_key(who)]
         if channel.window_seconds:
             keys.append(window_key(channel, who))
-        args = [who, int(channel.window_seconds or 0), counted_for]
+        args = [who, int(channel.window_seconds or 0), counted_for, QUEUE_PREFIX]
 
         def read(client):
-            opted, raw, count, survey = self._read_script(keys=keys, args=args, client=client)
+            opted, raw, count, survey, queued = self._read_script(
+                keys=keys, args=args, client=client
+            )
             stored, replies = _decode(raw)
-            return Read(True, bool(opted), stored, replies, int(count), bool(survey))
+            return Read(True, bool(opted), stored, replies, int(count), bool(survey), bool(queued))
 
         if not who:
             return UNREAD

@@ -247,13 +247,30 @@ local function requeue(prefix, now)
 end
 """
 
-# The caller has come back to an open request (asked again, or said a crisis phrase).
-# Shared by the scripts below, so what the caller is then told is read after the change.
-_REVIVE = """
+# Finds the open request of a caller by their digest: one made to call their number, else
+# one they asked for, whichever number it names; nil if neither is open. Other modules'
+# scripts include it (OPEN_LOOKUP) to learn it in a round trip they already make.
+_OPEN = """
 local function is_open(prefix, id)
   local status = redis.call('HGET', prefix .. 'req:' .. id, 'status')
   return status == 'waiting' or status == 'claimed'
 end
+
+local function open_of(prefix, who)
+  for _, field in ipairs({who, 'sender:' .. who}) do
+    local id = redis.call('HGET', prefix .. 'open', field)
+    if id and is_open(prefix, id) then return id end
+  end
+  return nil
+end
+"""
+OPEN_LOOKUP = _OPEN
+
+# The caller has come back to an open request (asked again, or said a crisis phrase).
+# Shared by the scripts below, so what the caller is then told is read after the change.
+_REVIVE = (
+    _OPEN
+    + """
 
 -- A request parked in 'scheduled' (a retry, or "call back at") rejoins the line now, in
 -- its band and age order; urgent makes it urgent, which puts it in the front band.
@@ -277,6 +294,7 @@ local function revive(prefix, id, now, urgent, band)
   return raised
 end
 """
+)
 
 # KEYS: new request key, today's report counts.  ARGV: prefix, now, caller digest, id,
 # score, urgent, seen key (or ''), seen ttl, band, confirmation ('pending' or 'none'),
@@ -336,19 +354,19 @@ return {how, found, redis.call('ZRANK', prefix .. 'waiting', found) or -1, raise
 """
 )
 
-# KEYS: today's report counts. ARGV: prefix, now, caller digest, band. Makes the caller's
-# open request urgent and puts it back in the line now; returns {id, rank, 1 if raised to
-# urgent now}, or false.
-_ESCALATE = (
+# KEYS: today's report counts. ARGV: prefix, now, caller digest, band, urgent. Puts the
+# caller's open request (see open_of) back in the line now, urgent if asked; returns {id,
+# rank, 1 if raised to urgent now}, or false.
+_REVISIT = (
     _REQUEUE
     + _REVIVE
     + tally.lua()
     + """
 local prefix, now, who, band = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 requeue(prefix, now)
-local id = redis.call('HGET', prefix .. 'open', who)
-if not id or not is_open(prefix, id) then return false end
-local raised = revive(prefix, id, now, true, band)
+local id = open_of(prefix, who)
+if not id then return false end
+local raised = revive(prefix, id, now, ARGV[5] == '1', band)
 if raised == 1 then tally(CALLBACK_URGENT) end
 return {id, redis.call('ZRANK', prefix .. 'waiting', id) or -1, raised}
 """
@@ -538,7 +556,10 @@ class CallbackQueue:
         self._withdraw = client.register_script(_WITHDRAW)
         self._forget = client.register_script(_FORGET)
         self._enqueue = client.register_script(_ENQUEUE)
-        self._escalate = client.register_script(_ESCALATE)
+        self._revisit = client.register_script(_REVISIT)
+        self._has_open = client.register_script(
+            _OPEN + "return open_of(ARGV[1], ARGV[2]) and 1 or 0\n"
+        )
         self._claim_next = client.register_script(_CLAIM_NEXT)
         self._settle = client.register_script(_SETTLE)
         self._expire = client.register_script(_EXPIRE)
@@ -642,12 +663,23 @@ class CallbackQueue:
         rank = _guard(lambda: self.client.zrank(WAITING, rid))
         return None if rank is None else int(rank) + 1
 
+    def has_open(self, phone: str) -> bool:
+        """Whether the caller has a request open: one to call this number, or one they asked for."""
+        who = phone_digest(self.phone_key, phone)
+        return bool(_guard(lambda: self._has_open(args=[PREFIX, who])))
+
     def escalate(self, phone: str) -> Placement | None:
         """Make the caller's open request urgent and in the line now; None if they have none."""
+        return self.revisit(phone, urgent=True)
+
+    def revisit(self, phone: str, *, urgent: bool = False) -> Placement | None:
+        """Bring the caller's open request (for their number, or one they asked for) back
+        into the line now, urgent if asked; None if they have none open."""
         who = phone_digest(self.phone_key, phone)
         now = self.clock()
         keys = [tally.today_key(self.zone, now)]
-        found = _guard(lambda: self._escalate(keys=keys, args=[PREFIX, now, who, _BAND]))
+        args: list[str | float | int] = [PREFIX, now, who, _BAND, int(urgent)]
+        found = _guard(lambda: self._revisit(keys=keys, args=args))
         if not found:
             return None
         rid, rank, raised = found

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 # Facts known of every caller at every step, before any action: whether their number
-# can be offered back to them (and its last digits), whether the store is up, and
-# whether a counsellor is on duty within hours now ("duty": "open"), so a check-in can
-# be offered.
-CALLER_FACTS = frozenset({"caller_id", "number_end", "store", "duty"})
+# can be offered back to them (and its last digits), whether the store is up, whether
+# they have a call back request open already ("queued": "open"), and whether a
+# counsellor is on duty within hours now ("duty": "open"), so a check-in can be offered.
+CALLER_FACTS = frozenset({"caller_id", "number_end", "store", "queued", "duty"})
 # Where a request stands once it is on the list: the place, the wait or the hours.
 WHERE_FACTS = frozenset({"place", "position", "wait", "minutes", "hours", "resume"})
 
@@ -47,6 +47,21 @@ CALLBACK = Action(
     },
     promises=frozenset({"queued", "already"}),
 )
+# Someone with a call back request open asks again: it is brought back into the line
+# (from a retry's wait) and they are told where it stands; "none" if it closed meanwhile.
+CALLBACK_AGAIN = Action(
+    name="callback_again",
+    needs=frozenset(),
+    outcomes={"already": WHERE_FACTS, "none": frozenset(), "failed": frozenset()},
+    promises=frozenset({"already"}),
+)
+# Things have got worse for someone on the list: their open request is made urgent.
+CALLBACK_URGENT = Action(
+    name="callback_urgent",
+    needs=frozenset(),
+    outcomes={"raised": WHERE_FACTS, "none": frozenset(), "failed": frozenset()},
+    promises=frozenset({"raised"}),
+)
 # A check-in call: booked (or moved, for a caller with one open already) for about {time};
 # "unavailable" when no counsellor is on duty any more; "failed" when it cannot be kept.
 CHECKIN = Action(
@@ -70,5 +85,6 @@ CHECKIN_WHERE = Action(
 )
 # Every action a flow may name, by name.
 DECLARED: Mapping[str, Action] = {
-    action.name: action for action in (CALLBACK, CHECKIN, CHECKIN_WHERE)
+    action.name: action
+    for action in (CALLBACK, CALLBACK_AGAIN, CALLBACK_URGENT, CHECKIN, CHECKIN_WHERE)
 }

@@ -116,6 +116,7 @@ class Point:
     opted_out: bool = False
     caller_known: bool = True
     on_duty: bool = True  # a counsellor is on duty within hours (a check-in is offered)
+    queued: bool = False  # the caller has a call back request open (at the first input)
 
     def key(self, routed: frozenset[str]) -> tuple[object, ...]:
         """Identify the point up to what the engine can tell apart.
@@ -125,7 +126,7 @@ class Point:
         keyed in and the caller's own make one state, not one each.
         """
         s = self.state
-        who = (self.opted_out, self.caller_known, self.on_duty)
+        who = (self.opted_out, self.caller_known, self.on_duty, self.queued)
         if s is None:
             return (None, *who)
         answers = tuple(sorted((k, v if k in routed else "") for k, v in s.answers.items()))
@@ -310,13 +311,24 @@ class _Walk:
         self.report.states += len(points)
 
     def _roots(self) -> Iterator[tuple[Point, list[Event]]]:
-        # Off duty only changes what a check-in request is told: one caller is enough.
-        for known, on_duty in ((True, True), (False, True), (True, False)):
+        # Off duty only changes what a check-in request is told, and a request open
+        # already only what asking for one is told (only a known caller has one): one
+        # caller each is enough. A request open is known for the first input only (it
+        # may close before the next): every way into the intake is tried with it, and
+        # what follows is walked as for anyone else, so the walk stays about the size
+        # it was.
+        roots = (
+            (True, True, False),
+            (False, True, False),
+            (True, False, False),
+            (True, True, True),
+        )
+        for known, on_duty, queued in roots:
             if self.voice:
                 state, events = self.engine.start()
-                yield Point(state, caller_known=known, on_duty=on_duty), events
+                yield Point(state, caller_known=known, on_duty=on_duty, queued=queued), events
             else:
-                yield Point(None, caller_known=known, on_duty=on_duty), []
+                yield Point(None, caller_known=known, on_duty=on_duty, queued=queued), []
 
     def _facts(self, point: Point, store: Store | None = None) -> dict[str, str]:
         facts: dict[str, str] = {}
@@ -326,6 +338,8 @@ class _Walk:
             facts["duty"] = "open"
         if (store or self.store) is Store.DEGRADED:
             facts[STORE_FACT] = STORE_DOWN
+        elif point.queued:
+            facts["queued"] = "open"
         return facts
 
     def _step(self, point: Point, way: Input, store: Store | None = None) -> list[Turn]:
@@ -354,7 +368,7 @@ class _Walk:
             )
             if not step.events:
                 kept = None if step.opted_out else point.state
-                after = Point(kept, step.opted_out, point.caller_known, point.on_duty)
+                after = replace(point, state=kept, opted_out=step.opted_out, queued=False)
                 return [Turn([], step.state, after if store is Store.NORMAL else _fresh(point))]
             assert step.state is not None
             state, events, opted_out = step.state, step.events, step.opted_out
@@ -363,7 +377,7 @@ class _Walk:
             if store is Store.DEGRADED and not self.voice:
                 after = _fresh(point)  # nothing is read or kept
             else:
-                after = Point(engine_state, opted_out, point.caller_known, point.on_duty)
+                after = replace(point, state=engine_state, opted_out=opted_out, queued=False)
             turns.append(Turn(said, engine_state, after))
         return turns
 
@@ -667,7 +681,7 @@ def _at(point: Point) -> str:
 
 
 def _fresh(point: Point) -> Point:
-    return Point(None, False, point.caller_known, point.on_duty)
+    return replace(point, state=None, opted_out=False, queued=False)
 
 
 def _path(

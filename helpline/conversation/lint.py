@@ -87,6 +87,7 @@ FACTS = {
     "place": "known",
     "hours": "closed",
     "wait": "known",
+    "queued": "open",
     STORE_FACT: STORE_DOWN,
 }
 
