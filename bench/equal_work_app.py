@@ -5,8 +5,8 @@ twilio's own RequestValidator, and for a text make the same Redis calls the SMS 
 makes (helpline/application/messaging.py): one Lua read of the sender's opt-out and
 conversation (which also counts the sender's texts this minute, for the rate limit, and
 sees whether a follow-up survey waits for their answer and whether they have a call back
-request open), then
-one SET with an expiry of the conversation and the replies kept for a retried message;
+request open), then one SET with an expiry of the conversation and the replies kept for
+a retried message;
 a text that starts a conversation or chooses a topic (SAFE) counts it in the day's report
 hash in the same round trip (the SET, HINCRBY and EXPIRE pipelined, helpline/reports).
 A call's first webhook reads the caller ID and, if it is a number we could call back,
