@@ -30,9 +30,14 @@ browser: $(CHROMIUM)
 run: $(STAMP)
 	$(BIN)/helpline serve
 
+# The tests run on PYTEST_WORKERS processes (pytest-xdist): most of them wait on
+# subprocesses, so more workers than cores pays off. --dist loadgroup runs the tests
+# that measure figures (xdist_group "measured") on one worker, one after another.
+PYTEST_WORKERS ?= 3
+
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/helpline flows check
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # Part of `make test` too: Redis failover and two webs with three workers, real processes,
 # with the figures they measure.
