@@ -42,13 +42,17 @@ HOST = "127.0.0.1"
 TWILIO_TIMEOUT = 15.0
 
 
+# The name under which a test's measured figures travel with its report.
+FIGURES = "figures"
+
+
 def report(request: pytest.FixtureRequest, line: str) -> None:
-    """Show a test's measured figures in pytest's output, captured or not."""
-    plugins = request.config.pluginmanager
-    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
-    if reporter is not None and capture is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(line)
+    """Show a test's measured figures in pytest's output, captured or not, when it ends.
+
+    They travel with the test's report, so they are shown from an xdist worker too
+    (conftest's pytest_runtest_logreport writes them).
+    """
+    request.node.user_properties.append((FIGURES, line))
 
 
 # Ports handed to servers a test starts: below the kernel's ephemeral range (32768 up), so
