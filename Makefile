@@ -30,10 +30,11 @@ browser: $(CHROMIUM)
 run: $(STAMP)
 	$(BIN)/helpline serve
 
-# The tests run on PYTEST_WORKERS processes (pytest-xdist): most of them wait on
-# subprocesses, so more workers than cores pays off. --dist loadgroup runs the tests
-# that measure figures (xdist_group "measured") on one worker, one after another.
-PYTEST_WORKERS ?= 3
+# The tests run on PYTEST_WORKERS processes (pytest-xdist), one per core: the tests that
+# wait on subprocesses leave the cores to the others, and more workers than cores only
+# slows every command a test starts. --dist loadgroup runs the tests that measure
+# figures (xdist_group "measured") on one worker, one after another.
+PYTEST_WORKERS ?= 2
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/helpline flows check
