@@ -30,9 +30,15 @@ browser: $(CHROMIUM)
 run: $(STAMP)
 	$(BIN)/helpline serve
 
+# The tests run on PYTEST_WORKERS processes (pytest-xdist), one per core: the tests that
+# wait on subprocesses leave the cores to the others, and more workers than cores only
+# slows every command a test starts. --dist loadgroup runs the tests that measure
+# figures (xdist_group "measured") on one worker, one after another.
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/helpline flows check
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # Part of `make test` too: Redis failover and two webs with three workers, real processes,
 # with the figures they measure.

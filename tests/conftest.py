@@ -19,6 +19,7 @@ from helpline.infrastructure import embedded
 from tests.browser import TIMEOUT_MS, launch_chromium, new_context, save_screenshot, serve
 from tests.console_helpers import add_counsellor
 from tests.factories import ACCOUNT_SID, AUTH_TOKEN, make_settings, worker_environment
+from tests.processes import FIGURES
 from tests.twilio_api import TwilioApi
 
 # Whether a test's own body failed, for a screenshot of the page it left behind.
@@ -137,6 +138,26 @@ def pytest_runtest_makereport(
     if report.when == "call":
         item.stash[CALL_FAILED] = report.failed
     return report
+
+
+class Figures:
+    """Writes the figures a test measured (tests.processes.report) once it has run."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if report.when == "call" and terminal is not None:
+            for name, value in report.user_properties:
+                if name == FIGURES:
+                    terminal.write_line(str(value))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # With xdist, the controller shows the workers' reports: a worker's output is not seen.
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(Figures(config), "helpline-figures")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -4,6 +4,7 @@ replicas watched by Sentinel, and callers texting the helpline over HTTP."""
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import socket
@@ -41,19 +42,55 @@ HOST = "127.0.0.1"
 TWILIO_TIMEOUT = 15.0
 
 
+# The name under which a test's measured figures travel with its report.
+FIGURES = "figures"
+
+
 def report(request: pytest.FixtureRequest, line: str) -> None:
-    """Show a test's measured figures in pytest's output, captured or not."""
-    plugins = request.config.pluginmanager
-    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
-    if reporter is not None and capture is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(line)
+    """Show a test's measured figures in pytest's output, captured or not, when it ends.
+
+    They travel with the test's report, so they are shown from an xdist worker too
+    (conftest's pytest_runtest_logreport writes them).
+    """
+    request.node.user_properties.append((FIGURES, line))
+
+
+# Ports handed to servers a test starts: below the kernel's ephemeral range (32768 up), so
+# no outgoing connection takes one between the check and the server's own bind.
+PORTS = range(10_000, 32_000)
+_handed: set[int] = set()
+_draw = random.SystemRandom()  # not the random module's state, which a test may seed
+
+
+def _own_ports() -> range:
+    """Return this test process's share of PORTS: each xdist worker has its own."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+    size = len(PORTS) // max(count, 1)
+    start = PORTS.start + size * index
+    return range(start, start + size)
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    """Return a port nobody listens on that no other test process will be handed.
+
+    Each xdist worker draws from its own share, never twice, at random so that
+    another test run on the same machine is unlikely to draw it too.
+    """
+    own = _own_ports()
+    for _ in range(len(own)):
+        port = _draw.choice(own)
+        if port in _handed:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+        _handed.add(port)
+        return port
+    raise AssertionError(f"no free port left in {own}")
 
 
 def helpline_env(data_dir: Path, twilio_api_url: str, **redis: str) -> dict[str, str]:

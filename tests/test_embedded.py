@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import urllib.parse
@@ -28,6 +27,7 @@ from tests.factories import (
     sign,
     wait_until,
 )
+from tests.processes import free_port
 from tests.twilio_api import TwilioApi
 
 
@@ -53,12 +53,6 @@ def test_second_caller_finds_the_running_server_instead_of_starting_another(tmp_
         assert started and not started_again and first == second
     finally:
         embedded.stop(tmp_path)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _serve(
@@ -116,7 +110,7 @@ def _stop(process: subprocess.Popen[str]) -> None:
 
 def test_serve_runs_web_worker_and_redis_and_conversations_survive_a_restart(tmp_path):
 
-    port = _free_port()
+    port = free_port()
     process = _serve(tmp_path, port)
     try:
         _wait_until_up(port, process)
@@ -165,7 +159,7 @@ def _banner(process: subprocess.Popen[str]) -> str:
 
 
 def test_serve_starts_its_embedded_redis_again_if_it_is_killed(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     process = _serve(tmp_path, port, stderr=log)
     try:
@@ -216,7 +210,7 @@ def _worker_child(process: subprocess.Popen[str]) -> int | None:
 def test_serve_restarts_a_killed_worker_while_the_web_keeps_answering(
     tmp_path: Path, twilio_api: TwilioApi
 ) -> None:
-    port = _free_port()
+    port = free_port()
     process = _serve(
         tmp_path,
         port,

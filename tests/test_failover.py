@@ -54,6 +54,10 @@ from tests.twilio_api import TwilioApi
 from workers import jobs
 from workers.connection import connect as worker_connect
 
+# These tests measure figures and start many processes: with workers in parallel
+# (pytest-xdist, --dist loadgroup) they run one after another on the same worker.
+pytestmark = pytest.mark.xdist_group("measured")
+
 T = TypeVar("T")
 # Callers queued before the master is killed, and after the new one takes over.
 BEFORE, AFTER = 15, 15

@@ -29,6 +29,10 @@ from tests.processes import (
 )
 from tests.twilio_api import TwilioApi
 
+# These tests measure figures and start many processes: with workers in parallel
+# (pytest-xdist, --dist loadgroup) they run one after another on the same worker.
+pytestmark = pytest.mark.xdist_group("measured")
+
 CALLERS = 300
 # Every RETRIED-th caller's last text is delivered twice at once, once to each web, as
 # Twilio does when the first delivery seems slow: the same MessageSid both times.
