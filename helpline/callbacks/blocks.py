@@ -26,6 +26,7 @@ import redis
 from helpline.infrastructure.constants import KEY_PREFIX
 from helpline.infrastructure.crypto import Sealer
 from helpline.infrastructure.privacy import mask_phone, phone_digest
+from helpline.infrastructure.records import as_text
 
 BLOCKS = f"{KEY_PREFIX}:blocks"
 DEFAULT_BLOCK_DAYS = 30
@@ -115,22 +116,18 @@ class Blocks:
         self.client.zremrangebyscore(BLOCKS, "-inf", self.clock())
         found = []
         for raw in self.client.zrange(BLOCKS, 0, -1):
-            who = _text(raw)
-            values = {_text(k): v for k, v in self.client.hgetall(f"{BLOCKS}:{who}").items()}
+            who = as_text(raw)
+            values = {as_text(k): v for k, v in self.client.hgetall(f"{BLOCKS}:{who}").items()}
             if not values:
                 continue
             found.append(
                 Block(
                     who=who,
-                    masked=_text(values["masked"]),
+                    masked=as_text(values["masked"]),
                     reason=self.sealer.open(values["reason"], _aad(who)),
-                    by=_text(values["by"]),
+                    by=as_text(values["by"]),
                     at=float(values["at"]),
                     until=float(values["until"]),
                 )
             )
         return found
-
-
-def _text(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)

@@ -82,7 +82,7 @@ from helpline.infrastructure.errors import (
     QueueUnavailable,
 )
 from helpline.infrastructure.privacy import mask_phone, phone_digest
-from helpline.infrastructure.records import HashRecords, SendRecord
+from helpline.infrastructure.records import HashRecords, SendRecord, as_text
 from helpline.infrastructure.store import durable
 from helpline.reports import tally
 
@@ -772,13 +772,13 @@ class CallbackQueue:
     def annotation(self, rid: str, name: str) -> str | None:
         """Return one field of a request as text, or None if it is not set."""
         raw = _guard(lambda: self.client.hget(REQ + rid, name))
-        return None if raw is None else _text(raw)
+        return None if raw is None else as_text(raw)
 
     def annotations(self, rid: str, prefix: str) -> dict[str, bytes]:
         """Return the fields of a request whose names start with prefix, as stored."""
         raw = _guard(lambda: self.client.hgetall(REQ + rid))
         return {
-            name: value for key, value in raw.items() if (name := _text(key)).startswith(prefix)
+            name: value for key, value in raw.items() if (name := as_text(key)).startswith(prefix)
         }
 
     def recipient(self, rid: str) -> str | None:
@@ -792,7 +792,7 @@ class CallbackQueue:
     def send_results(self, rid: str) -> dict[str, str]:
         """Return how each settled text about the request ended, by kind."""
         return {
-            name.removeprefix("sent:"): _text(value)
+            name.removeprefix("sent:"): as_text(value)
             for name, value in self.annotations(rid, "sent:").items()
         }
 
@@ -832,7 +832,7 @@ class CallbackQueue:
         callers = _guard(reading.execute)
         counting = self.client.pipeline(transaction=False)
         for who in callers:
-            counting.zcard(CALLER + _text(who or b""))
+            counting.zcard(CALLER + as_text(who or b""))
         counts = _guard(counting.execute)
         return {rid: max(0, int(n) - 1) for rid, n in zip(wanted, counts, strict=True)}
 
@@ -961,9 +961,9 @@ class CallbackQueue:
         for raw, (who, sender) in zip(ids, callers, strict=True):
             rid = raw.decode()
             if who:
-                pipe.zrem(CALLER + _text(who), rid)
+                pipe.zrem(CALLER + as_text(who), rid)
             if sender:
-                self._forget(keys=[OPEN], args=["sender:" + _text(sender), rid], client=pipe)
+                self._forget(keys=[OPEN], args=["sender:" + as_text(sender), rid], client=pipe)
             pipe.delete(REQ + rid)
             pipe.zrem(CLOSED, rid)
             pipe.zrem(COMPLETED, rid)
@@ -997,7 +997,3 @@ class CallbackQueue:
             outcome=values.get("outcome") or None,
             closed_at=number("closed_at"),
         )
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw

@@ -52,7 +52,7 @@ from helpline.infrastructure.constants import KEY_PREFIX
 from helpline.infrastructure.crypto import Sealer
 from helpline.infrastructure.errors import NotDurable, NotKept, QueueError, QueueUnavailable
 from helpline.infrastructure.privacy import mask_phone, phone_digest
-from helpline.infrastructure.records import HashRecords, SendRecord
+from helpline.infrastructure.records import HashRecords, SendRecord, as_text
 from helpline.reports import tally
 
 PREFIX = f"{KEY_PREFIX}:ci:"
@@ -338,10 +338,6 @@ def _guard(call: Callable[[], Any]) -> Any:
         raise QueueUnavailable(f"check-ins are unreachable: {type(exc).__name__}") from None
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
 class CheckinSessions:
     """The sessions' operations; every change is one atomic step in Redis."""
 
@@ -392,7 +388,7 @@ class CheckinSessions:
         who = phone_digest(self.phone_key, phone)
         for _ in range(3):
             expected = _guard(lambda: self.client.hget(OPEN, who))
-            sid = _text(expected) if expected else secrets.token_hex(8)
+            sid = as_text(expected) if expected else secrets.token_hex(8)
             fields: list[str] = [
                 "phone",
                 self.sealer.seal(phone, sid),
@@ -409,11 +405,11 @@ class CheckinSessions:
                 fields += ["place", self.sealer.seal(place, sid)]
             if contact:
                 fields += ["contact", self.sealer.seal(contact, sid)]
-            args: list[Any] = [PREFIX, self.clock(), who, sid, _text(expected or b""), due]
+            args: list[Any] = [PREFIX, self.clock(), who, sid, as_text(expected or b""), due]
             args += fields
             result = self._call(self._book, args)
-            if _text(result[0]) != "retry":
-                return _text(result[0]), _text(result[1])
+            if as_text(result[0]) != "retry":
+                return as_text(result[0]), as_text(result[1])
         raise QueueError("the caller's session kept changing")
 
     def set_place(self, sid: str, place: str) -> bool:
@@ -426,7 +422,7 @@ class CheckinSessions:
     def open_for(self, phone: str) -> Session | None:
         """Return the caller's open (or escalated) session, if any."""
         sid = _guard(lambda: self.client.hget(OPEN, phone_digest(self.phone_key, phone)))
-        return self.get(_text(sid)) if sid else None
+        return self.get(as_text(sid)) if sid else None
 
     # -- the workers -----------------------------------------------------------------------
 
@@ -435,7 +431,7 @@ class CheckinSessions:
         args: list[Any] = [PREFIX, self.clock(), _BATCH, max_tries, realert_seconds]
         flat = self._call(self._claim, args)
         return [
-            Claimed(Work(_text(flat[i])), _text(flat[i + 1]), int(flat[i + 2]))
+            Claimed(Work(as_text(flat[i])), as_text(flat[i + 1]), int(flat[i + 2]))
             for i in range(0, len(flat), 3)
         ]
 
@@ -444,7 +440,7 @@ class CheckinSessions:
         raw = _guard(lambda: self.client.zrangebyscore(PENDING, "-inf", older_than))
         found = []
         for member in raw:
-            work, sid, attempt = _text(member).split(":")
+            work, sid, attempt = as_text(member).split(":")
             found.append(Claimed(Work(work), sid, int(attempt)))
         return found
 
@@ -458,7 +454,7 @@ class CheckinSessions:
             lambda: self.client.hmget(SESSION + sid, [f"call:{attempt}", f"calling:{attempt}"])
         )
         result, started = raw
-        return (None if result is None else _text(result)), (
+        return (None if result is None else as_text(result)), (
             None if started is None else float(started)
         )
 
@@ -496,13 +492,13 @@ class CheckinSessions:
             realert_seconds,
             why,
         ]
-        return _text(self._call(self._missed, args))
+        return as_text(self._call(self._missed, args))
 
     def extend(self, sid: str, attempt: int, *, seconds: float, most: int) -> str:
         """Put the next call off by seconds; return 'extended', 'spent' or 'stale'."""
         now = self.clock()
         args: list[Any] = [PREFIX, now, sid, attempt, now + seconds, most]
-        return _text(self._call(self._extend, args))
+        return as_text(self._call(self._extend, args))
 
     def close(self, sid: str, outcome: str, attempt: int | None = None) -> bool:
         """Close the session (only while attempt is the current one, if given)."""
@@ -528,7 +524,7 @@ class CheckinSessions:
     def recipient(self, sid: str) -> str | None:
         """Return the keyed hash of the caller's number (what opt-outs are kept by)."""
         raw = _guard(lambda: self.client.hget(SESSION + sid, "who"))
-        return None if raw is None else _text(raw)
+        return None if raw is None else as_text(raw)
 
     def _open_field(self, sid: str, name: str) -> str | None:
         sealed = _guard(lambda: self.client.hget(SESSION + sid, name))
@@ -551,7 +547,7 @@ class CheckinSessions:
 
     def annotation(self, sid: str, name: str) -> str | None:
         raw = _guard(lambda: self.client.hget(SESSION + sid, name))
-        return None if raw is None else _text(raw)
+        return None if raw is None else as_text(raw)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -562,14 +558,14 @@ class CheckinSessions:
     def escalations(self) -> list[Session]:
         """Return open escalations, the newest first."""
         ids = _guard(lambda: self.client.zrevrange(ESCALATED, 0, -1))
-        found = [self.get(_text(sid)) for sid in ids]
+        found = [self.get(as_text(sid)) for sid in ids]
         return [s for s in found if s is not None]
 
     def timeline(self, sid: str) -> list[Event]:
         raw = _guard(lambda: self.client.lrange(LOG + sid, 0, -1))
         events = []
         for entry in raw:
-            at, what, detail = _text(entry).split("|", 2)
+            at, what, detail = as_text(entry).split("|", 2)
             events.append(Event(float(at), what, detail))
         return events
 
@@ -585,7 +581,7 @@ class CheckinSessions:
             return 0
         pipe = self.client.pipeline(transaction=True)
         for raw in ids:
-            sid = _text(raw)
+            sid = as_text(raw)
             pipe.delete(SESSION + sid, LOG + sid)
             pipe.zrem(CLOSED, sid)
         _guard(pipe.execute)
@@ -593,11 +589,11 @@ class CheckinSessions:
 
 
 def _decode(raw: dict[Any, Any]) -> Session:
-    values = {_text(k): v for k, v in raw.items()}
+    values = {as_text(k): v for k, v in raw.items()}
 
     def text(name: str) -> str | None:
         value = values.get(name)
-        return None if value is None else _text(value)
+        return None if value is None else as_text(value)
 
     def number(name: str) -> float | None:
         value = text(name)

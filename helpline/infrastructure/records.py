@@ -74,9 +74,9 @@ class HashRecords:
         names = [f"sent:{kind}", f"sending:{kind}", f"text:{kind}"]
         result, started, text = self.guard(lambda: self.client.hmget(self.prefix + rid, names))
         return SendRecord(
-            result=None if result is None else _text(result),
+            result=None if result is None else as_text(result),
             started=None if started is None else float(started),
-            text=None if text is None else _text(text),
+            text=None if text is None else as_text(text),
         )
 
     def sending(self, rid: str, kind: str, text: str, at: float) -> bool:
@@ -93,5 +93,6 @@ class HashRecords:
         return self.set(rid, **{f"sent:{kind}": result})
 
 
-def _text(raw: bytes | str) -> str:
+def as_text(raw: object) -> str:
+    """A value as Redis gave it (bytes, or already text from a script), as text."""
     return raw.decode() if isinstance(raw, bytes) else str(raw)
