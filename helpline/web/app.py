@@ -65,10 +65,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     monitoring.init_app(app)
     app.register_blueprint(checkin.bp)
     console.init_app(app)
-    # Twilio's requests carry a signature instead of a CSRF token (checked in each bp).
-    console.csrf.exempt(webhooks.bp)
-    console.csrf.exempt(bridge.bp)
-    console.csrf.exempt(checkin.bp)
 
     @app.get("/")
     def home() -> BaseResponse:
