@@ -41,6 +41,7 @@ from tests.factories import (
     sign,
     sms_params,
     twilio_post,
+    wait_until,
     worker_environment,
 )
 from tests.twilio_api import TwilioApi
@@ -467,6 +468,8 @@ def test_the_keyboard_skips_to_the_content_and_every_stop_shows_its_focus_in_pag
     expect(page.get_by_role("heading", name="Callback queue")).to_be_visible()
 
     page.keyboard.press("Tab")
+    # The browser paints the focus on its own time: wait (bounded) for the link to show.
+    wait_until(lambda: (seen := _focused(page))["ring"] and seen["onScreen"], what="the skip link")
     first = _focused(page)
     assert first["text"] == "Skip to content"
     assert first["ring"] and first["onScreen"]  # hidden until focused, then seen
