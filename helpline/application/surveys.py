@@ -106,7 +106,7 @@ class SurveyDesk:
     def sent(self) -> None:
         """Count a survey text handed to Twilio in today's report."""
         pipe = self.surveys.client.pipeline(transaction=False)
-        tally.count(pipe, self.zone, "survey:sent", now=self._now())
+        tally.count(pipe, self.zone, tally.SURVEY_SENT, now=self._now())
         pipe.execute()
         SURVEYS.labels("sent").inc()
 
@@ -125,7 +125,7 @@ class SurveyDesk:
         score, words = answer
 
         def count(pipe: Pipeline, pending: Pending) -> None:
-            tally.count(pipe, self.zone, f"survey:{score}", now=self._now())
+            tally.count(pipe, self.zone, tally.SURVEY_SCORES[score - 1], now=self._now())
 
         def seal(pending: Pending) -> str:
             return self.sealer.seal(words, pending.request)
